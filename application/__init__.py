@@ -1,0 +1,1 @@
+"""Use cases of the WES orchestrator: event-sourced applications, the engine, settings."""

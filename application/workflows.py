@@ -1,0 +1,372 @@
+"""The Workflows application: the seed's saga services as use cases over event streams.
+
+Each use case is load -> command -> save. Saving also writes the workflow's next wake-up
+time into the engine's work queue in the same transaction (see `persistence`). Library
+errors are translated into the application's own (`WorkflowNotFound`, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.utils import get_topic
+
+from application.builtin_definitions import BUILTIN_DEFINITIONS
+from application.errors import ConcurrencyConflict, DefinitionNotFound, WorkflowNotFound
+from application.persistence import WesApplicationRecorder, WorkItem
+from domain.compensation import CompensationAction
+from domain.decisions import wakeup_at
+from domain.definition import WorkflowDefinition
+from domain.definition_catalog import CATALOG_ID, DefinitionCatalog
+from domain.enums import DrivenBy
+from domain.exceptions import InvalidValue
+from domain.step import StepResult
+from domain.workflow import FailureDecision, Workflow
+from domain.workflow_error import WorkflowError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1b1d1e-3c55-4f0e-9a51-7b0c3e1f9a10")
+SAFE_RETRIES = 5
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The answer to a start command."""
+
+    workflow_id: UUID
+    position: int | None
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One event of a workflow's history, for audit replay."""
+
+    version: int
+    position: int
+    event_type: str
+    timestamp: datetime
+    data: dict[str, Any]
+
+
+class Workflows(Application[UUID]):
+    """Event-sourced workflows and definitions, on PostgreSQL."""
+
+    name = "Wes"
+    env: Mapping[str, str] = {  # type: ignore[misc]
+        "APPLICATION_RECORDER_TOPIC": get_topic(WesApplicationRecorder),
+        "ORIGINATOR_ID_TYPE": "uuid",
+    }
+    snapshotting_intervals = {Workflow: 50}  # type: ignore[dict-item]
+
+    def __init__(self, env: Mapping[str, str] | None = None, clock: Clock = utc_now) -> None:
+        super().__init__(env)
+        self.clock = clock
+
+    @property
+    def store(self) -> WesApplicationRecorder:
+        return cast(WesApplicationRecorder, self.recorder)
+
+    # ------------------------------------------------------------------ saving
+
+    def save_workflow(self, wf: Workflow, now: datetime | None = None) -> int | None:
+        """Saves pending events and the work-queue wake-up; returns the last position."""
+        when = now or self.clock()
+        item = WorkItem(wf.id, wakeup_at(wf, when), wf.priority.rank)
+        try:
+            recordings = self.save(wf, work=[item])
+        except IntegrityError:
+            raise ConcurrencyConflict(wf.id) from None
+        return recordings[-1].notification.id if recordings else None
+
+    def _command(self, workflow_id: UUID, action: Callable[[Workflow, datetime], T],
+                 *, retry_on_conflict: bool = True) -> tuple[T, int | None]:
+        """Load, decide, save; on a conflict, decide again on fresh state (the command's
+        guards run again, so a retry never does what the fresh state forbids)."""
+        attempts = SAFE_RETRIES if retry_on_conflict else 1
+        for attempt in range(attempts):
+            wf = self.get_workflow(workflow_id)
+            now = self.clock()
+            result = action(wf, now)
+            try:
+                return result, self.save_workflow(wf, now)
+            except ConcurrencyConflict:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ definitions
+
+    def ensure_builtin_definitions(self) -> None:
+        for data in BUILTIN_DEFINITIONS:
+            self.register_definition(data, actor="system")
+
+    def _catalog(self) -> DefinitionCatalog:
+        try:
+            return cast(DefinitionCatalog, self.repository.get(CATALOG_ID))
+        except AggregateNotFoundError:
+            return DefinitionCatalog()
+
+    def register_definition(self, data: Mapping[str, Any] | WorkflowDefinition,
+                            actor: str = "admin") -> tuple[WorkflowDefinition, int | None]:
+        """Validates and registers a definition version (idempotent for identical content)."""
+        definition = data if isinstance(data, WorkflowDefinition) \
+            else WorkflowDefinition.from_dict(data)
+        for _ in range(SAFE_RETRIES):
+            catalog = self._catalog()
+            if not catalog.register(definition, self.clock(), actor):
+                return definition, None
+            try:
+                recordings = self.save(catalog)
+            except IntegrityError:
+                continue
+            return definition, recordings[-1].notification.id
+        raise ConcurrencyConflict(CATALOG_ID)
+
+    def get_definition(self, name: str, version: int | None = None) -> WorkflowDefinition:
+        definition = self._catalog().get(name, version)
+        if definition is None:
+            raise DefinitionNotFound(name, version)
+        return definition
+
+    def list_definitions(self) -> list[WorkflowDefinition]:
+        catalog = self._catalog()
+        return [d for n in catalog.names() for v in catalog.versions(n)
+                if (d := catalog.get(n, v)) is not None]
+
+    # ------------------------------------------------------------------ starting
+
+    def start_workflow(
+        self,
+        *,
+        definition: str | None = None,
+        version: int | None = None,
+        steps: Sequence[Mapping[str, Any]] | None = None,
+        workflow_type: str | None = None,
+        name: str | None = None,
+        input: Mapping[str, Any] | None = None,  # noqa: A002 - the seed's word
+        priority: str = "NORMAL",
+        correlation_id: str | None = None,
+        triggered_by: str = "system",
+        waveless: bool = False,
+        driven_by: str = DrivenBy.ENGINE.value,
+        max_retries: int = 3,
+        cut_off: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> Started:
+        """Seed startSaga: creates the workflow from a definition (or inline steps) and starts
+        it, unless it is waveless (then it waits PENDING for a batch to release it).
+
+        With an idempotency key the workflow id is derived from the key, so the same key
+        can only ever create one workflow, even under concurrent requests.
+        """
+        if (definition is None) == (steps is None):
+            raise InvalidValue("definition", definition, "give either a definition or steps")
+        if definition is not None:
+            spec = self.get_definition(definition, version)
+            step_data: Sequence[Mapping[str, Any]] = [s.to_dict() for s in spec.steps]
+            kind: str = spec.workflow_type.value
+            definition_id, definition_version = spec.name, spec.version
+        else:
+            step_data = list(steps or [])
+            kind = workflow_type or "ORDER_FULFILLMENT"
+            definition_id, definition_version = "inline", 1
+        workflow_id = (uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)
+                       if idempotency_key else None)
+        if workflow_id is not None and self._exists(workflow_id):
+            return Started(workflow_id, None, created=False)
+        now = self.clock()
+        wf = Workflow.create(
+            steps=step_data, now=now, workflow_type=kind, priority=priority,
+            definition_id=definition_id, definition_version=definition_version,
+            name=name or definition_id, input=input, triggered_by=triggered_by,
+            correlation_id=correlation_id, max_retries=max_retries, driven_by=driven_by,
+            cut_off=cut_off, workflow_id=workflow_id,
+        )
+        if waveless:
+            wf.enable_waveless(now)
+        else:
+            wf.start(now, actor=triggered_by)
+        try:
+            position = self.save_workflow(wf, now)
+        except ConcurrencyConflict:
+            if workflow_id is not None:
+                return Started(workflow_id, None, created=False)
+            raise
+        log.info("workflow started", extra={"workflow_id": str(wf.id),
+                                            "correlation_id": wf.correlation_id})
+        return Started(wf.id, position, created=True)
+
+    def _exists(self, workflow_id: UUID) -> bool:
+        return bool(self.events.get(workflow_id, limit=1))
+
+    # ------------------------------------------------------------------ lifecycle commands
+
+    def start(self, workflow_id: UUID, actor: str = "system") -> int | None:
+        return self._command(workflow_id, lambda wf, now: wf.start(now, actor))[1]
+
+    def pause(self, workflow_id: UUID, reason: str | None = None,
+              actor: str = "operator") -> int | None:
+        return self._command(workflow_id, lambda wf, now: wf.pause(now, reason, actor))[1]
+
+    def resume(self, workflow_id: UUID, actor: str = "operator") -> int | None:
+        return self._command(workflow_id, lambda wf, now: wf.resume(now, actor))[1]
+
+    def cancel(self, workflow_id: UUID, reason: str | None = None, actor: str = "operator",
+               compensate: bool = False) -> int | None:
+        return self._command(
+            workflow_id, lambda wf, now: wf.cancel(now, reason, actor, compensate))[1]
+
+    def retry(self, workflow_id: UUID, actor: str = "operator") -> int | None:
+        return self._command(workflow_id, lambda wf, now: wf.retry(now, actor))[1]
+
+    def retry_compensation(self, workflow_id: UUID, actor: str = "operator") -> int | None:
+        return self._command(workflow_id, lambda wf, now: wf.retry_compensation(now, actor))[1]
+
+    def enable_waveless(self, workflow_id: UUID, batch_size: int = 10,
+                        interval_ms: int = 1000) -> int | None:
+        return self._command(
+            workflow_id, lambda wf, now: wf.enable_waveless(now, batch_size, interval_ms))[1]
+
+    def complete_saga(self, workflow_id: UUID) -> int | None:
+        """Seed completeSaga."""
+        return self._command(workflow_id, lambda wf, now: wf.complete(now))[1]
+
+    def fail_saga(self, workflow_id: UUID, error: WorkflowError) -> int | None:
+        """Seed failSaga: FAILED, then compensation starts."""
+        return self._command(workflow_id, lambda wf, now: wf.fail(error, now))[1]
+
+    # ------------------------------------------------------------------ the manual step API
+
+    def start_step(self, workflow_id: UUID, step_id: str) -> int | None:
+        """Seed startStepExecution."""
+        return self._command(workflow_id, lambda wf, now: wf.start_step(step_id, now),
+                             retry_on_conflict=False)[1]
+
+    def execute_step(self, workflow_id: UUID, step_id: str, result: StepResult,
+                     attempt: int | None = None) -> int | None:
+        """Seed executeStep: records a step's result."""
+        return self._command(
+            workflow_id, lambda wf, now: wf.record_step_result(step_id, result, now, attempt),
+            retry_on_conflict=attempt is not None)[1]
+
+    def handle_step_failure(self, workflow_id: UUID, step_id: str, error: WorkflowError,
+                            attempt: int | None = None) -> tuple[FailureDecision, int | None]:
+        """Seed handleStepFailure: schedules a retry with backoff, or fails the saga."""
+        return self._command(
+            workflow_id, lambda wf, now: wf.handle_step_failure(step_id, error, now, attempt),
+            retry_on_conflict=attempt is not None)
+
+    def mark_step_compensated(self, workflow_id: UUID, step_id: str,
+                              output: Mapping[str, Any] | None = None) -> int | None:
+        return self._command(
+            workflow_id, lambda wf, now: wf.mark_step_compensated(step_id, now, output),
+            retry_on_conflict=False)[1]
+
+    def complete_compensation(self, workflow_id: UUID) -> int | None:
+        return self._command(workflow_id, lambda wf, now: wf.complete_compensation(now))[1]
+
+    def get_compensation_action(self, workflow_id: UUID, step_id: str) -> CompensationAction:
+        """Seed getCompensationAction."""
+        return self.get_workflow(workflow_id).get_compensation_action(step_id)
+
+    # ------------------------------------------------------------------ queries and replay
+
+    def get_workflow(self, workflow_id: UUID, version: int | None = None) -> Workflow:
+        try:
+            wf = self.repository.get(workflow_id, version=version)
+        except AggregateNotFoundError:
+            raise WorkflowNotFound(workflow_id) from None
+        if not isinstance(wf, Workflow):
+            raise WorkflowNotFound(workflow_id)
+        return wf
+
+    def history(self, workflow_id: UUID) -> list[HistoryEvent]:
+        """Every event of the workflow, with global positions and times."""
+        rows = self.store.history(workflow_id)
+        if not rows:
+            raise WorkflowNotFound(workflow_id)
+        events: list[HistoryEvent] = []
+        for row in rows:
+            event = self.mapper.to_domain_event(
+                StoredEvent(workflow_id, row.version, row.topic, row.state))
+            events.append(HistoryEvent(row.version, row.position, type(event).__name__,
+                                       event.timestamp, event_data(event)))
+        if not events or events[0].event_type != "Created":
+            raise WorkflowNotFound(workflow_id)
+        return events
+
+    def state_at(self, workflow_id: UUID, *, version: int | None = None,
+                 at: datetime | None = None) -> Workflow:
+        """The workflow as it was at `version`, or at time `at` (audit replay)."""
+        if version is not None and at is not None:
+            raise InvalidValue("version", version, "give either version or at, not both")
+        if version is not None:
+            if version < 1:
+                raise InvalidValue("version", version, "must be >= 1")
+            wf = self.get_workflow(workflow_id, version=version)
+            if wf.version < version:
+                raise InvalidValue("version", version,
+                                   f"the workflow has only {wf.version} events")
+            return wf
+        if at is not None:
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+            last: int | None = None
+            for event in self.events.get(workflow_id):
+                if event.timestamp > at:
+                    break
+                last = event.originator_version
+            if last is None:
+                self.get_workflow(workflow_id)  # raises WorkflowNotFound if there is none
+                raise InvalidValue("at", at.isoformat(), "the workflow did not exist yet")
+            return self.get_workflow(workflow_id, version=last)
+        return self.get_workflow(workflow_id)
+
+    def workflow_ids(self) -> list[UUID]:
+        return self.store.aggregate_ids(get_topic(Workflow.Created))
+
+    def rebuild_work_queue(self) -> int:
+        """Re-derives the engine's work queue from every workflow's events."""
+        now = self.clock()
+        items = []
+        for workflow_id in self.workflow_ids():
+            wf = self.get_workflow(workflow_id)
+            items.append(WorkItem(wf.id, wakeup_at(wf, now), wf.priority.rank))
+        self.store.replace_work_queue(items)
+        return sum(1 for i in items if i.due_at is not None)
+
+
+_BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+
+
+def event_data(event: Any) -> dict[str, Any]:
+    """An event's own fields as JSON-friendly data (for history, audit and the feed)."""
+    return {k: _jsonable(v) for k, v in vars(event).items() if k not in _BASE_FIELDS}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

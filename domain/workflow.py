@@ -1,0 +1,998 @@
+"""The Workflow aggregate (seed: WorkflowInstance): a saga folded from its events.
+
+Commands check first and then trigger an event; an event's `apply` only assigns state and
+never raises, so replaying any old history always succeeds. Time is passed in (`now`) and
+becomes the event's timestamp, which keeps the model deterministic under test and replay.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, cast
+
+from eventsourcing.domain import Aggregate
+
+from domain.compensation import CompensationAction
+from domain.enums import (
+    DrivenBy,
+    ErrorType,
+    StepStatus,
+    WorkflowPriority,
+    WorkflowStatus,
+    WorkflowType,
+)
+from domain.exceptions import (
+    InvalidStepTransition,
+    InvalidTransition,
+    InvalidValue,
+    StepNotFound,
+)
+from domain.input_mapping import UnresolvedReference, resolve
+from domain.step import StepExecution, StepResult, StepSpec
+from domain.workflow_error import WorkflowError
+
+DEFAULT_WORKFLOW_TIMEOUT_MS = 300_000
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_WAVELESS_BATCH_SIZE = 10
+DEFAULT_WAVELESS_INTERVAL_MS = 1000
+
+S = WorkflowStatus
+
+# The lifecycle of seed section 10, with our additions (COMPENSATION_FAILED, retry, and
+# cancelling a workflow that is waiting or paused). Anything not listed is refused.
+ALLOWED_TRANSITIONS: Mapping[str, Mapping[WorkflowStatus, frozenset[WorkflowStatus]]] = {
+    "start": {S.EXECUTING: frozenset({S.PENDING})},
+    "complete": {S.COMPLETED: frozenset({S.EXECUTING})},
+    "pause": {S.PAUSED: frozenset({S.EXECUTING})},
+    "resume": {S.EXECUTING: frozenset({S.PAUSED})},
+    "fail": {S.FAILED: frozenset({S.EXECUTING})},
+    "compensate": {S.COMPENSATING: frozenset({S.FAILED, S.CANCELLED})},
+    "complete_compensation": {S.COMPENSATED: frozenset({S.COMPENSATING})},
+    "fail_compensation": {S.COMPENSATION_FAILED: frozenset({S.COMPENSATING})},
+    "retry_compensation": {S.COMPENSATING: frozenset({S.COMPENSATION_FAILED})},
+    "cancel": {S.CANCELLED: frozenset({S.PENDING, S.EXECUTING, S.PAUSED})},
+    "retry": {S.EXECUTING: frozenset({S.FAILED, S.COMPENSATED, S.CANCELLED})},
+}
+
+
+def transition_allowed(action: str, from_status: WorkflowStatus) -> bool:
+    """Whether `action` may be taken while in `from_status` (the full transition table)."""
+    return any(from_status in sources for sources in ALLOWED_TRANSITIONS[action].values())
+
+
+@dataclass(frozen=True, slots=True)
+class FailureDecision:
+    """What handling a step failure decided: retry after a delay, or fail the saga."""
+
+    decision: str  # "retry" | "fail" | "recorded"
+    delay_ms: int | None = None
+    status: WorkflowStatus | None = None
+
+
+class Workflow(Aggregate):
+    """A warehouse workflow run as a saga, event-sourced."""
+
+    class Event(Aggregate.Event):
+        """Base of every workflow event: each carries the workflow's correlation id."""
+
+        correlation_id: str
+
+    class Created(Event, Aggregate.Created):
+        """A workflow was defined from a definition version; it waits in PENDING."""
+
+        class_version: ClassVar[int] = 1
+        definition_id: str
+        definition_version: int
+        name: str
+        workflow_type: str
+        priority: str
+        steps: list[dict[str, Any]]
+        input: dict[str, Any]
+        triggered_by: str
+        max_retries: int
+        driven_by: str
+        timeout_ms: int
+        cut_off: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.definition_id = self.definition_id
+            wf.definition_version = self.definition_version
+            wf.name = self.name
+            wf.workflow_type = WorkflowType(self.workflow_type)
+            wf.priority = WorkflowPriority(self.priority)
+            wf.status = S.PENDING
+            wf.steps = {}
+            for spec_data in self.steps:
+                spec = StepSpec.from_dict(spec_data)
+                wf.steps[spec.step_id] = StepExecution(spec=spec)
+            wf.input = dict(self.input)
+            wf.triggered_by = self.triggered_by
+            wf.correlation_id = self.correlation_id
+            wf.max_retries = self.max_retries
+            wf.retry_count = 0
+            wf.driven_by = DrivenBy(self.driven_by)
+            wf.timeout_ms = self.timeout_ms
+            wf.cut_off = datetime.fromisoformat(self.cut_off) if self.cut_off else None
+            wf.executed_steps = []
+            wf.compensated_steps = []
+            wf.compensation_queue = []
+            wf.errors = []
+            wf.created_at = self.timestamp
+            wf.started_at = None
+            wf.finished_at = None
+            wf.paused_reason = None
+            wf.cancel_reason = None
+            wf.cancel_compensate = False
+            wf.waveless = None
+            wf.batch_id = None
+            wf.late = False
+
+    class Started(Event):
+        """The saga started: PENDING -> EXECUTING."""
+
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.status = S.EXECUTING
+            wf.started_at = self.timestamp
+
+    class StepStarted(Event):
+        """A step's attempt began; it must finish before `deadline` or it times out."""
+
+        step_id: str
+        attempt: int
+        input_data: dict[str, Any]
+        deadline: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            step = cast(Workflow, aggregate).steps[self.step_id]
+            step.status = StepStatus.EXECUTING
+            step.attempts = self.attempt
+            step.input_data = dict(self.input_data)
+            step.started_at = self.timestamp
+            step.deadline = self.deadline
+            step.next_attempt_at = None
+
+    class StepExecuted(Event):
+        """A step completed with an output (seed WorkflowStepExecutedEvent)."""
+
+        step_id: str
+        attempt: int
+        output: dict[str, Any]
+        execution_time_ms: int
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            step = wf.steps[self.step_id]
+            step.status = StepStatus.COMPLETED
+            step.output = dict(self.output)
+            step.duration_ms = self.execution_time_ms
+            step.completed_at = self.timestamp
+            step.deadline = None
+            step.last_error = None
+            wf.executed_steps.append(self.step_id)
+
+    class StepFailed(Event):
+        """A step's attempt failed (seed WorkflowStepFailedEvent)."""
+
+        step_id: str
+        attempt: int
+        error: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            step = wf.steps[self.step_id]
+            error = WorkflowError.from_dict(self.error)
+            step.status = StepStatus.FAILED
+            step.last_error = error
+            step.deadline = None
+            wf.errors.append(error)
+
+    class StepRetryScheduled(Event):
+        """A failed step will be tried again at `due_at` (a durable timer)."""
+
+        step_id: str
+        retry_number: int
+        delay_ms: int
+        due_at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            step = cast(Workflow, aggregate).steps[self.step_id]
+            step.status = StepStatus.PENDING
+            step.next_attempt_at = self.due_at
+
+    class Paused(Event):
+        """EXECUTING -> PAUSED: no new step starts until resumed."""
+
+        reason: str | None
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.status = S.PAUSED
+            wf.paused_reason = self.reason
+
+    class Resumed(Event):
+        """PAUSED -> EXECUTING."""
+
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.status = S.EXECUTING
+            wf.paused_reason = None
+
+    class Cancelled(Event):
+        """The workflow was cancelled; with `compensate`, completed steps are undone."""
+
+        reason: str | None
+        actor: str
+        compensate: bool
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.status = S.CANCELLED
+            wf.cancel_reason = self.reason
+            wf.cancel_compensate = self.compensate
+            wf.finished_at = self.timestamp
+
+    class Failed(Event):
+        """EXECUTING -> FAILED: a step failed for good (seed WorkflowFailedEvent)."""
+
+        step_id: str | None
+        error: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.status = S.FAILED
+            error = WorkflowError.from_dict(self.error)
+            if not wf.errors or wf.errors[-1] != error:
+                wf.errors.append(error)
+
+    class CompensationStarted(Event):
+        """Compensation began; `step_ids` are undone in this (reverse completion) order."""
+
+        step_ids: list[str]
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.status = S.COMPENSATING
+            wf.compensation_queue = list(self.step_ids)
+            wf.finished_at = None
+
+    class StepCompensationStarted(Event):
+        """The compensation call of a completed step began."""
+
+        step_id: str
+        attempt: int
+        operation: str
+        deadline: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            step = cast(Workflow, aggregate).steps[self.step_id]
+            step.status = StepStatus.COMPENSATING
+            step.compensation_attempts = self.attempt
+            step.compensation_deadline = self.deadline
+            step.compensation_next_attempt_at = None
+
+    class StepCompensationFailed(Event):
+        """A compensation attempt failed; `retry_at` is set when it will be tried again."""
+
+        step_id: str
+        attempt: int
+        error: dict[str, Any]
+        retry_at: datetime | None
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            step = wf.steps[self.step_id]
+            error = WorkflowError.from_dict(self.error)
+            # The step is still done in the world: it stays COMPLETED until undone.
+            step.status = StepStatus.COMPLETED
+            step.last_error = error
+            step.compensation_deadline = None
+            step.compensation_next_attempt_at = self.retry_at
+            wf.errors.append(error)
+
+    class StepCompensated(Event):
+        """A completed step was undone."""
+
+        step_id: str
+        output: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            step = wf.steps[self.step_id]
+            step.status = StepStatus.COMPENSATED
+            step.compensation_output = dict(self.output)
+            step.compensation_deadline = None
+            step.compensation_next_attempt_at = None
+            wf.compensated_steps.append(self.step_id)
+
+    class CompensationCompleted(Event):
+        """COMPENSATING -> COMPENSATED (seed WorkflowCompensationCompletedEvent)."""
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.status = S.COMPENSATED
+            wf.finished_at = self.timestamp
+
+    class CompensationFailed(Event):
+        """A compensation exhausted its retries: COMPENSATING -> COMPENSATION_FAILED."""
+
+        step_id: str
+        error: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.status = S.COMPENSATION_FAILED
+
+    class CompensationRetried(Event):
+        """An operator retried a failed compensation: back to COMPENSATING."""
+
+        actor: str
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.status = S.COMPENSATING
+            for step_id in wf.compensation_queue:
+                step = wf.steps[step_id]
+                if step.status != StepStatus.COMPENSATED:
+                    step.compensation_attempts = 0
+                    step.compensation_next_attempt_at = None
+
+    class Completed(Event):
+        """EXECUTING -> COMPLETED: every step is done."""
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.status = S.COMPLETED
+            wf.finished_at = self.timestamp
+
+    class Retried(Event):
+        """An operator retried the workflow (seed WorkflowRetryEvent): steps not completed
+        start again from PENDING."""
+
+        retry_count: int
+        actor: str
+        reset_steps: list[str]
+
+        def apply(self, aggregate: Any) -> None:
+            wf = cast(Workflow, aggregate)
+            wf.status = S.EXECUTING
+            wf.retry_count = self.retry_count
+            wf.finished_at = None
+            wf.cancel_reason = None
+            wf.cancel_compensate = False
+            wf.compensation_queue = []
+            for step_id in self.reset_steps:
+                step = wf.steps[step_id]
+                step.status = StepStatus.PENDING
+                step.attempts = 0
+                step.next_attempt_at = None
+                step.deadline = None
+                step.output = None
+                step.compensation_attempts = 0
+                step.compensation_next_attempt_at = None
+                step.compensation_deadline = None
+                if step_id in wf.executed_steps:
+                    wf.executed_steps.remove(step_id)
+                if step_id in wf.compensated_steps:
+                    wf.compensated_steps.remove(step_id)
+
+    class WavelessEnabled(Event):
+        """Waveless processing enabled (seed WavelessProcessingEnabledEvent)."""
+
+        batch_size: int
+        interval_ms: int
+
+        def apply(self, aggregate: Any) -> None:
+            cast(Workflow, aggregate).waveless = {
+                "batch_size": self.batch_size,
+                "interval_ms": self.interval_ms,
+            }
+
+    class ReleasedInBatch(Event):
+        """A waveless batch released this workflow for execution."""
+
+        batch_id: str
+        position_in_batch: int
+
+        def apply(self, aggregate: Any) -> None:
+            cast(Workflow, aggregate).batch_id = self.batch_id
+
+    class MarkedLate(Event):
+        """The workflow can no longer make its cut-off time."""
+
+        cut_off: datetime
+        expected_finish: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            cast(Workflow, aggregate).late = True
+
+    class Snapshot(Aggregate.Snapshot):
+        """A snapshot stores the workflow's state as plain JSON-able data."""
+
+        @classmethod
+        def take(cls, aggregate: Any) -> Workflow.Snapshot:
+            wf = cast(Workflow, aggregate)
+            return cls(  # type: ignore[call-arg]
+                originator_id=wf.id,
+                originator_version=wf.version,
+                timestamp=cls.create_timestamp(),
+                topic=Workflow.TOPIC_NAME,
+                state=wf.snapshot_state(),
+            )
+
+        def mutate(self, _: None) -> Workflow:
+            return Workflow.from_snapshot_state(
+                self.originator_id, self.originator_version, self.state
+            )
+
+    TOPIC_NAME: ClassVar[str] = "domain.workflow:Workflow"
+
+    # State, assigned by Created.apply; declared here for readers and type checkers.
+    definition_id: str
+    definition_version: int
+    name: str
+    workflow_type: WorkflowType
+    priority: WorkflowPriority
+    status: WorkflowStatus
+    steps: dict[str, StepExecution]
+    input: dict[str, Any]
+    triggered_by: str
+    correlation_id: str
+    max_retries: int
+    retry_count: int
+    driven_by: DrivenBy
+    timeout_ms: int
+    cut_off: datetime | None
+    executed_steps: list[str]
+    compensated_steps: list[str]
+    compensation_queue: list[str]
+    errors: list[WorkflowError]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    paused_reason: str | None
+    cancel_reason: str | None
+    cancel_compensate: bool
+    waveless: dict[str, int] | None
+    batch_id: str | None
+    late: bool
+
+    def __init__(self) -> None:
+        """State comes from Created.apply."""
+
+    # ------------------------------------------------------------------ creation
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        steps: Sequence[StepSpec | Mapping[str, Any]],
+        now: datetime,
+        workflow_type: str | WorkflowType = WorkflowType.ORDER_FULFILLMENT,
+        priority: str | WorkflowPriority = WorkflowPriority.NORMAL,
+        definition_id: str = "inline",
+        definition_version: int = 1,
+        name: str | None = None,
+        input: Mapping[str, Any] | None = None,  # noqa: A002 - the seed's name
+        triggered_by: str = "system",
+        correlation_id: str | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        driven_by: str | DrivenBy = DrivenBy.ENGINE,
+        timeout_ms: int = DEFAULT_WORKFLOW_TIMEOUT_MS,
+        cut_off: datetime | None = None,
+        workflow_id: uuid.UUID | None = None,
+    ) -> Workflow:
+        """Validates everything, then records Created (status PENDING)."""
+        kind = _parse(WorkflowType, workflow_type, "type")
+        prio = _parse(WorkflowPriority, priority, "priority")
+        mode = _parse(DrivenBy, driven_by, "driven_by")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise InvalidValue("max_retries", max_retries, "must be an integer >= 0")
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
+            raise InvalidValue("timeout_ms", timeout_ms, "must be an integer > 0")
+        if cut_off is not None and cut_off.tzinfo is None:
+            raise InvalidValue("cut_off", cut_off, "must carry a time zone")
+        if input is not None and not isinstance(input, Mapping):
+            raise InvalidValue("input", input, "must be an object")
+        specs = _specs(steps)
+        return cls._create(
+            cls.Created,
+            id=workflow_id,
+            timestamp=now,
+            correlation_id=correlation_id or f"corr-{uuid.uuid4().hex[:12]}",
+            definition_id=definition_id,
+            definition_version=definition_version,
+            name=name or definition_id,
+            workflow_type=kind.value,
+            priority=prio.value,
+            steps=[s.to_dict() for s in specs],
+            input=dict(input or {}),
+            triggered_by=triggered_by or "system",
+            max_retries=max_retries,
+            driven_by=mode.value,
+            timeout_ms=timeout_ms,
+            cut_off=cut_off.isoformat() if cut_off else None,
+        )
+
+    def _trigger(self, event_class: type[Any], now: datetime, **kwargs: Any) -> None:
+        self.trigger_event(event_class, timestamp=now, correlation_id=self.correlation_id,
+                           **kwargs)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, now: datetime, actor: str = "system") -> None:
+        """PENDING -> EXECUTING (seed startSaga)."""
+        self._check("start")
+        self._trigger(self.Started, now, actor=actor)
+
+    def pause(self, now: datetime, reason: str | None = None, actor: str = "operator") -> None:
+        """EXECUTING -> PAUSED; a step already running may still record its outcome."""
+        self._check("pause")
+        self._trigger(self.Paused, now, reason=reason, actor=actor)
+
+    def resume(self, now: datetime, actor: str = "operator") -> None:
+        """PAUSED -> EXECUTING."""
+        self._check("resume")
+        self._trigger(self.Resumed, now, actor=actor)
+
+    def cancel(self, now: datetime, reason: str | None = None, actor: str = "operator",
+               compensate: bool = False) -> None:
+        """Stops further steps; with `compensate`, completed steps are undone afterwards."""
+        self._check("cancel")
+        self._trigger(self.Cancelled, now, reason=reason, actor=actor, compensate=compensate)
+        if compensate and not self._step_in_flight():
+            self._start_compensation(now, reason=f"cancelled: {reason or 'no reason given'}")
+
+    def retry(self, now: datetime, actor: str = "operator") -> None:
+        """Runs a FAILED, COMPENSATED or CANCELLED workflow again (seed WorkflowRetryEvent)."""
+        self._check("retry")
+        if self.retry_count >= self.max_retries:
+            raise InvalidTransition(
+                self.id, self.status, "retry",
+                f"retry count {self.retry_count} has reached max retries {self.max_retries}",
+            )
+        if self._step_in_flight():
+            raise InvalidTransition(self.id, self.status, "retry", "a step is still executing")
+        reset = [s.step_id for s in self.steps.values()
+                 if s.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED)]
+        self._trigger(self.Retried, now, retry_count=self.retry_count + 1, actor=actor,
+                      reset_steps=reset)
+
+    def complete(self, now: datetime) -> None:
+        """EXECUTING -> COMPLETED, once every step is COMPLETED or SKIPPED (seed completeSaga)."""
+        self._check("complete")
+        unfinished = [s.step_id for s in self.steps.values()
+                      if s.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED)]
+        if unfinished:
+            raise InvalidTransition(self.id, self.status, "complete",
+                                    f"steps not completed: {unfinished}")
+        self._trigger(self.Completed, now)
+
+    def fail(self, error: WorkflowError, now: datetime) -> None:
+        """Seed failSaga: EXECUTING -> FAILED, then compensation starts at once."""
+        self._check("fail")
+        self._trigger(self.Failed, now, step_id=error.step_id, error=error.to_dict())
+        self._start_compensation(now, reason=f"{error.code}: {error.message}")
+
+    def compensate(self, now: datetime, reason: str = "compensation requested") -> None:
+        """FAILED (or cancelled with compensation) -> COMPENSATING (seed workflow.compensate())."""
+        self._check("compensate")
+        self._start_compensation(now, reason=reason)
+
+    def _start_compensation(self, now: datetime, reason: str) -> None:
+        to_undo = [s.step_id for s in self.steps_requiring_compensation()]
+        self._trigger(self.CompensationStarted, now, step_ids=to_undo, reason=reason)
+        if not to_undo:
+            # Nothing was done, so nothing needs undoing: compensation is complete at once.
+            self._trigger(self.CompensationCompleted, now)
+
+    def enable_waveless(self, now: datetime, batch_size: int = DEFAULT_WAVELESS_BATCH_SIZE,
+                        interval_ms: int = DEFAULT_WAVELESS_INTERVAL_MS) -> None:
+        """Records WavelessEnabled with its settings (seed section 6)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidValue("batch_size", batch_size, "must be an integer >= 1")
+        if isinstance(interval_ms, bool) or not isinstance(interval_ms, int) or interval_ms < 1:
+            raise InvalidValue("interval_ms", interval_ms, "must be an integer >= 1")
+        if not self.can_transition_to_waveless():
+            raise InvalidTransition(
+                self.id, self.status, "enable waveless",
+                f"needs a waveless-capable type (ORDER_FULFILLMENT, PICKING, PACKING) that is "
+                f"PENDING or EXECUTING; this one is {self.workflow_type}",
+            )
+        if self.waveless is not None:
+            raise InvalidTransition(self.id, self.status, "enable waveless", "already enabled")
+        self._trigger(self.WavelessEnabled, now, batch_size=batch_size, interval_ms=interval_ms)
+
+    def release_in_batch(self, now: datetime, batch_id: str, position: int) -> None:
+        """A waveless batch admits this PENDING workflow: records the batch, then starts it."""
+        if self.waveless is None:
+            raise InvalidTransition(self.id, self.status, "release in batch", "not waveless")
+        self._check("start")
+        self._trigger(self.ReleasedInBatch, now, batch_id=batch_id, position_in_batch=position)
+        self._trigger(self.Started, now, actor=f"waveless:{batch_id}")
+
+    def mark_late(self, now: datetime, expected_finish: datetime) -> None:
+        """Flags that the cut-off can no longer be met (recorded once)."""
+        if self.cut_off is None or self.late or self.status.is_terminal:
+            return
+        self._trigger(self.MarkedLate, now, cut_off=self.cut_off, expected_finish=expected_finish)
+
+    # ------------------------------------------------------------------ steps
+
+    def start_step(self, step_id: str, now: datetime) -> StepExecution:
+        """Seed startStepExecution: the next step in order begins an attempt."""
+        step = self._step(step_id)
+        if self.status != S.EXECUTING:
+            raise InvalidTransition(self.id, self.status, f"start step {step_id!r}")
+        if step.status != StepStatus.PENDING:
+            raise InvalidStepTransition(self.id, step_id, step.status, "start")
+        running = self._step_in_flight()
+        if running is not None:
+            raise InvalidStepTransition(self.id, step_id, step.status,
+                                        f"start while step {running.step_id!r} is executing")
+        for earlier in self.steps.values():
+            if earlier.step_id == step_id:
+                break
+            if earlier.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+                raise InvalidStepTransition(
+                    self.id, step_id, step.status,
+                    f"start before earlier step {earlier.step_id!r} is completed",
+                )
+        input_data = self.resolve_step_input(step_id)
+        self._trigger(
+            self.StepStarted, now, step_id=step_id, attempt=step.attempts + 1,
+            input_data=input_data, deadline=now + timedelta(milliseconds=step.spec.timeout_ms),
+        )
+        return step
+
+    def resolve_step_input(self, step_id: str) -> dict[str, Any]:
+        """The step's input with references to the workflow input and outputs resolved."""
+        step = self._step(step_id)
+        outputs = {s.step_id: s.output for s in self.steps.values() if s.output is not None}
+        try:
+            return cast(dict[str, Any], resolve(step.spec.input, self.input, outputs))
+        except UnresolvedReference as e:
+            raise InvalidValue(f"steps[{step_id}].input", dict(step.spec.input), str(e)) from None
+
+    def record_step_result(self, step_id: str, result: StepResult, now: datetime,
+                           attempt: int | None = None) -> None:
+        """Seed executeStep: the running step completed with `result`."""
+        step = self._step(step_id)
+        if result.step_id != step_id:
+            raise InvalidValue("result.step_id", result.step_id, f"does not match {step_id!r}")
+        self._check_step_outcome_allowed(step, "record a result", attempt)
+        self._trigger(self.StepExecuted, now, step_id=step_id, attempt=step.attempts,
+                      output=dict(result.output), execution_time_ms=result.execution_time_ms)
+
+    def handle_step_failure(self, step_id: str, error: WorkflowError, now: datetime,
+                            attempt: int | None = None) -> FailureDecision:
+        """Seed handleStepFailure: retry with backoff if recoverable and retries remain,
+        otherwise fail the saga and start compensation."""
+        step = self._step(step_id)
+        if step.status == StepStatus.PENDING and step.next_attempt_at is None \
+                and self.status == S.EXECUTING and attempt is None:
+            # A failure before the step could start (e.g. its input does not resolve).
+            pass
+        else:
+            self._check_step_outcome_allowed(step, "record a failure", attempt)
+        if error.step_id != step_id:
+            error = WorkflowError(step_id, error.service, error.code, error.message,
+                                  error.error_type, error.recoverable, error.occurred_at,
+                                  error.detail)
+        if error.occurred_at is None:
+            error = WorkflowError(error.step_id, error.service, error.code, error.message,
+                                  error.error_type, error.recoverable, now, error.detail)
+        self._trigger(self.StepFailed, now, step_id=step_id, attempt=max(step.attempts, 1),
+                      error=error.to_dict())
+        if self.status == S.CANCELLED:
+            return FailureDecision("recorded", status=self.status)
+        policy = step.spec.retry_policy
+        retries_so_far = max(step.attempts, 1) - 1
+        if error.recoverable and policy.can_retry(retries_so_far):
+            delay = policy.calculate_delay(retries_so_far)
+            self._trigger(self.StepRetryScheduled, now, step_id=step_id,
+                          retry_number=retries_so_far + 1, delay_ms=delay,
+                          due_at=now + timedelta(milliseconds=delay))
+            return FailureDecision("retry", delay_ms=delay, status=self.status)
+        if self.status == S.PAUSED:
+            # The saga fails when resumed: a paused workflow takes no new decisions.
+            return FailureDecision("fail", status=self.status)
+        final = error
+        if error.recoverable:
+            final = WorkflowError(step_id, error.service, "RETRIES_EXHAUSTED",
+                                  f"{error.message} (after {retries_so_far} retries)",
+                                  error.error_type, False, now, error.detail)
+        self.fail(final, now)
+        return FailureDecision("fail", status=self.status)
+
+    def _check_step_outcome_allowed(self, step: StepExecution, action: str,
+                                    attempt: int | None) -> None:
+        if self.status not in (S.EXECUTING, S.PAUSED, S.CANCELLED):
+            raise InvalidTransition(self.id, self.status, f"{action} for step {step.step_id!r}")
+        if step.status != StepStatus.EXECUTING:
+            raise InvalidStepTransition(self.id, step.step_id, step.status, action)
+        if attempt is not None and attempt != step.attempts:
+            raise InvalidStepTransition(
+                self.id, step.step_id, step.status,
+                f"{action} for attempt {attempt}: the current attempt is {step.attempts}",
+            )
+
+    # ------------------------------------------------------------------ compensation
+
+    def start_step_compensation(self, step_id: str, now: datetime) -> CompensationAction:
+        """Begins undoing a completed step; returns the action to execute."""
+        step = self._step(step_id)
+        if self.status != S.COMPENSATING:
+            raise InvalidTransition(self.id, self.status, f"compensate step {step_id!r}")
+        if step_id not in self.compensation_queue or step.status != StepStatus.COMPLETED:
+            raise InvalidStepTransition(self.id, step_id, step.status, "start compensation")
+        action = self.get_compensation_action(step_id)
+        self._trigger(
+            self.StepCompensationStarted, now, step_id=step_id,
+            attempt=step.compensation_attempts + 1, operation=action.operation,
+            deadline=now + timedelta(milliseconds=action.timeout_ms),
+        )
+        return action
+
+    def mark_step_compensated(self, step_id: str, now: datetime,
+                              output: Mapping[str, Any] | None = None,
+                              attempt: int | None = None) -> None:
+        """A step was undone. A COMPLETED step has its compensation start recorded first."""
+        step = self._step(step_id)
+        if self.status != S.COMPENSATING:
+            raise InvalidTransition(self.id, self.status, f"mark step {step_id!r} compensated")
+        if step.status == StepStatus.COMPLETED and step_id in self.compensation_queue:
+            self.start_step_compensation(step_id, now)
+        elif step.status != StepStatus.COMPENSATING:
+            raise InvalidStepTransition(self.id, step_id, step.status, "mark compensated")
+        elif attempt is not None and attempt != step.compensation_attempts:
+            raise InvalidStepTransition(self.id, step_id, step.status,
+                                        f"mark compensated for stale attempt {attempt}")
+        self._trigger(self.StepCompensated, now, step_id=step_id, output=dict(output or {}))
+
+    def handle_compensation_failure(self, step_id: str, error: WorkflowError, now: datetime,
+                                    attempt: int | None = None) -> FailureDecision:
+        """A compensation attempt failed: retry with backoff, or COMPENSATION_FAILED."""
+        step = self._step(step_id)
+        if self.status != S.COMPENSATING:
+            raise InvalidTransition(self.id, self.status, f"fail compensation of {step_id!r}")
+        if step.status != StepStatus.COMPENSATING:
+            raise InvalidStepTransition(self.id, step_id, step.status, "fail compensation")
+        if attempt is not None and attempt != step.compensation_attempts:
+            raise InvalidStepTransition(self.id, step_id, step.status,
+                                        f"fail compensation for stale attempt {attempt}")
+        action = self.get_compensation_action(step_id)
+        retries_so_far = step.compensation_attempts - 1
+        can_retry = error.recoverable and retries_so_far < action.max_retries
+        delay = step.spec.retry_policy.calculate_delay(retries_so_far) if can_retry else None
+        error = WorkflowError(step_id, error.service or action.service, error.code, error.message,
+                              error.error_type, error.recoverable, error.occurred_at or now,
+                              error.detail)
+        self._trigger(
+            self.StepCompensationFailed, now, step_id=step_id,
+            attempt=step.compensation_attempts, error=error.to_dict(),
+            retry_at=now + timedelta(milliseconds=delay) if delay is not None else None,
+        )
+        if can_retry:
+            return FailureDecision("retry", delay_ms=delay, status=self.status)
+        final = WorkflowError(step_id, error.service, "COMPENSATION_FAILED",
+                              f"compensation of {step_id!r} failed: {error.message}",
+                              ErrorType.COMPENSATION_FAILED, False, now, error.detail)
+        self._trigger(self.CompensationFailed, now, step_id=step_id, error=final.to_dict())
+        return FailureDecision("fail", status=self.status)
+
+    def complete_compensation(self, now: datetime) -> None:
+        """COMPENSATING -> COMPENSATED once every queued step is undone."""
+        self._check("complete_compensation")
+        remaining = [s for s in self.compensation_queue
+                     if self.steps[s].status != StepStatus.COMPENSATED]
+        if remaining:
+            raise InvalidTransition(self.id, self.status, "complete compensation",
+                                    f"steps not yet compensated: {remaining}")
+        self._trigger(self.CompensationCompleted, now)
+
+    def retry_compensation(self, now: datetime, actor: str = "operator") -> None:
+        """COMPENSATION_FAILED -> COMPENSATING, with fresh compensation retries."""
+        self._check("retry_compensation")
+        self._trigger(self.CompensationRetried, now, actor=actor)
+
+    def compensation_request(self, step_id: str) -> dict[str, Any]:
+        """The compensation call's body: parameters resolved against input and outputs."""
+        action = self.get_compensation_action(step_id)
+        outputs = {s.step_id: s.output for s in self.steps.values() if s.output is not None}
+        try:
+            return cast(dict[str, Any], resolve(action.request_body(), self.input, outputs))
+        except UnresolvedReference as e:
+            raise InvalidValue(f"steps[{step_id}].compensation.parameters",
+                               action.request_body(), str(e)) from None
+
+    def get_compensation_action(self, step_id: str) -> CompensationAction:
+        """The step's compensation action (seed getCompensationAction)."""
+        step = self._step(step_id)
+        if step.spec.compensation is None:
+            raise InvalidStepTransition(self.id, step_id, step.status,
+                                        "be compensated: it has no compensation action")
+        return step.spec.compensation
+
+    # ------------------------------------------------------------------ queries (seed section 9)
+
+    @property
+    def progress_percentage(self) -> float:
+        """(COMPLETED + SKIPPED steps) / all steps x 100; 0 with no steps."""
+        if not self.steps:
+            return 0.0
+        done = sum(1 for s in self.steps.values()
+                   if s.status in (StepStatus.COMPLETED, StepStatus.SKIPPED))
+        return done * 100.0 / len(self.steps)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status.is_active
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def has_timed_out(self, timeout_ms: int, now: datetime) -> bool:
+        """Running longer than `timeout_ms`; never for a terminal or not-yet-started one."""
+        if self.is_terminal or self.started_at is None:
+            return False
+        return now - self.started_at > timedelta(milliseconds=timeout_ms)
+
+    @property
+    def current_step_id(self) -> str | None:
+        """The executing step, else the next one to run; None when all are done."""
+        running = self._step_in_flight()
+        if running is not None:
+            return running.step_id
+        for step in self.steps.values():
+            if step.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED,
+                                   StepStatus.COMPENSATED):
+                return step.step_id
+        return None
+
+    def steps_requiring_compensation(self) -> list[StepExecution]:
+        """COMPLETED steps with a compensation action, last completed first."""
+        return [self.steps[s] for s in reversed(self.executed_steps)
+                if self.steps[s].status == StepStatus.COMPLETED
+                and self.steps[s].spec.compensation is not None]
+
+    @property
+    def compensation_progress(self) -> float:
+        """compensated / executed x 100; 100 when nothing was executed."""
+        if not self.executed_steps:
+            return 100.0
+        return len(self.compensated_steps) * 100.0 / len(self.executed_steps)
+
+    def can_transition_to_waveless(self) -> bool:
+        """Waveless-capable type and PENDING or EXECUTING, any priority (see SEED-FACTS)."""
+        return self.workflow_type.is_waveless_capable and self.status in (S.PENDING, S.EXECUTING)
+
+    def step(self, step_id: str) -> StepExecution:
+        return self._step(step_id)
+
+    def pending_compensation(self) -> list[str]:
+        return [s for s in self.compensation_queue
+                if self.steps[s].status != StepStatus.COMPENSATED]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check(self, action: str) -> None:
+        if not transition_allowed(action, self.status):
+            raise InvalidTransition(self.id, self.status, action.replace("_", " "))
+
+    def _step(self, step_id: str) -> StepExecution:
+        try:
+            return self.steps[step_id]
+        except KeyError:
+            raise StepNotFound(self.id, step_id) from None
+
+    def _step_in_flight(self) -> StepExecution | None:
+        for step in self.steps.values():
+            if step.status in (StepStatus.EXECUTING, StepStatus.COMPENSATING):
+                return step
+        return None
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """The whole state as JSON-able data (used by Workflow.Snapshot)."""
+        return {
+            "definition_id": self.definition_id,
+            "definition_version": self.definition_version,
+            "name": self.name,
+            "workflow_type": self.workflow_type.value,
+            "priority": self.priority.value,
+            "status": self.status.value,
+            "steps": [s.to_dict() for s in self.steps.values()],
+            "input": self.input,
+            "triggered_by": self.triggered_by,
+            "correlation_id": self.correlation_id,
+            "max_retries": self.max_retries,
+            "retry_count": self.retry_count,
+            "driven_by": self.driven_by.value,
+            "timeout_ms": self.timeout_ms,
+            "cut_off": _iso(self.cut_off),
+            "executed_steps": list(self.executed_steps),
+            "compensated_steps": list(self.compensated_steps),
+            "compensation_queue": list(self.compensation_queue),
+            "errors": [e.to_dict() for e in self.errors],
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "modified_on": _iso(self.modified_on),
+            "paused_reason": self.paused_reason,
+            "cancel_reason": self.cancel_reason,
+            "cancel_compensate": self.cancel_compensate,
+            "waveless": self.waveless,
+            "batch_id": self.batch_id,
+            "late": self.late,
+        }
+
+    @classmethod
+    def from_snapshot_state(cls, workflow_id: uuid.UUID, version: int,
+                            state: Mapping[str, Any]) -> Workflow:
+        wf = object.__new__(cls)
+        created_at = _dt(state["created_at"])
+        wf.__base_init__(workflow_id, version, created_at)
+        wf.modified_on = _dt(state["modified_on"])
+        wf.definition_id = state["definition_id"]
+        wf.definition_version = state["definition_version"]
+        wf.name = state["name"]
+        wf.workflow_type = WorkflowType(state["workflow_type"])
+        wf.priority = WorkflowPriority(state["priority"])
+        wf.status = WorkflowStatus(state["status"])
+        wf.steps = {d["spec"]["step_id"]: StepExecution.from_dict(d) for d in state["steps"]}
+        wf.input = dict(state["input"])
+        wf.triggered_by = state["triggered_by"]
+        wf.correlation_id = state["correlation_id"]
+        wf.max_retries = state["max_retries"]
+        wf.retry_count = state["retry_count"]
+        wf.driven_by = DrivenBy(state["driven_by"])
+        wf.timeout_ms = state["timeout_ms"]
+        wf.cut_off = _dt(state["cut_off"])
+        wf.executed_steps = list(state["executed_steps"])
+        wf.compensated_steps = list(state["compensated_steps"])
+        wf.compensation_queue = list(state["compensation_queue"])
+        wf.errors = [WorkflowError.from_dict(e) for e in state["errors"]]
+        wf.created_at = created_at
+        wf.started_at = _dt(state["started_at"])
+        wf.finished_at = _dt(state["finished_at"])
+        wf.paused_reason = state["paused_reason"]
+        wf.cancel_reason = state["cancel_reason"]
+        wf.cancel_compensate = state["cancel_compensate"]
+        wf.waveless = state["waveless"]
+        wf.batch_id = state["batch_id"]
+        wf.late = state["late"]
+        return wf
+
+
+def _parse(enum: Any, value: Any, field: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        raise InvalidValue(field, value, f"must be one of {[e.value for e in enum]}") from None
+
+
+def _specs(steps: Iterable[StepSpec | Mapping[str, Any]]) -> list[StepSpec]:
+    from domain.definition import validate_steps
+
+    return validate_steps(list(steps))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dt(value: Any) -> Any:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
