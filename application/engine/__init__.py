@@ -1,0 +1,1 @@
+"""The execution engine: workers that drive workflows through their steps, crash-safe."""

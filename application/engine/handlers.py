@@ -1,0 +1,116 @@
+"""Step handlers: how a step (or a compensation) is carried out.
+
+A handler receives a `StepCall` and returns a `StepOutcome`; it never raises for a failed
+call (failures are outcomes). The engine picks a handler per call: a registered Python
+callable for the service, otherwise the HTTP handler that POSTs to a service instance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+from domain.workflow_error import WorkflowError
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    """One invocation of a step's (or its compensation's) operation."""
+
+    workflow_id: UUID
+    step_id: str
+    attempt: int
+    service: str
+    operation: str
+    input: Mapping[str, Any]
+    timeout_s: float
+    correlation_id: str
+    compensation: bool = False
+
+    @property
+    def idempotency_key(self) -> str:
+        """`<workflow_id>:<step_id>:<attempt>`; a compensation call adds `:compensate`."""
+        key = f"{self.workflow_id}:{self.step_id}:{self.attempt}"
+        return f"{key}:compensate" if self.compensation else key
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """Success with an output, or a classified error; with the time it took."""
+
+    output: dict[str, Any] | None
+    error: WorkflowError | None
+    duration_ms: int
+    instance: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @classmethod
+    def success(cls, output: Mapping[str, Any], duration_ms: int,
+                instance: str | None = None) -> StepOutcome:
+        return cls(dict(output), None, duration_ms, instance)
+
+    @classmethod
+    def failure(cls, error: WorkflowError, duration_ms: int,
+                instance: str | None = None) -> StepOutcome:
+        return cls(None, error, duration_ms, instance)
+
+
+class StepHandler(Protocol):
+    """Carries out a call; returns an outcome instead of raising."""
+
+    def __call__(self, call: StepCall) -> StepOutcome: ...
+
+
+PythonStep = Callable[[StepCall], Mapping[str, Any]]
+
+
+class PythonHandler:
+    """Runs registered Python callables in-process (for in-process steps and tests).
+
+    Callables are registered per service, or per (service, operation); they return the
+    output mapping, or raise: the exception is classified like any other failure.
+    """
+
+    def __init__(self) -> None:
+        self._by_operation: dict[tuple[str, str], PythonStep] = {}
+        self._by_service: dict[str, PythonStep] = {}
+
+    def register(self, service: str, fn: PythonStep, operation: str | None = None) -> None:
+        if operation is None:
+            self._by_service[service] = fn
+        else:
+            self._by_operation[(service, operation)] = fn
+
+    def handles(self, service: str, operation: str) -> bool:
+        return (service, operation) in self._by_operation or service in self._by_service
+
+    def __call__(self, call: StepCall) -> StepOutcome:
+        fn = self._by_operation.get((call.service, call.operation)) \
+            or self._by_service.get(call.service)
+        started = time.perf_counter()
+        if fn is None:
+            error = WorkflowError.create(call.step_id, call.service, "NO_HANDLER",
+                                         f"no handler for {call.service}/{call.operation}",
+                                         "INTERNAL_ERROR", False)
+            return StepOutcome.failure(error, 0)
+        try:
+            output = fn(call)
+        except Exception as exc:  # a handler that raises is a failed step, not a dead worker
+            elapsed = int((time.perf_counter() - started) * 1000)
+            return StepOutcome.failure(
+                WorkflowError.from_exception(call.step_id, call.service, exc), elapsed)
+        elapsed = int((time.perf_counter() - started) * 1000)
+        if not isinstance(output, Mapping):
+            error = WorkflowError.create(
+                call.step_id, call.service, "BAD_OUTPUT",
+                f"handler returned {type(output).__name__}, not an object",
+                "INTERNAL_ERROR", True, detail=repr(output)[:500])
+            return StepOutcome.failure(error, elapsed)
+        return StepOutcome.success(output, elapsed, instance="python")
