@@ -1,0 +1,1 @@
+"""The `wes` command line: an entrypoint, like the HTTP API."""
