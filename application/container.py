@@ -1,0 +1,68 @@
+"""The composition root: builds every part from Settings; nothing connects at import time."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from application import database
+from application.database import Database
+from application.engine.dispatch import Dispatcher
+from application.engine.handlers import PythonHandler
+from application.engine.worker import Worker
+from application.settings import Settings
+from application.workflows import Workflows
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIMULATOR_URL = "http://127.0.0.1:8000/sim"
+
+
+@dataclass
+class Container:
+    """The built system: database, application, handlers; workers are made on demand."""
+
+    settings: Settings
+    db: Database
+    workflows: Workflows
+    python_handlers: PythonHandler
+    dispatcher: Dispatcher
+    registry: Any = None
+    http_handler: Any = None
+    workers: list[Worker] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings | None = None, *, simulator_url: str | None = None,
+              db: Database | None = None) -> Container:
+        settings = settings or Settings.from_env()
+        db = db or database.resolve(settings.database_url, settings.schema)
+        env = {**db.env(), **settings.extra_env}
+        workflows = Workflows(env=env)
+        workflows.ensure_builtin_definitions()
+        from application.engine.http_handler import HttpStepHandler
+        from application.engine.registry import ServiceRegistry
+
+        if settings.services:
+            registry = ServiceRegistry(settings.services)
+        else:
+            registry = ServiceRegistry.simulated(simulator_url or DEFAULT_SIMULATOR_URL)
+        http_handler = HttpStepHandler(registry)
+        python_handlers = PythonHandler()
+        dispatcher = Dispatcher(python_handlers, http_handler)
+        return cls(settings, db, workflows, python_handlers, dispatcher, registry, http_handler)
+
+    def worker(self, concurrency: int = 4, worker_id: str | None = None) -> Worker:
+        worker = Worker(self.workflows, self.dispatcher, worker_id=worker_id,
+                        concurrency=concurrency, lease_seconds=self.settings.worker_lease_seconds,
+                        poll_seconds=self.settings.worker_poll_seconds)
+        self.workers.append(worker)
+        return worker
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.dispatcher.close()
+        if self.http_handler is not None and hasattr(self.http_handler, "close"):
+            self.http_handler.close()
+        self.workflows.close()

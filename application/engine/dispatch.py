@@ -1,0 +1,47 @@
+"""Chooses the handler for a call: a registered Python callable, else HTTP to the service."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+from application.engine.handlers import PythonHandler, StepCall, StepHandler, StepOutcome
+from domain.enums import ErrorType
+from domain.workflow_error import WorkflowError
+
+
+class Dispatcher:
+    """Routes each call; Python callables run under the step's timeout too."""
+
+    def __init__(self, python: PythonHandler | None = None, remote: StepHandler | None = None,
+                 max_threads: int = 16) -> None:
+        self.python = python or PythonHandler()
+        self.remote = remote
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_threads, "wes-step")
+
+    def __call__(self, call: StepCall) -> StepOutcome:
+        if self.python.handles(call.service, call.operation):
+            return self._run_python(call)
+        if self.remote is None:
+            error = WorkflowError.create(
+                call.step_id, call.service, "NO_HANDLER",
+                f"no handler for service {call.service!r}: register a Python handler or "
+                "configure the service in WES_SERVICES", ErrorType.INTERNAL_ERROR, False)
+            return StepOutcome.failure(error, 0)
+        return self.remote(call)
+
+    def _run_python(self, call: StepCall) -> StepOutcome:
+        started = time.perf_counter()
+        future = self._pool.submit(self.python, call)
+        try:
+            return future.result(timeout=call.timeout_s)
+        except concurrent.futures.TimeoutError:
+            # The callable keeps running in its thread; its late result is discarded.
+            error = WorkflowError.create(
+                call.step_id, call.service, "STEP_TIMEOUT",
+                f"{call.service}/{call.operation} did not finish within {call.timeout_s:.3f} s",
+                ErrorType.TIMEOUT, True)
+            return StepOutcome.failure(error, int((time.perf_counter() - started) * 1000))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
