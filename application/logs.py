@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("wes_log_context",
-                                                                          default={})
+# The default is never mutated: workflow_context always sets a new dict.
+_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
+    "wes_log_context", default={})  # noqa: B039
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 

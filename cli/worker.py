@@ -1,0 +1,34 @@
+"""`wes worker`: one engine worker process, competing with any others."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import typer
+
+from application import logs
+from application.container import Container
+from application.settings import Settings
+
+
+def worker(
+    concurrency: int = typer.Option(4, min=1, max=256, help="Workflows driven at once."),
+    simulator_url: str = typer.Option(
+        None, envvar="WES_SIMULATOR_URL",
+        help="Base URL of simulated services when WES_SERVICES is not set."),
+) -> None:
+    """Run an engine worker until SIGTERM/SIGINT (then finish the current steps and exit)."""
+    settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_json)
+    container = Container.build(settings, simulator_url=simulator_url)
+    engine = container.worker(concurrency=concurrency)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    engine.start()
+    typer.echo(f"worker {engine.worker_id} running on {container.db.url} "
+               f"(concurrency {concurrency}); Ctrl-C to stop", err=True)
+    stop.wait()
+    typer.echo("stopping: finishing steps in flight", err=True)
+    container.close()
