@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, cast
 
@@ -32,6 +32,7 @@ from domain.exceptions import (
 )
 from domain.input_mapping import UnresolvedReference, resolve
 from domain.step import StepExecution, StepResult, StepSpec
+from domain.waveless import can_transition_to_waveless
 from domain.workflow_error import WorkflowError
 
 DEFAULT_WORKFLOW_TIMEOUT_MS = 300_000
@@ -483,7 +484,7 @@ class Workflow(Aggregate):
         definition_id: str = "inline",
         definition_version: int = 1,
         name: str | None = None,
-        input: Mapping[str, Any] | None = None,  # noqa: A002 - the seed's name
+        input: Mapping[str, Any] | None = None,
         triggered_by: str = "system",
         correlation_id: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
@@ -579,8 +580,18 @@ class Workflow(Aggregate):
         self._trigger(self.Completed, now)
 
     def fail(self, error: WorkflowError, now: datetime) -> None:
-        """Seed failSaga: EXECUTING -> FAILED, then compensation starts at once."""
+        """Seed failSaga: EXECUTING -> FAILED, then compensation starts at once.
+
+        A step still executing is recorded as failed first: its outcome can no longer be
+        accepted, and a step left EXECUTING would block `retry` for good."""
         self._check("fail")
+        running = self._step_in_flight()
+        if running is not None:
+            error = replace(error, occurred_at=error.occurred_at or now)
+            step_error = error if error.step_id == running.step_id \
+                else replace(error, step_id=running.step_id)
+            self._trigger(self.StepFailed, now, step_id=running.step_id,
+                          attempt=running.attempts, error=step_error.to_dict())
         self._trigger(self.Failed, now, step_id=error.step_id, error=error.to_dict())
         self._start_compensation(now, reason=f"{error.code}: {error.message}")
 
@@ -876,7 +887,7 @@ class Workflow(Aggregate):
 
     def can_transition_to_waveless(self) -> bool:
         """Waveless-capable type and PENDING or EXECUTING, any priority (see SEED-FACTS)."""
-        return self.workflow_type.is_waveless_capable and self.status in (S.PENDING, S.EXECUTING)
+        return can_transition_to_waveless(self)
 
     def step(self, step_id: str) -> StepExecution:
         return self._step(step_id)

@@ -1,0 +1,184 @@
+"""Waveless processing (seed section 6): priority-ordered dynamic batches, released
+continuously instead of in fixed waves.
+
+Release order (README "Waveless release rules"):
+1. a workflow that has waited longer than the ageing limit (60 s) goes first, oldest first,
+   whatever its priority, so LOW work cannot starve under a constant HIGH stream;
+2. then HIGH, NORMAL, LOW;
+3. within a priority, the least slack first: slack = cut-off - now - expected remaining
+   processing time; workflows without a cut-off have unlimited slack;
+4. then first come, first served.
+A batch is cut short by work-in-progress caps: a workflow whose first service is at its
+cap of steps in flight waits (and says so), later ones for other services may still go.
+Batch size and interval adapt to load and queue depth (SEED-FACTS), and release pauses
+while the services are overloaded (load score >= 95 or error rate >= 0.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID
+
+from domain.enums import WorkflowPriority, WorkflowStatus, WorkflowType
+from domain.exceptions import InvalidValue
+
+DEFAULT_BATCH_SIZE = 10
+DEFAULT_INTERVAL_MS = 1000
+DEFAULT_AGEING_MS = 60_000
+PAUSE_LOAD_SCORE = 95.0
+PAUSE_ERROR_RATE = 0.5
+
+
+class HasWavelessFields(Protocol):
+    """What `can_transition_to_waveless` needs (a Workflow has these)."""
+
+    workflow_type: WorkflowType
+    status: WorkflowStatus
+
+
+def can_transition_to_waveless(workflow: HasWavelessFields) -> bool:
+    """A waveless-capable type that is PENDING or EXECUTING, of any priority."""
+    return workflow.workflow_type.is_waveless_capable and workflow.status in (
+        WorkflowStatus.PENDING, WorkflowStatus.EXECUTING)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A PENDING waveless workflow waiting to be released."""
+
+    workflow_id: UUID
+    priority: WorkflowPriority
+    waiting_since: datetime
+    first_service: str | None = None
+    cut_off: datetime | None = None
+    expected_remaining_ms: float = 0.0
+
+    def slack_ms(self, now: datetime) -> float | None:
+        if self.cut_off is None:
+            return None
+        return (self.cut_off - now).total_seconds() * 1000 - self.expected_remaining_ms
+
+    def is_aged(self, now: datetime, ageing_ms: int) -> bool:
+        return now - self.waiting_since >= timedelta(milliseconds=ageing_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """One release decision: who goes now, and why each of the others waits."""
+
+    released: tuple[Candidate, ...]
+    waiting: Mapping[UUID, str]
+    late: tuple[Candidate, ...]
+    batch_size: int
+    interval_ms: int
+    paused_reason: str | None = None
+    order: tuple[UUID, ...] = field(default=())
+
+
+def release_order(pending: Iterable[Candidate], now: datetime,
+                  ageing_ms: int = DEFAULT_AGEING_MS) -> list[Candidate]:
+    """Every candidate in the order it would be released."""
+    def key(c: Candidate) -> tuple[Any, ...]:
+        if c.is_aged(now, ageing_ms):
+            return (0, 0, 0.0, c.waiting_since, str(c.workflow_id))
+        slack = c.slack_ms(now)
+        return (1, c.priority.rank, slack if slack is not None else float("inf"),
+                c.waiting_since, str(c.workflow_id))
+
+    return sorted(pending, key=key)
+
+
+def create_dynamic_batch(pending: Sequence[Candidate], size: int, now: datetime,
+                         ageing_ms: int = DEFAULT_AGEING_MS) -> list[Candidate]:
+    """Seed createDynamicBatch: at most `size` candidates, in release order."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidValue("batch_size", size, "must be an integer >= 1")
+    return release_order(pending, now, ageing_ms)[:size]
+
+
+def adapt_batch_size(configured: int, load_score: float | None) -> int:
+    """Seed: score >= 95 -> 2, >= 85 -> 5, < 50 -> 20, else 10; scaled to the configured
+    size (the seed's numbers are for the default of 10)."""
+    if load_score is None:
+        return configured
+    if load_score >= 95:
+        factor = 0.2
+    elif load_score >= 85:
+        factor = 0.5
+    elif load_score < 50:
+        factor = 2.0
+    else:
+        factor = 1.0
+    return max(1, round(configured * factor))
+
+
+def adapt_interval(configured_ms: int, queue_depth: int) -> int:
+    """Seed: depth > 100 -> 500 ms, > 50 -> 1000 ms, < 10 -> 2000 ms, else 1000 ms;
+    scaled to the configured interval (the seed's numbers are for the default 1000 ms)."""
+    if queue_depth > 100:
+        factor = 0.5
+    elif queue_depth > 50 or queue_depth >= 10:
+        factor = 1.0
+    else:
+        factor = 2.0
+    return max(1, round(configured_ms * factor))
+
+
+def plan_batch(
+    pending: Sequence[Candidate],
+    now: datetime,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    interval_ms: int = DEFAULT_INTERVAL_MS,
+    load_score: float | None = None,
+    error_rate: float | None = None,
+    in_flight: Mapping[str, int] | None = None,
+    wip_caps: Mapping[str, int] | None = None,
+    ageing_ms: int = DEFAULT_AGEING_MS,
+) -> BatchPlan:
+    """Decides one release: the batch, the reason each other candidate waits, and who is
+    late (cannot make its cut-off any more)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidValue("batch_size", batch_size, "must be an integer >= 1")
+    if isinstance(interval_ms, bool) or not isinstance(interval_ms, int) or interval_ms < 1:
+        raise InvalidValue("interval_ms", interval_ms, "must be an integer >= 1")
+    ordered = release_order(pending, now, ageing_ms)
+    size = adapt_batch_size(batch_size, load_score)
+    interval = adapt_interval(interval_ms, len(ordered))
+    late = tuple(c for c in ordered if (s := c.slack_ms(now)) is not None and s < 0)
+    paused = None
+    if load_score is not None and load_score >= PAUSE_LOAD_SCORE:
+        paused = f"release paused: services overloaded (load score {load_score:.0f} >= 95)"
+    elif error_rate is not None and error_rate >= PAUSE_ERROR_RATE:
+        paused = f"release paused: error rate {error_rate:.2f} >= 0.5"
+    if paused:
+        return BatchPlan((), {c.workflow_id: paused for c in ordered}, late, size, interval,
+                         paused, tuple(c.workflow_id for c in ordered))
+    capacity = {service: max(cap - (in_flight or {}).get(service, 0), 0)
+                for service, cap in (wip_caps or {}).items()}
+    released: list[Candidate] = []
+    waiting: dict[UUID, str] = {}
+    for candidate in ordered:
+        service = candidate.first_service
+        if service is not None and service in capacity and capacity[service] <= 0:
+            waiting[candidate.workflow_id] = (
+                f"cap reached: {service} has {wip_caps[service]} steps in flight")  # type: ignore[index]
+            continue
+        if len(released) >= size:
+            waiting[candidate.workflow_id] = _queued_reason(candidate, now)
+            continue
+        released.append(candidate)
+        if service is not None and service in capacity:
+            capacity[service] -= 1
+    return BatchPlan(tuple(released), waiting, late, size, interval, None,
+                     tuple(c.workflow_id for c in ordered))
+
+
+def _queued_reason(candidate: Candidate, now: datetime) -> str:
+    slack = candidate.slack_ms(now)
+    if slack is not None:
+        return f"queued: batch full ({candidate.priority} priority, slack {slack / 1000:.0f} s)"
+    return f"queued: batch full ({candidate.priority} priority)"
