@@ -159,7 +159,7 @@ class Workflows(Application[UUID]):
         steps: Sequence[Mapping[str, Any]] | None = None,
         workflow_type: str | None = None,
         name: str | None = None,
-        input: Mapping[str, Any] | None = None,  # noqa: A002 - the seed's word
+        input: Mapping[str, Any] | None = None,
         priority: str = "NORMAL",
         correlation_id: str | None = None,
         triggered_by: str = "system",

@@ -160,12 +160,20 @@ class Workflow(Aggregate):
             step.next_attempt_at = None
 
     class StepExecuted(Event):
-        """A step completed with an output (seed WorkflowStepExecutedEvent)."""
+        """A step completed with an output (seed WorkflowStepExecutedEvent).
 
+        Version 2 added `instance` (the service instance that answered)."""
+
+        class_version: ClassVar[int] = 2
         step_id: str
         attempt: int
         output: dict[str, Any]
         execution_time_ms: int
+        instance: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["instance"] = None
 
         def apply(self, aggregate: Any) -> None:
             wf = cast(Workflow, aggregate)
@@ -179,11 +187,21 @@ class Workflow(Aggregate):
             wf.executed_steps.append(self.step_id)
 
     class StepFailed(Event):
-        """A step's attempt failed (seed WorkflowStepFailedEvent)."""
+        """A step's attempt failed (seed WorkflowStepFailedEvent).
 
+        Version 2 added `instance` and `duration_ms` of the failed call."""
+
+        class_version: ClassVar[int] = 2
         step_id: str
         attempt: int
         error: dict[str, Any]
+        instance: str | None
+        duration_ms: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["instance"] = None
+            state["duration_ms"] = None
 
         def apply(self, aggregate: Any) -> None:
             wf = cast(Workflow, aggregate)
@@ -676,17 +694,19 @@ class Workflow(Aggregate):
             raise InvalidValue(f"steps[{step_id}].input", dict(step.spec.input), str(e)) from None
 
     def record_step_result(self, step_id: str, result: StepResult, now: datetime,
-                           attempt: int | None = None) -> None:
+                           attempt: int | None = None, instance: str | None = None) -> None:
         """Seed executeStep: the running step completed with `result`."""
         step = self._step(step_id)
         if result.step_id != step_id:
             raise InvalidValue("result.step_id", result.step_id, f"does not match {step_id!r}")
         self._check_step_outcome_allowed(step, "record a result", attempt)
         self._trigger(self.StepExecuted, now, step_id=step_id, attempt=step.attempts,
-                      output=dict(result.output), execution_time_ms=result.execution_time_ms)
+                      output=dict(result.output), execution_time_ms=result.execution_time_ms,
+                      instance=instance)
 
     def handle_step_failure(self, step_id: str, error: WorkflowError, now: datetime,
-                            attempt: int | None = None) -> FailureDecision:
+                            attempt: int | None = None, instance: str | None = None,
+                            duration_ms: int | None = None) -> FailureDecision:
         """Seed handleStepFailure: retry with backoff if recoverable and retries remain,
         otherwise fail the saga and start compensation."""
         step = self._step(step_id)
@@ -704,7 +724,7 @@ class Workflow(Aggregate):
             error = WorkflowError(error.step_id, error.service, error.code, error.message,
                                   error.error_type, error.recoverable, now, error.detail)
         self._trigger(self.StepFailed, now, step_id=step_id, attempt=max(step.attempts, 1),
-                      error=error.to_dict())
+                      error=error.to_dict(), instance=instance, duration_ms=duration_ms)
         if self.status == S.CANCELLED:
             return FailureDecision("recorded", status=self.status)
         policy = step.spec.retry_policy

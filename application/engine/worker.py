@@ -363,10 +363,12 @@ class Worker:
                     assert outcome.output is not None
                     wf.record_step_result(
                         step_id, StepResult(step_id, outcome.output, outcome.duration_ms), now,
-                        attempt=attempt)
+                        attempt=attempt, instance=outcome.instance)
                 else:
                     assert outcome.error is not None
-                    wf.handle_step_failure(step_id, outcome.error, now, attempt=attempt)
+                    wf.handle_step_failure(step_id, outcome.error, now, attempt=attempt,
+                                           instance=outcome.instance,
+                                           duration_ms=outcome.duration_ms)
                 self.app.save_workflow(wf, now)
                 return
             except ConcurrencyConflict:
