@@ -609,7 +609,8 @@ class Workflow(Aggregate):
             step_error = error if error.step_id == running.step_id \
                 else replace(error, step_id=running.step_id)
             self._trigger(self.StepFailed, now, step_id=running.step_id,
-                          attempt=running.attempts, error=step_error.to_dict())
+                          attempt=running.attempts, error=step_error.to_dict(),
+                          instance=None, duration_ms=None)
         self._trigger(self.Failed, now, step_id=error.step_id, error=error.to_dict())
         self._start_compensation(now, reason=f"{error.code}: {error.message}")
 
@@ -665,18 +666,7 @@ class Workflow(Aggregate):
             raise InvalidTransition(self.id, self.status, f"start step {step_id!r}")
         if step.status != StepStatus.PENDING:
             raise InvalidStepTransition(self.id, step_id, step.status, "start")
-        running = self._step_in_flight()
-        if running is not None:
-            raise InvalidStepTransition(self.id, step_id, step.status,
-                                        f"start while step {running.step_id!r} is executing")
-        for earlier in self.steps.values():
-            if earlier.step_id == step_id:
-                break
-            if earlier.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
-                raise InvalidStepTransition(
-                    self.id, step_id, step.status,
-                    f"start before earlier step {earlier.step_id!r} is completed",
-                )
+        self._check_turn_of(step, "start")
         input_data = self.resolve_step_input(step_id)
         self._trigger(
             self.StepStarted, now, step_id=step_id, attempt=step.attempts + 1,
@@ -712,8 +702,9 @@ class Workflow(Aggregate):
         step = self._step(step_id)
         if step.status == StepStatus.PENDING and step.next_attempt_at is None \
                 and self.status == S.EXECUTING and attempt is None:
-            # A failure before the step could start (e.g. its input does not resolve).
-            pass
+            # A failure before the step could start (e.g. its input does not resolve): only
+            # for the step whose turn it is, or a failure could overtake a running step.
+            self._check_turn_of(step, "record a failure")
         else:
             self._check_step_outcome_allowed(step, "record a failure", attempt)
         if error.step_id != step_id:
@@ -745,6 +736,21 @@ class Workflow(Aggregate):
                                   error.error_type, False, now, error.detail)
         self.fail(final, now)
         return FailureDecision("fail", status=self.status)
+
+    def _check_turn_of(self, step: StepExecution, action: str) -> None:
+        """Steps run one at a time, in order: none in flight, every earlier one done."""
+        running = self._step_in_flight()
+        if running is not None:
+            raise InvalidStepTransition(self.id, step.step_id, step.status,
+                                        f"{action} while step {running.step_id!r} is executing")
+        for earlier in self.steps.values():
+            if earlier.step_id == step.step_id:
+                break
+            if earlier.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+                raise InvalidStepTransition(
+                    self.id, step.step_id, step.status,
+                    f"{action} before earlier step {earlier.step_id!r} is completed",
+                )
 
     def _check_step_outcome_allowed(self, step: StepExecution, action: str,
                                     attempt: int | None) -> None:
