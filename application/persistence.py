@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
@@ -188,3 +189,37 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._aggregate_ids, (created_topic,))
             return [r["originator_id"] for r in curs.fetchall()]
+
+
+class LeaderLock:
+    """A session-level PostgreSQL advisory lock: at most one holder across all processes.
+
+    Used where exactly one process must act at a time (the waveless release loop). The
+    lock lives as long as its connection; if the holder dies, PostgreSQL frees it.
+    """
+
+    def __init__(self, conninfo: str, name: str) -> None:
+        import hashlib
+
+        self._conninfo = conninfo
+        digest = hashlib.sha256(name.encode()).digest()
+        self._key = int.from_bytes(digest[:8], "big", signed=True)
+        self._conn: psycopg.Connection | None = None
+
+    def acquire(self) -> bool:
+        """True if held (now or already); False if another process holds it."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+            row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+            return bool(row and row[0])
+        except psycopg.Error:
+            self.release()
+            return False
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None

@@ -151,9 +151,9 @@ def plan_batch(
     late = tuple(c for c in ordered if (s := c.slack_ms(now)) is not None and s < 0)
     paused = None
     if load_score is not None and load_score >= PAUSE_LOAD_SCORE:
-        paused = f"release paused: services overloaded (load score {load_score:.0f} >= 95)"
+        paused = "release paused: services overloaded (load score >= 95)"
     elif error_rate is not None and error_rate >= PAUSE_ERROR_RATE:
-        paused = f"release paused: error rate {error_rate:.2f} >= 0.5"
+        paused = "release paused: service error rate >= 0.5"
     if paused:
         return BatchPlan((), {c.workflow_id: paused for c in ordered}, late, size, interval,
                          paused, tuple(c.workflow_id for c in ordered))
@@ -164,8 +164,7 @@ def plan_batch(
     for candidate in ordered:
         service = candidate.first_service
         if service is not None and service in capacity and capacity[service] <= 0:
-            waiting[candidate.workflow_id] = (
-                f"cap reached: {service} has {wip_caps[service]} steps in flight")  # type: ignore[index]
+            waiting[candidate.workflow_id] = f"cap reached: {service}"
             continue
         if len(released) >= size:
             waiting[candidate.workflow_id] = _queued_reason(candidate, now)
@@ -178,7 +177,8 @@ def plan_batch(
 
 
 def _queued_reason(candidate: Candidate, now: datetime) -> str:
-    slack = candidate.slack_ms(now)
-    if slack is not None:
-        return f"queued: batch full ({candidate.priority} priority, slack {slack / 1000:.0f} s)"
+    # Reasons carry no changing numbers: a workflow records a new reason only on change.
+    if candidate.slack_ms(now) is not None:
+        return f"queued: batch full ({candidate.priority} priority, by slack to cut-off)"
     return f"queued: batch full ({candidate.priority} priority)"
+

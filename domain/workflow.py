@@ -131,6 +131,7 @@ class Workflow(Aggregate):
             wf.waveless = None
             wf.batch_id = None
             wf.late = False
+            wf.waiting_reason = None
 
     class Started(Event):
         """The saga started: PENDING -> EXECUTING."""
@@ -424,7 +425,17 @@ class Workflow(Aggregate):
         position_in_batch: int
 
         def apply(self, aggregate: Any) -> None:
-            cast(Workflow, aggregate).batch_id = self.batch_id
+            wf = cast(Workflow, aggregate)
+            wf.batch_id = self.batch_id
+            wf.waiting_reason = None
+
+    class WaitingReasonChanged(Event):
+        """Why a waiting (waveless) workflow is not released yet, when that changes."""
+
+        reason: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            cast(Workflow, aggregate).waiting_reason = self.reason
 
     class MarkedLate(Event):
         """The workflow can no longer make its cut-off time."""
@@ -485,6 +496,7 @@ class Workflow(Aggregate):
     waveless: dict[str, int] | None
     batch_id: str | None
     late: bool
+    waiting_reason: str | None
 
     def __init__(self) -> None:
         """State comes from Created.apply."""
@@ -650,6 +662,13 @@ class Workflow(Aggregate):
         self._check("start")
         self._trigger(self.ReleasedInBatch, now, batch_id=batch_id, position_in_batch=position)
         self._trigger(self.Started, now, actor=f"waveless:{batch_id}")
+
+    def note_waiting(self, now: datetime, reason: str | None) -> bool:
+        """Records why a PENDING workflow still waits, only when the reason changes."""
+        if self.status != S.PENDING or reason == self.waiting_reason:
+            return False
+        self._trigger(self.WaitingReasonChanged, now, reason=reason)
+        return True
 
     def mark_late(self, now: datetime, expected_finish: datetime) -> None:
         """Flags that the cut-off can no longer be met (recorded once)."""
@@ -974,6 +993,7 @@ class Workflow(Aggregate):
             "waveless": self.waveless,
             "batch_id": self.batch_id,
             "late": self.late,
+            "waiting_reason": self.waiting_reason,
         }
 
     @classmethod
@@ -1011,6 +1031,7 @@ class Workflow(Aggregate):
         wf.waveless = state["waveless"]
         wf.batch_id = state["batch_id"]
         wf.late = state["late"]
+        wf.waiting_reason = state.get("waiting_reason")
         return wf
 
 
