@@ -1,0 +1,191 @@
+"""The waveless release loop: admits PENDING waveless workflows batch by batch.
+
+Every interval the one releasing process (a PostgreSQL advisory lock elects it among all
+workers) asks the read models which waveless workflows wait, loads each from its events,
+plans a batch with `domain.waveless.plan_batch` (priority, ageing, least slack, WIP caps,
+load-adapted size and interval) and records, in ONE transaction, a WavelessBatch with its
+members and each member's ReleasedInBatch + Started. A workflow can never be admitted
+twice: releasing checks it is still PENDING, and optimistic concurrency rejects a second
+writer. Workflows left waiting record why (only when the reason changes); workflows that
+can no longer make their cut-off are flagged late.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+from application.errors import WorkflowNotFound
+from application.persistence import LeaderLock, WorkItem
+from application.workflows import Workflows, utc_now
+from domain.decisions import wakeup_at
+from domain.enums import StepStatus, WorkflowStatus
+from domain.exceptions import InvalidValue
+from domain.waveless import (
+    DEFAULT_AGEING_MS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_INTERVAL_MS,
+    BatchPlan,
+    Candidate,
+    plan_batch,
+)
+from domain.waveless_batch import WavelessBatch
+from domain.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STEP_ESTIMATE_MS = 200.0
+
+
+@dataclass(frozen=True)
+class WavelessSettings:
+    """Release settings (README "Waveless release rules")."""
+
+    batch_size: int = DEFAULT_BATCH_SIZE
+    interval_ms: int = DEFAULT_INTERVAL_MS
+    ageing_ms: int = DEFAULT_AGEING_MS
+    wip_caps: Mapping[str, int] = field(default_factory=dict)
+    adaptive: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
+                or self.batch_size < 1:
+            raise InvalidValue("batch_size", self.batch_size, "must be an integer >= 1")
+        if self.interval_ms < 1:
+            raise InvalidValue("interval_ms", self.interval_ms, "must be >= 1")
+        for service, cap in self.wip_caps.items():
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+                raise InvalidValue(f"wip_caps[{service}]", cap, "must be an integer >= 0")
+
+
+@dataclass
+class LoadSignals:
+    """What the release loop reads from the read models (or the balancer) each round."""
+
+    pending: Callable[[], Sequence[UUID]]
+    in_flight: Callable[[], Mapping[str, int]] = dict
+    step_estimate_ms: Callable[[str], float | None] = lambda service: None
+    load: Callable[[], tuple[float | None, float | None]] = lambda: (None, None)
+
+
+class Releaser:
+    """Runs `release_once` every interval while it holds the leader lock."""
+
+    def __init__(self, app: Workflows, signals: LoadSignals,
+                 settings: WavelessSettings | None = None, *, leader_lock: LeaderLock | None = None,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.app = app
+        self.signals = signals
+        self.settings = settings or WavelessSettings()
+        self.leader_lock = leader_lock
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.interval_ms = self.settings.interval_ms
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="wes-waveless", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self.leader_lock is not None:
+            self.leader_lock.release()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.leader_lock is None or self.leader_lock.acquire():
+                    self.release_once()
+            except Exception:
+                log.exception("waveless release failed")
+            self._stop.wait(self.interval_ms / 1000)
+
+    def release_once(self) -> BatchPlan:
+        """One round: plan a batch from the waiting workflows and record it."""
+        now = self.clock()
+        waiting: dict[UUID, Workflow] = {}
+        for workflow_id in self.signals.pending():
+            try:
+                wf = self.app.get_workflow(workflow_id)
+            except WorkflowNotFound:
+                continue
+            if wf.status == WorkflowStatus.PENDING and wf.waveless is not None:
+                waiting[wf.id] = wf
+        candidates = [self._candidate(wf) for wf in waiting.values()]
+        score, error_rate = self.signals.load() if self.settings.adaptive else (None, None)
+        plan = plan_batch(
+            candidates, now, batch_size=self.settings.batch_size,
+            interval_ms=self.settings.interval_ms, load_score=score, error_rate=error_rate,
+            in_flight=self.signals.in_flight(), wip_caps=self.settings.wip_caps,
+            ageing_ms=self.settings.ageing_ms,
+        )
+        self.interval_ms = plan.interval_ms if self.settings.adaptive else self.settings.interval_ms
+        if plan.released:
+            self._record_batch(plan, [waiting[c.workflow_id] for c in plan.released], score, now)
+        late = {c.workflow_id: c for c in plan.late}
+        for workflow_id, reason in plan.waiting.items():
+            wf = waiting[workflow_id]
+            changed = wf.note_waiting(now, reason)
+            if workflow_id in late and not wf.late:
+                candidate = late[workflow_id]
+                wf.mark_late(now, now + timedelta(milliseconds=candidate.expected_remaining_ms))
+                changed = True
+            if changed:
+                self._save_quietly(wf, now)
+        return plan
+
+    def _candidate(self, wf: Workflow) -> Candidate:
+        remaining = [s for s in wf.steps.values()
+                     if s.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED)]
+        expected = sum(self.signals.step_estimate_ms(s.spec.service) or DEFAULT_STEP_ESTIMATE_MS
+                       for s in remaining)
+        return Candidate(wf.id, wf.priority, wf.created_at,
+                         remaining[0].spec.service if remaining else None, wf.cut_off, expected)
+
+    def _record_batch(self, plan: BatchPlan, members: list[Workflow], score: float | None,
+                      now: datetime, *, retry: bool = True) -> None:
+        batch = WavelessBatch.release(
+            [m.id for m in members], batch_size=plan.batch_size, interval_ms=plan.interval_ms,
+            candidates=len(plan.order), load_score=score, now=now)
+        for position, wf in enumerate(members, start=1):
+            wf.release_in_batch(now, str(batch.id), position)
+        work = [WorkItem(wf.id, wakeup_at(wf, now), wf.priority.rank) for wf in members]
+        try:
+            self.app.save(batch, *members, work=work)
+        except IntegrityError:
+            # Someone changed a member meanwhile (cancelled it, say): retry once on fresh
+            # state with those still waiting; the batch records only those that went.
+            if retry:
+                self._release_individually(plan, [m.id for m in members], score, now)
+            return
+        log.info("waveless batch released", extra={"batch_id": str(batch.id),
+                                                   "members": len(members)})
+
+    def _release_individually(self, plan: BatchPlan, ids: list[UUID], score: float | None,
+                              now: datetime) -> None:
+        released = []
+        for workflow_id in ids:
+            try:
+                wf = self.app.get_workflow(workflow_id)
+            except WorkflowNotFound:
+                continue
+            if wf.status == WorkflowStatus.PENDING and wf.waveless is not None:
+                released.append(wf)
+        if released:
+            self._record_batch(plan, released, score, now, retry=False)
+
+    def _save_quietly(self, wf: Workflow, now: datetime) -> None:
+        try:
+            self.app.save_workflow(wf, now)
+        except Exception as e:  # a waiting note is advisory: the next round writes it again
+            log.debug("waiting note not saved", extra={"workflow_id": str(wf.id), "error": str(e)})

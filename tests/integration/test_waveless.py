@@ -1,0 +1,176 @@
+"""Waveless release on real PostgreSQL: batches by priority, FIFO, ageing, slack, WIP caps."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from application.persistence import LeaderLock
+from application.waveless import LoadSignals, Releaser, WavelessSettings
+from application.workflows import Workflows
+from domain.exceptions import InvalidValue
+from tests.support.waiting import event_types
+
+STEPS = [{"step_id": "pick", "service": "warehouse-service", "operation": "pick"},
+         {"step_id": "pack", "service": "packing-service", "operation": "pack"}]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: Any) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock(app: Workflows) -> Clock:
+    c = Clock()
+    app.clock = c
+    return c
+
+
+def waveless(app: Workflows, priority: str = "NORMAL", **kwargs: Any) -> UUID:
+    if isinstance(app.clock, Clock):
+        app.clock.advance(milliseconds=1)  # arrivals are ordered in time
+    return app.start_workflow(steps=STEPS, priority=priority, waveless=True,
+                              input={"orderId": "x"}, **kwargs).workflow_id
+
+
+def releaser(app: Workflows, ids: list[UUID], clock: Clock, **settings: Any) -> Releaser:
+    in_flight = settings.pop("in_flight", {})
+    signals = LoadSignals(pending=lambda: list(ids), in_flight=lambda: in_flight)
+    return Releaser(app, signals, WavelessSettings(**settings), clock=clock)
+
+
+def released_ids(plan) -> list[UUID]:
+    return [c.workflow_id for c in plan.released]
+
+
+class TestDynamicBatches:
+    def test_a_waveless_workflow_waits_pending_until_a_batch_releases_it(self, app, clock):
+        wf_id = waveless(app)
+        assert app.get_workflow(wf_id).status == "PENDING"
+        assert event_types(app, wf_id) == ["Created", "WavelessEnabled"]
+        releaser(app, [wf_id], clock).release_once()
+        wf = app.get_workflow(wf_id)
+        assert wf.status == "EXECUTING" and wf.batch_id is not None
+        assert event_types(app, wf_id)[-2:] == ["ReleasedInBatch", "Started"]
+
+    def test_releases_high_then_normal_then_low_first_come_first_served(self, app, clock):
+        ids = []
+        for priority in ["LOW", "NORMAL", "HIGH", "LOW", "HIGH", "NORMAL"]:
+            ids.append(waveless(app, priority))
+            clock.advance(seconds=1)
+        plan = releaser(app, ids, clock, batch_size=6, adaptive=False).release_once()
+        assert released_ids(plan) == [ids[2], ids[4], ids[1], ids[5], ids[0], ids[3]]
+
+    def test_batch_size_limits_each_release_and_records_the_batch(self, app, clock):
+        ids = [waveless(app) for _ in range(5)]
+        r = releaser(app, ids, clock, batch_size=2, adaptive=False)
+        first = r.release_once()
+        assert len(first.released) == 2
+        batch_id = app.get_workflow(ids[0]).batch_id
+        batch = app.repository.get(UUID(batch_id))
+        assert batch.members == [str(i) for i in ids[:2]]
+        assert app.get_workflow(ids[2]).waiting_reason == "queued: batch full (NORMAL priority)"
+        assert len(r.release_once().released) == 2
+        assert len(r.release_once().released) == 1
+
+    def test_old_low_priority_work_is_released_before_a_stream_of_high(self, app, clock):
+        low = waveless(app, "LOW")
+        clock.advance(seconds=61)
+        highs = [waveless(app, "HIGH") for _ in range(3)]
+        plan = releaser(app, [low, *highs], clock, batch_size=1, adaptive=False).release_once()
+        assert released_ids(plan) == [low]
+
+    def test_least_slack_goes_first_within_a_priority(self, app, clock):
+        relaxed = waveless(app, cut_off=clock.now + timedelta(hours=4))
+        urgent = waveless(app, cut_off=clock.now + timedelta(minutes=10))
+        plan = releaser(app, [relaxed, urgent], clock, batch_size=1, adaptive=False).release_once()
+        assert released_ids(plan) == [urgent]
+
+    def test_a_workflow_that_cannot_make_its_cut_off_is_flagged_late(self, app, clock):
+        blocker = waveless(app, "HIGH")
+        doomed = waveless(app, cut_off=clock.now + timedelta(milliseconds=100))
+        releaser(app, [blocker, doomed], clock, batch_size=1, adaptive=False).release_once()
+        wf = app.get_workflow(doomed)
+        assert wf.late is True and "MarkedLate" in event_types(app, doomed)
+
+
+class TestWorkInProgressCaps:
+    def test_a_service_at_its_cap_holds_release_back_until_it_has_room(self, app, clock):
+        ids = [waveless(app) for _ in range(3)]
+        in_flight = {"warehouse-service": 4}
+        signals = LoadSignals(pending=lambda: ids, in_flight=lambda: in_flight)
+        r = Releaser(app, signals, WavelessSettings(batch_size=10, adaptive=False,
+                                                    wip_caps={"warehouse-service": 5}),
+                     clock=clock)
+        assert len(r.release_once().released) == 1
+        assert app.get_workflow(ids[1]).waiting_reason == "cap reached: warehouse-service"
+        in_flight["warehouse-service"] = 5
+        assert r.release_once().released == ()
+        in_flight["warehouse-service"] = 0
+        assert len(r.release_once().released) == 2
+
+    def test_release_pauses_while_the_services_are_overloaded(self, app, clock):
+        wf_id = waveless(app)
+        signals = LoadSignals(pending=lambda: [wf_id], load=lambda: (96.0, 0.0))
+        plan = Releaser(app, signals, WavelessSettings(), clock=clock).release_once()
+        assert plan.released == () and plan.paused_reason is not None
+        assert app.get_workflow(wf_id).waiting_reason.startswith("release paused")
+
+
+class TestConcurrentReleasers:
+    def test_two_releasers_never_admit_a_workflow_twice(self, app, db):
+        ids = [waveless(app) for _ in range(30)]
+        signals = LoadSignals(pending=lambda: ids)
+        releasers = [Releaser(app, signals, WavelessSettings(batch_size=7, adaptive=False))
+                     for _ in range(2)]
+        barrier = threading.Barrier(2)
+
+        def run(r: Releaser) -> None:
+            barrier.wait()
+            for _ in range(8):
+                r.release_once()
+
+        threads = [threading.Thread(target=run, args=(r,)) for r in releasers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for wf_id in ids:
+            types = event_types(app, wf_id)
+            assert types.count("ReleasedInBatch") == 1 and types.count("Started") == 1
+
+    def test_only_one_process_holds_the_release_lock(self, db):
+        first, second = LeaderLock(db.conninfo, "waveless"), LeaderLock(db.conninfo, "waveless")
+        assert first.acquire() and first.acquire()
+        assert not second.acquire()
+        first.release()
+        assert second.acquire()
+        second.release()
+
+
+class TestBadInput:
+    def test_batch_size_zero_is_rejected(self):
+        with pytest.raises(InvalidValue, match="batch_size"):
+            WavelessSettings(batch_size=0)
+
+    def test_negative_wip_cap_is_rejected(self):
+        with pytest.raises(InvalidValue, match="wip_caps"):
+            WavelessSettings(wip_caps={"warehouse-service": -1})
+
+    def test_enabling_waveless_on_a_non_capable_type_changes_nothing(self, app):
+        wf_id = app.start_workflow(steps=STEPS, workflow_type="CYCLE_COUNT").workflow_id
+        before = event_types(app, wf_id)
+        with pytest.raises(Exception, match="waveless-capable"):
+            app.enable_waveless(wf_id)
+        assert event_types(app, wf_id) == before
