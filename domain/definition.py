@@ -73,7 +73,8 @@ def validate_steps(steps: Sequence[StepSpec | Mapping[str, Any]]) -> list[StepSp
             try:
                 spec = StepSpec.from_dict(raw, execution_order=index + 1)
             except InvalidValue as e:
-                raise InvalidDefinition(f"{field}.{_leaf(e.field)}", e.reason) from None
+                raise InvalidDefinition(f"{field}.{_leaf(e.field)}",
+                                        f"{e.value!r} {e.reason}") from None
         if spec.step_id in seen:
             raise InvalidDefinition(f"{field}.step_id", f"duplicate step id {spec.step_id!r}")
         seen.add(spec.step_id)

@@ -33,6 +33,8 @@ class RetryPolicy:
             )
         if not math.isfinite(self.multiplier) or self.multiplier < 1:
             raise InvalidValue("multiplier", self.multiplier, "must be >= 1")
+        if not isinstance(self.exponential, bool):
+            raise InvalidValue("exponential", self.exponential, "must be true or false")
 
     @classmethod
     def default(cls) -> RetryPolicy:
@@ -94,7 +96,7 @@ class RetryPolicy:
                     initial_delay_ms=int(value.get("initial_delay_ms", defaults.initial_delay_ms)),
                     max_delay_ms=int(value.get("max_delay_ms", defaults.max_delay_ms)),
                     multiplier=float(value.get("multiplier", defaults.multiplier)),
-                    exponential=bool(value.get("exponential", True)),
+                    exponential=value.get("exponential", True),
                 )
             except (TypeError, ValueError) as e:
                 if isinstance(e, InvalidValue):

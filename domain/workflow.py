@@ -209,6 +209,9 @@ class Workflow(Aggregate):
             step = wf.steps[self.step_id]
             error = WorkflowError.from_dict(self.error)
             step.status = StepStatus.FAILED
+            # A failure before the step could start uses up an attempt too, so it counts
+            # against the retry budget.
+            step.attempts = max(step.attempts, self.attempt)
             step.last_error = error
             step.deadline = None
             wf.errors.append(error)

@@ -134,6 +134,10 @@ class TestInvalidPolicies:
         with pytest.raises(InvalidValue, match="unknown fields"):
             RetryPolicy.from_value({"max_retries": 2, "jitter": True})
 
+    def test_exponential_must_be_a_boolean_not_a_truthy_string(self) -> None:
+        with pytest.raises(InvalidValue, match="invalid exponential='false'"):
+            RetryPolicy.from_value({"exponential": "false"})
+
     def test_non_numeric_custom_fields_are_refused(self) -> None:
         with pytest.raises(InvalidValue, match="retry_policy"):
             RetryPolicy.from_value({"initial_delay_ms": "soon"})

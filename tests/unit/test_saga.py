@@ -379,3 +379,23 @@ class TestCancel:
 
         assert emitted(wf) == ["StepFailed"]
         assert (decision.decision, decision.status) == ("recorded", WorkflowStatus.CANCELLED)
+
+
+class TestFailureBeforeTheStepStarted:
+    def test_a_recoverable_failure_before_the_start_uses_up_a_retry(self) -> None:
+        wf = executing_workflow()
+        now = NOW
+        scheduled = []
+        decision = wf.handle_step_failure(RESERVE, recoverable(RESERVE), now)
+        scheduled.append((wf.collect_events()[-1].retry_number, decision.delay_ms))
+        for _ in range(2):
+            now += ms(10_000)
+            decision = fail_attempt(wf, RESERVE, recoverable(RESERVE), now, now)
+            scheduled.append((wf.collect_events()[-1].retry_number, decision.delay_ms))
+
+        decision = fail_attempt(wf, RESERVE, recoverable(RESERVE), now + ms(10_000),
+                                now + ms(10_000))
+
+        assert scheduled == [(1, 1000), (2, 2000), (3, 4000)]
+        assert decision.decision == "fail"
+        assert wf.step(RESERVE).attempts == 4
