@@ -12,7 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import psycopg
 from psycopg import sql
@@ -41,6 +41,14 @@ class Database:
             host=self.host, port=self.port, user=self.user,
             password=self.password or None, dbname=self.dbname,
         )
+
+    @property
+    def dsn(self) -> str:
+        """A DATABASE_URL for this database (socket directories go in ?host=)."""
+        auth = self.user + (f":{quote(self.password)}" if self.password else "")
+        if self.host.startswith("/"):
+            return f"postgresql://{auth}@/{self.dbname}?host={quote(self.host)}&port={self.port}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.dbname}"
 
     @property
     def url(self) -> str:
