@@ -751,13 +751,16 @@ class Workflow(Aggregate):
         if self.status == S.PAUSED:
             # The saga fails when resumed: a paused workflow takes no new decisions.
             return FailureDecision("fail", status=self.status)
-        final = error
-        if error.recoverable:
-            final = WorkflowError(step_id, error.service, "RETRIES_EXHAUSTED",
-                                  f"{error.message} (after {retries_so_far} retries)",
-                                  error.error_type, False, now, error.detail)
-        self.fail(final, now)
+        self.fail(_final_error(error, retries_so_far, now), now)
         return FailureDecision("fail", status=self.status)
+
+    def fail_failed_step(self, step_id: str, now: datetime) -> None:
+        """Fails the saga for a step that failed for good while the workflow was paused
+        (the decision waits for the resume)."""
+        step = self._step(step_id)
+        if step.status != StepStatus.FAILED or step.last_error is None:
+            raise InvalidStepTransition(self.id, step_id, step.status, "fail the saga")
+        self.fail(_final_error(step.last_error, step.retries, now), now)
 
     def _check_turn_of(self, step: StepExecution, action: str) -> None:
         """Steps run one at a time, in order: none in flight, every earlier one done."""
@@ -1036,6 +1039,15 @@ class Workflow(Aggregate):
         wf.late = state["late"]
         wf.waiting_reason = state.get("waiting_reason")
         return wf
+
+
+def _final_error(error: WorkflowError, retries_so_far: int, now: datetime) -> WorkflowError:
+    """The error a saga fails with: a recoverable one means its retries ran out."""
+    if not error.recoverable:
+        return error
+    return WorkflowError(error.step_id, error.service, "RETRIES_EXHAUSTED",
+                         f"{error.message} (after {retries_so_far} retries)",
+                         error.error_type, False, now, error.detail)
 
 
 def _parse(enum: Any, value: Any, field: str) -> Any:

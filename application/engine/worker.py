@@ -234,10 +234,7 @@ class Worker:
             self.app.save_workflow(wf, now)
         elif kind == d.FAIL:
             assert action.step_id is not None
-            error = wf.step(action.step_id).last_error or WorkflowError.create(
-                action.step_id, None, "STEP_FAILED", "step failed", ErrorType.INTERNAL_ERROR,
-                False)
-            wf.fail(error, now)
+            wf.fail_failed_step(action.step_id, now)
             self.app.save_workflow(wf, now)
         elif kind == d.COMPLETE:
             wf.complete(now)
