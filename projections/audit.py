@@ -1,0 +1,193 @@
+"""Audit read model: one row per workflow event, searchable by workflow, correlation id,
+event type and time (API.md `GET /v1/audit`, `GET /v1/workflows/{id}/audit`)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, cast
+from uuid import UUID
+
+from psycopg.sql import SQL, Composed, Identifier
+from psycopg.types.json import Jsonb
+
+from application.workflows import event_data
+from domain.workflow import Workflow
+from projections.base import BatchProjection, Event
+from projections.pagination import Page, check_limit, decode_cursor, encode_cursor
+from projections.view import BatchTransaction, GenerationalView, GenerationTables, TableSpec
+
+COLUMNS = ("position", "workflow_id", "version", "event_type", "timestamp", "actor",
+           "correlation_id", "step_id", "data")
+# Rows per batch above which COPY beats a pipelined INSERT (a rebuild's batches).
+COPY_THRESHOLD = 64
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One workflow event as the audit trail shows it."""
+
+    position: int
+    workflow_id: UUID
+    version: int
+    event_type: str
+    timestamp: datetime
+    actor: str | None
+    correlation_id: str | None
+    step_id: str | None
+    data: Mapping[str, Any]
+
+
+class AuditView(ABC):
+    """Queries of the audit read model."""
+
+    @abstractmethod
+    def for_workflow(self, workflow_id: UUID, limit: int = 50,
+                     cursor: str | None = None) -> Page[AuditRow]:
+        """A workflow's events in order."""
+
+    @abstractmethod
+    def search(self, workflow_id: UUID | None = None, correlation_id: str | None = None,
+               event_type: str | Sequence[str] | None = None, after: datetime | None = None,
+               before: datetime | None = None, limit: int = 50, cursor: str | None = None,
+               descending: bool = False) -> Page[AuditRow]:
+        """Events matching every filter given (`after` <= timestamp < `before`), by position."""
+
+
+@dataclass(frozen=True, slots=True)
+class _AuditSQL:
+    actors: Composed
+    insert: Composed
+    copy: Composed
+
+
+@dataclass(slots=True)
+class _Batch:
+    actors: dict[UUID, str]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+class PostgresAuditView(GenerationalView[_AuditSQL], AuditView):
+    """The audit read model in PostgreSQL."""
+
+    projection_name: ClassVar[str] = "audit"
+    table_specs: ClassVar[tuple[TableSpec, ...]] = (
+        TableSpec("", SQL(
+            "position bigint PRIMARY KEY, workflow_id uuid NOT NULL, version integer NOT NULL,"
+            " event_type text NOT NULL, timestamp timestamptz NOT NULL, actor text,"
+            " correlation_id text, step_id text, data jsonb NOT NULL"
+        ), indexes=(
+            ("workflow", SQL("workflow_id, position")),
+            ("correlation", SQL("correlation_id, position")),
+            ("type", SQL("event_type, position")),
+            ("time", SQL("timestamp, position")),
+        )),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._columns = SQL(", ").join(Identifier(c) for c in COLUMNS)
+        view = self.stable_name()
+        self._for_workflow = SQL(
+            "SELECT {} FROM {} WHERE workflow_id = %s AND position > %s"
+            " ORDER BY position LIMIT %s").format(self._columns, view)
+        self._search: dict[bool, Composed] = {
+            descending: SQL(
+                "SELECT {columns} FROM {view} WHERE"
+                " (%(workflow_id)s::uuid IS NULL OR workflow_id = %(workflow_id)s::uuid)"
+                " AND (%(correlation_id)s::text IS NULL"
+                " OR correlation_id = %(correlation_id)s::text)"
+                " AND (%(event_types)s::text[] IS NULL"
+                " OR event_type = ANY(%(event_types)s::text[]))"
+                " AND (%(after)s::timestamptz IS NULL OR timestamp >= %(after)s::timestamptz)"
+                " AND (%(before)s::timestamptz IS NULL OR timestamp < %(before)s::timestamptz)"
+                " AND (%(from)s::bigint IS NULL OR position {op} %(from)s::bigint)"
+                " ORDER BY position {direction} LIMIT %(limit)s"
+            ).format(columns=self._columns, view=view, op=SQL("<" if descending else ">"),
+                     direction=SQL("DESC" if descending else "ASC"))
+            for descending in (False, True)
+        }
+
+    def generation_statements(self, tables: GenerationTables) -> _AuditSQL:
+        return _AuditSQL(
+            actors=SQL("SELECT workflow_id, actor FROM {} WHERE workflow_id = ANY(%s)"
+                       " AND version = 1").format(tables[""]),
+            insert=SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                tables[""], self._columns, SQL(", ").join(SQL("%s") for _ in COLUMNS)),
+            copy=SQL("COPY {} ({}) FROM STDIN").format(tables[""], self._columns),
+        )
+
+    # ------------------------------------------------------------------ queries
+
+    def for_workflow(self, workflow_id: UUID, limit: int = 50,
+                     cursor: str | None = None) -> Page[AuditRow]:
+        check_limit(limit)
+        key = {"w": str(workflow_id)}
+        after = decode_cursor(cursor, "audit-workflow", key)["p"] if cursor else 0
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._for_workflow, (workflow_id, after, limit + 1), prepare=True)
+            rows = curs.fetchall()
+        return _page(rows, limit, "audit-workflow", key)
+
+    def search(self, workflow_id: UUID | None = None, correlation_id: str | None = None,
+               event_type: str | Sequence[str] | None = None, after: datetime | None = None,
+               before: datetime | None = None, limit: int = 50, cursor: str | None = None,
+               descending: bool = False) -> Page[AuditRow]:
+        check_limit(limit)
+        types = [event_type] if isinstance(event_type, str) else \
+            list(event_type) if event_type is not None else None
+        key = {"d": descending}
+        start = decode_cursor(cursor, "audit", key)["p"] if cursor else None
+        params = {"workflow_id": workflow_id, "correlation_id": correlation_id,
+                  "event_types": types, "after": after, "before": before, "from": start,
+                  "limit": limit + 1}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._search[descending], params, prepare=True)
+            rows = curs.fetchall()
+        return _page(rows, limit, "audit", key)
+
+
+def _page(rows: Sequence[Mapping[str, Any]], limit: int, kind: str,
+          key: Mapping[str, Any]) -> Page[AuditRow]:
+    items = tuple(AuditRow(**{c: r[c] for c in COLUMNS}) for r in rows[:limit])
+    more = len(rows) > limit
+    return Page(items, encode_cursor(kind, {**key, "p": items[-1].position}) if more else None)
+
+
+class AuditProjection(BatchProjection[PostgresAuditView]):
+    """Appends a row per workflow event; every other event only moves the position."""
+
+    name = "audit"
+
+    def load(self, tx: BatchTransaction[Any], events: Sequence[Event]) -> _Batch:
+        created = {e.originator_id for e in events if isinstance(e, Workflow.Created)}
+        ids = sorted({cast(UUID, e.originator_id) for e in events
+                      if isinstance(e, Workflow.Event)} - created)
+        actors: dict[UUID, str] = {}
+        if ids:
+            tx.cursor.execute(tx.sql.actors, (ids,), prepare=True)
+            actors = {r["workflow_id"]: r["actor"] for r in tx.cursor.fetchall()}
+        return _Batch(actors)
+
+    def fold(self, state: _Batch, event: Event, position: int) -> None:
+        if not isinstance(event, Workflow.Event):
+            return
+        if isinstance(event, Workflow.Created):
+            state.actors[event.originator_id] = event.triggered_by
+        # The actor is who did it when the event says so, else who triggered the workflow.
+        actor = getattr(event, "actor", None) or state.actors.get(event.originator_id)
+        state.rows.append((
+            position, event.originator_id, event.originator_version, type(event).__name__,
+            event.timestamp, actor, event.correlation_id, getattr(event, "step_id", None),
+            Jsonb(event_data(event)),
+        ))
+
+    def save(self, tx: BatchTransaction[Any], state: _Batch) -> None:
+        if len(state.rows) >= COPY_THRESHOLD:
+            with tx.cursor.copy(tx.sql.copy) as copy:
+                for row in state.rows:
+                    copy.write_row(row)
+        elif state.rows:
+            tx.cursor.executemany(tx.sql.insert, state.rows)

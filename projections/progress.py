@@ -1,0 +1,531 @@
+"""Progress read model: one row per workflow, for dashboards and `GET /v1/workflows`.
+
+The fold mirrors the Workflow aggregate's own rules (progress %, current step, compensation
+progress), so a row always agrees with the workflow folded from the same events.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, cast
+from uuid import UUID
+
+from eventsourcing.dispatch import singledispatchmethod
+from psycopg.sql import SQL, Composed, Identifier
+from psycopg.types.json import Jsonb
+
+from domain.enums import StepStatus, WorkflowPriority, WorkflowStatus
+from domain.exceptions import InvalidValue
+from domain.workflow import Workflow
+from projections.base import BatchProjection, Event
+from projections.pagination import Page, check_limit, decode_cursor, encode_cursor
+from projections.view import BatchTransaction, GenerationalView, GenerationTables, TableSpec
+
+SORT_KEYS = ("created_at", "updated_at", "priority", "status")
+_SORT_COLUMNS = {"created_at": ("created_at", "timestamptz"),
+                 "updated_at": ("updated_at", "timestamptz"),
+                 "priority": ("priority_rank", "smallint"),
+                 "status": ("status", "text")}
+_DONE = (StepStatus.COMPLETED, StepStatus.SKIPPED)
+_IN_FLIGHT = (StepStatus.EXECUTING, StepStatus.COMPENSATING)
+COLUMNS = (
+    "id", "name", "definition", "definition_version", "type", "priority", "priority_rank",
+    "status", "current_step", "steps_done", "steps_total", "progress_percent", "attempts",
+    "retries", "retry_count", "last_error", "compensation_progress", "correlation_id",
+    "triggered_by", "driven_by", "waiting_reason", "batch_id", "late", "waveless", "steps",
+    "executed_steps", "compensated_steps", "compensation_queue", "created_at", "started_at",
+    "updated_at", "finished_at", "version", "position",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StepProgress:
+    """One step of a workflow as the progress row shows it."""
+
+    step_id: str
+    name: str
+    service: str
+    status: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressRow:
+    """A workflow's progress (API.md `GET /v1/workflows/{id}`, plus a few more fields)."""
+
+    id: UUID
+    name: str
+    definition: str
+    definition_version: int
+    type: str
+    priority: str
+    status: str
+    current_step: str | None
+    steps_done: int
+    steps_total: int
+    progress_percent: float
+    attempts: int
+    retries: int
+    retry_count: int
+    last_error: Mapping[str, Any] | None
+    compensation_progress: float | None
+    correlation_id: str
+    triggered_by: str
+    driven_by: str
+    waiting_reason: str | None
+    batch_id: str | None
+    late: bool
+    waveless: bool
+    steps: tuple[StepProgress, ...]
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+    version: int
+    position: int
+
+
+class ProgressView(ABC):
+    """Queries of the progress read model."""
+
+    @abstractmethod
+    def get(self, workflow_id: UUID) -> ProgressRow | None:
+        """One workflow's row, or None."""
+
+    @abstractmethod
+    def list(self, *, status: str | Sequence[str] | None = None,
+             priority: str | Sequence[str] | None = None,
+             type: str | Sequence[str] | None = None,
+             definition: str | None = None, correlation_id: str | None = None,
+             created_after: datetime | None = None, created_before: datetime | None = None,
+             sort: str = "created_at", descending: bool = True, limit: int = 50,
+             cursor: str | None = None) -> Page[ProgressRow]:
+        """Rows matching every filter given, in a stable keyset order."""
+
+
+@dataclass(slots=True)
+class _Progress:
+    """A workflow's progress while events are folded into it."""
+
+    id: UUID
+    name: str
+    definition: str
+    definition_version: int
+    type: str
+    priority: str
+    status: str
+    retry_count: int
+    last_error: dict[str, Any] | None
+    correlation_id: str
+    triggered_by: str
+    driven_by: str
+    waiting_reason: str | None
+    batch_id: str | None
+    late: bool
+    waveless: bool
+    steps: list[dict[str, Any]]
+    executed_steps: list[str]
+    compensated_steps: list[str]
+    compensation_queue: list[str] | None
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+    version: int
+    position: int
+    _by_id: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_id = {s["step_id"]: s for s in self.steps}
+
+    @classmethod
+    def created(cls, event: Workflow.Created, position: int) -> _Progress:
+        return cls(
+            id=event.originator_id, name=event.name, definition=event.definition_id,
+            definition_version=event.definition_version, type=event.workflow_type,
+            priority=event.priority, status=WorkflowStatus.PENDING.value, retry_count=0,
+            last_error=None, correlation_id=event.correlation_id,
+            triggered_by=event.triggered_by, driven_by=event.driven_by, waiting_reason=None,
+            batch_id=None, late=False, waveless=False,
+            steps=[{"step_id": s["step_id"], "name": s.get("name") or s["step_id"],
+                    "service": s.get("service", ""), "status": StepStatus.PENDING.value,
+                    "attempts": 0} for s in event.steps],
+            executed_steps=[], compensated_steps=[], compensation_queue=None,
+            created_at=event.timestamp, started_at=None, updated_at=event.timestamp,
+            finished_at=None, version=event.originator_version, position=position,
+        )
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> _Progress:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__ if name != "_by_id"})
+
+    def step(self, step_id: str) -> dict[str, Any]:
+        return self._by_id[step_id]
+
+    def set_step(self, step_id: str, status: StepStatus) -> None:
+        self._by_id[step_id]["status"] = status.value
+
+    def current_step(self) -> str | None:
+        """The step in flight, else the next to run (Workflow.current_step_id)."""
+        for step in self.steps:
+            if step["status"] in _IN_FLIGHT:
+                return str(step["step_id"])
+        for step in self.steps:
+            if step["status"] not in (*_DONE, StepStatus.COMPENSATED):
+                return str(step["step_id"])
+        return None
+
+    def compensation_progress(self) -> float | None:
+        """Workflow.compensation_progress, once a compensation has started in this run."""
+        if self.compensation_queue is None:
+            return None
+        if not self.executed_steps:
+            return 100.0
+        return len(self.compensated_steps) * 100.0 / len(self.executed_steps)
+
+    def values(self) -> tuple[Any, ...]:
+        """The row in COLUMNS order, derived columns computed."""
+        done = sum(1 for s in self.steps if s["status"] in _DONE)
+        total = len(self.steps)
+        attempts = sum(int(s["attempts"]) for s in self.steps)
+        retries = sum(max(int(s["attempts"]) - 1, 0) for s in self.steps)
+        return (
+            self.id, self.name, self.definition, self.definition_version, self.type,
+            self.priority, WorkflowPriority(self.priority).rank, self.status,
+            self.current_step(), done, total, done * 100.0 / total if total else 0.0,
+            attempts, retries, self.retry_count,
+            Jsonb(self.last_error) if self.last_error is not None else None,
+            self.compensation_progress(), self.correlation_id, self.triggered_by,
+            self.driven_by, self.waiting_reason, self.batch_id, self.late, self.waveless,
+            Jsonb(self.steps), self.executed_steps, self.compensated_steps,
+            self.compensation_queue, self.created_at, self.started_at, self.updated_at,
+            self.finished_at, self.version, self.position,
+        )
+
+
+@dataclass(slots=True)
+class _Batch:
+    rows: dict[UUID, _Progress]
+    changed: set[UUID] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _ProgressSQL:
+    select: Composed
+    upsert: Composed
+
+
+class PostgresProgressView(GenerationalView[_ProgressSQL], ProgressView):
+    """The progress read model in PostgreSQL."""
+
+    projection_name: ClassVar[str] = "progress"
+    table_specs: ClassVar[tuple[TableSpec, ...]] = (
+        TableSpec("", SQL(
+            "id uuid PRIMARY KEY, name text NOT NULL, definition text NOT NULL,"
+            " definition_version integer NOT NULL, type text NOT NULL, priority text NOT NULL,"
+            " priority_rank smallint NOT NULL, status text NOT NULL, current_step text,"
+            " steps_done integer NOT NULL, steps_total integer NOT NULL,"
+            " progress_percent double precision NOT NULL, attempts integer NOT NULL,"
+            " retries integer NOT NULL, retry_count integer NOT NULL, last_error jsonb,"
+            " compensation_progress double precision, correlation_id text NOT NULL,"
+            " triggered_by text NOT NULL, driven_by text NOT NULL, waiting_reason text,"
+            " batch_id text, late boolean NOT NULL, waveless boolean NOT NULL,"
+            " steps jsonb NOT NULL, executed_steps text[] NOT NULL,"
+            " compensated_steps text[] NOT NULL, compensation_queue text[],"
+            " created_at timestamptz NOT NULL, started_at timestamptz,"
+            " updated_at timestamptz NOT NULL, finished_at timestamptz,"
+            " version integer NOT NULL, position bigint NOT NULL"
+        ), indexes=(
+            ("created", SQL("created_at, id")),
+            ("updated", SQL("updated_at, id")),
+            ("priority", SQL("priority_rank, id")),
+            ("status", SQL("status, id")),
+            ("type", SQL("type, created_at")),
+            ("definition", SQL("definition, created_at")),
+            ("correlation", SQL("correlation_id")),
+        )),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        columns = SQL(", ").join(Identifier(c) for c in COLUMNS)
+        view = self.stable_name()
+        self._columns = columns
+        self._get = SQL("SELECT {} FROM {} WHERE id = %s").format(columns, view)
+        self._lists: dict[tuple[str, bool], Composed] = {}
+        for sort, (column, cast_to) in _SORT_COLUMNS.items():
+            for descending in (True, False):
+                # Priority sorts by importance: "descending" puts HIGH (rank 1) first.
+                down = descending != (sort == "priority")
+                self._lists[(sort, descending)] = SQL(
+                    "SELECT {columns} FROM {view} WHERE"
+                    " (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))"
+                    " AND (%(priorities)s::text[] IS NULL"
+                    " OR priority = ANY(%(priorities)s::text[]))"
+                    " AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))"
+                    " AND (%(definition)s::text IS NULL OR definition = %(definition)s::text)"
+                    " AND (%(correlation_id)s::text IS NULL"
+                    " OR correlation_id = %(correlation_id)s::text)"
+                    " AND (%(created_after)s::timestamptz IS NULL"
+                    " OR created_at >= %(created_after)s::timestamptz)"
+                    " AND (%(created_before)s::timestamptz IS NULL"
+                    " OR created_at < %(created_before)s::timestamptz)"
+                    " AND (%(after_id)s::uuid IS NULL OR ({column}, id) {op}"
+                    " (%(after_value)s::{cast_to}, %(after_id)s::uuid))"
+                    " ORDER BY {column} {direction}, id {direction} LIMIT %(limit)s"
+                ).format(columns=columns, view=view, column=Identifier(column),
+                         cast_to=SQL(cast_to), op=SQL("<" if down else ">"),
+                         direction=SQL("DESC" if down else "ASC"))
+
+    def generation_statements(self, tables: GenerationTables) -> _ProgressSQL:
+        updates = SQL(", ").join(
+            SQL("{0} = EXCLUDED.{0}").format(Identifier(c)) for c in COLUMNS[1:])
+        return _ProgressSQL(
+            select=SQL("SELECT {} FROM {} WHERE id = ANY(%s)").format(self._columns, tables[""]),
+            upsert=SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}").format(
+                tables[""], self._columns, SQL(", ").join(SQL("%s") for _ in COLUMNS), updates),
+        )
+
+    # ------------------------------------------------------------------ queries
+
+    def get(self, workflow_id: UUID) -> ProgressRow | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._get, (workflow_id,), prepare=True)
+            row = curs.fetchone()
+        return _to_dto(row) if row else None
+
+    def list(self, *, status: str | Sequence[str] | None = None,
+             priority: str | Sequence[str] | None = None,
+             type: str | Sequence[str] | None = None,
+             definition: str | None = None, correlation_id: str | None = None,
+             created_after: datetime | None = None, created_before: datetime | None = None,
+             sort: str = "created_at", descending: bool = True, limit: int = 50,
+             cursor: str | None = None) -> Page[ProgressRow]:
+        if sort not in _SORT_COLUMNS:
+            raise InvalidValue("sort", sort, f"must be one of {list(SORT_KEYS)}")
+        check_limit(limit)
+        after_value: Any = None
+        after_id: UUID | None = None
+        query = {"s": sort, "d": descending}
+        if cursor is not None:
+            key = decode_cursor(cursor, "progress", query)
+            after_value, after_id = key.get("v"), UUID(str(key.get("i")))
+        params = {
+            "statuses": _many(status), "priorities": _many(priority), "types": _many(type),
+            "definition": definition, "correlation_id": correlation_id,
+            "created_after": created_after, "created_before": created_before,
+            "after_value": after_value, "after_id": after_id, "limit": limit + 1,
+        }
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._lists[(sort, descending)], params, prepare=True)
+            rows = curs.fetchall()
+        items = tuple(_to_dto(r) for r in rows[:limit])
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            column = _SORT_COLUMNS[sort][0]
+            value = last[column]
+            next_cursor = encode_cursor("progress", {
+                **query, "v": value.isoformat() if isinstance(value, datetime) else value,
+                "i": str(last["id"])})
+        return Page(items, next_cursor)
+
+
+def _many(value: str | Sequence[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _to_dto(row: Mapping[str, Any]) -> ProgressRow:
+    steps = tuple(StepProgress(s["step_id"], s["name"], s["service"], s["status"],
+                               s["attempts"]) for s in row["steps"])
+    return ProgressRow(
+        id=row["id"], name=row["name"], definition=row["definition"],
+        definition_version=row["definition_version"], type=row["type"],
+        priority=row["priority"], status=row["status"], current_step=row["current_step"],
+        steps_done=row["steps_done"], steps_total=row["steps_total"],
+        progress_percent=row["progress_percent"], attempts=row["attempts"],
+        retries=row["retries"], retry_count=row["retry_count"], last_error=row["last_error"],
+        compensation_progress=row["compensation_progress"],
+        correlation_id=row["correlation_id"], triggered_by=row["triggered_by"],
+        driven_by=row["driven_by"], waiting_reason=row["waiting_reason"],
+        batch_id=row["batch_id"], late=row["late"], waveless=row["waveless"], steps=steps,
+        created_at=row["created_at"], started_at=row["started_at"],
+        updated_at=row["updated_at"], finished_at=row["finished_at"], version=row["version"],
+        position=row["position"],
+    )
+
+
+class ProgressProjection(BatchProjection[PostgresProgressView]):
+    """Folds workflow events into progress rows; every other event only moves the position."""
+
+    name = "progress"
+
+    def load(self, tx: BatchTransaction[Any], events: Sequence[Event]) -> _Batch:
+        ids = _workflow_ids(events, exclude_created=True)
+        rows: dict[UUID, _Progress] = {}
+        if ids:
+            tx.cursor.execute(tx.sql.select, (ids,), prepare=True)
+            rows = {r["id"]: _Progress.from_row(r) for r in tx.cursor.fetchall()}
+        return _Batch(rows)
+
+    def fold(self, state: _Batch, event: Event, position: int) -> None:
+        if isinstance(event, Workflow.Created):
+            state.rows[event.originator_id] = _Progress.created(event, position)
+        elif isinstance(event, Workflow.Event):
+            row = state.rows[event.originator_id]
+            self._apply(event, row)
+            row.updated_at = event.timestamp
+            row.version = event.originator_version
+            row.position = position
+        else:
+            return
+        state.changed.add(event.originator_id)
+
+    def save(self, tx: BatchTransaction[Any], state: _Batch) -> None:
+        if state.changed:
+            tx.cursor.executemany(tx.sql.upsert,
+                                  [state.rows[i].values() for i in sorted(state.changed)])
+
+    # ------------------------------------------------------------------ the fold
+
+    @singledispatchmethod
+    def _apply(self, event: Workflow.Event, row: _Progress) -> None:
+        """An event that changes nothing shown here (e.g. one added later)."""
+
+    @_apply.register(Workflow.Started)
+    def _(self, event: Workflow.Started, row: _Progress) -> None:
+        row.status = WorkflowStatus.EXECUTING.value
+        row.started_at = event.timestamp
+        row.waiting_reason = None
+
+    @_apply.register(Workflow.StepStarted)
+    def _(self, event: Workflow.StepStarted, row: _Progress) -> None:
+        row.set_step(event.step_id, StepStatus.EXECUTING)
+        row.step(event.step_id)["attempts"] = event.attempt
+        row.waiting_reason = None
+
+    @_apply.register(Workflow.StepExecuted)
+    def _(self, event: Workflow.StepExecuted, row: _Progress) -> None:
+        row.set_step(event.step_id, StepStatus.COMPLETED)
+        row.executed_steps.append(event.step_id)
+
+    @_apply.register(Workflow.StepFailed)
+    def _(self, event: Workflow.StepFailed, row: _Progress) -> None:
+        row.set_step(event.step_id, StepStatus.FAILED)
+        row.last_error = dict(event.error)
+
+    @_apply.register(Workflow.StepRetryScheduled)
+    def _(self, event: Workflow.StepRetryScheduled, row: _Progress) -> None:
+        row.set_step(event.step_id, StepStatus.PENDING)
+        row.waiting_reason = (f"retry {event.retry_number} of step {event.step_id} "
+                              f"due at {event.due_at.isoformat()}")
+
+    @_apply.register(Workflow.Paused)
+    def _(self, event: Workflow.Paused, row: _Progress) -> None:
+        row.status = WorkflowStatus.PAUSED.value
+        row.waiting_reason = f"paused: {event.reason}" if event.reason else "paused"
+
+    @_apply.register(Workflow.Resumed)
+    def _(self, event: Workflow.Resumed, row: _Progress) -> None:
+        row.status = WorkflowStatus.EXECUTING.value
+        row.waiting_reason = None
+
+    @_apply.register(Workflow.Cancelled)
+    def _(self, event: Workflow.Cancelled, row: _Progress) -> None:
+        row.status = WorkflowStatus.CANCELLED.value
+        row.finished_at = event.timestamp
+        row.waiting_reason = None
+
+    @_apply.register(Workflow.Failed)
+    def _(self, event: Workflow.Failed, row: _Progress) -> None:
+        row.status = WorkflowStatus.FAILED.value
+        row.last_error = dict(event.error)
+        row.waiting_reason = None
+
+    @_apply.register(Workflow.CompensationStarted)
+    def _(self, event: Workflow.CompensationStarted, row: _Progress) -> None:
+        row.status = WorkflowStatus.COMPENSATING.value
+        row.compensation_queue = list(event.step_ids)
+        row.finished_at = None
+        row.waiting_reason = None
+
+    @_apply.register(Workflow.StepCompensationStarted)
+    def _(self, event: Workflow.StepCompensationStarted, row: _Progress) -> None:
+        row.set_step(event.step_id, StepStatus.COMPENSATING)
+        row.waiting_reason = None
+
+    @_apply.register(Workflow.StepCompensationFailed)
+    def _(self, event: Workflow.StepCompensationFailed, row: _Progress) -> None:
+        row.set_step(event.step_id, StepStatus.COMPLETED)  # still done in the world
+        row.last_error = dict(event.error)
+        row.waiting_reason = (f"compensation retry of step {event.step_id} due at "
+                              f"{event.retry_at.isoformat()}" if event.retry_at else None)
+
+    @_apply.register(Workflow.StepCompensated)
+    def _(self, event: Workflow.StepCompensated, row: _Progress) -> None:
+        row.set_step(event.step_id, StepStatus.COMPENSATED)
+        row.compensated_steps.append(event.step_id)
+
+    @_apply.register(Workflow.CompensationCompleted)
+    def _(self, event: Workflow.CompensationCompleted, row: _Progress) -> None:
+        row.status = WorkflowStatus.COMPENSATED.value
+        row.finished_at = event.timestamp
+
+    @_apply.register(Workflow.CompensationFailed)
+    def _(self, event: Workflow.CompensationFailed, row: _Progress) -> None:
+        row.status = WorkflowStatus.COMPENSATION_FAILED.value
+        row.last_error = dict(event.error)
+        row.waiting_reason = None
+
+    @_apply.register(Workflow.CompensationRetried)
+    def _(self, event: Workflow.CompensationRetried, row: _Progress) -> None:
+        row.status = WorkflowStatus.COMPENSATING.value
+
+    @_apply.register(Workflow.Completed)
+    def _(self, event: Workflow.Completed, row: _Progress) -> None:
+        row.status = WorkflowStatus.COMPLETED.value
+        row.finished_at = event.timestamp
+        row.waiting_reason = None
+
+    @_apply.register(Workflow.Retried)
+    def _(self, event: Workflow.Retried, row: _Progress) -> None:
+        row.status = WorkflowStatus.EXECUTING.value
+        row.retry_count = event.retry_count
+        row.finished_at = None
+        row.compensation_queue = None
+        row.waiting_reason = None
+        for step_id in event.reset_steps:
+            row.set_step(step_id, StepStatus.PENDING)
+            row.step(step_id)["attempts"] = 0
+            if step_id in row.executed_steps:
+                row.executed_steps.remove(step_id)
+            if step_id in row.compensated_steps:
+                row.compensated_steps.remove(step_id)
+
+    @_apply.register(Workflow.WavelessEnabled)
+    def _(self, event: Workflow.WavelessEnabled, row: _Progress) -> None:
+        row.waveless = True
+        if row.status == WorkflowStatus.PENDING.value:
+            row.waiting_reason = "waiting for a waveless batch"
+
+    @_apply.register(Workflow.ReleasedInBatch)
+    def _(self, event: Workflow.ReleasedInBatch, row: _Progress) -> None:
+        row.batch_id = event.batch_id
+        row.waiting_reason = None
+
+    @_apply.register(Workflow.MarkedLate)
+    def _(self, event: Workflow.MarkedLate, row: _Progress) -> None:
+        row.late = True
+
+
+def _workflow_ids(events: Iterable[Event], *, exclude_created: bool) -> list[UUID]:
+    """The workflows a batch touches (those created in it have no row to read yet)."""
+    ids = {cast(UUID, e.originator_id) for e in events if isinstance(e, Workflow.Event)}
+    if exclude_created:
+        ids -= {cast(UUID, e.originator_id) for e in events if isinstance(e, Workflow.Created)}
+    return sorted(ids)

@@ -1,0 +1,82 @@
+"""The read models of one database, as the API and the CLI use them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.utils import Environment
+
+from application.workflows import Workflows
+from projections.audit import AuditProjection, PostgresAuditView
+from projections.base import BatchProjection
+from projections.load import LoadProjection, PostgresLoadView
+from projections.progress import PostgresProgressView, ProgressProjection
+from projections.view import GenerationalView, ProjectionStatus
+
+PROJECTION_NAMES = ("progress", "load", "audit")
+_CLASSES: Mapping[str, tuple[type[BatchProjection[Any]], type[GenerationalView[Any]]]] = {
+    "progress": (ProgressProjection, PostgresProgressView),
+    "load": (LoadProjection, PostgresLoadView),
+    "audit": (AuditProjection, PostgresAuditView),
+}
+
+
+class UnknownProjection(LookupError):
+    """A projection name that is not one of PROJECTION_NAMES."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no projection {name!r}; the projections are "
+                         f"{', '.join(PROJECTION_NAMES)}")
+
+
+class ReadModels:
+    """The progress, load and audit views on one database (sharing one connection pool),
+    their status, and read-your-writes waits.
+
+    `env` is the library's configuration (`Database.env()`); `app` is the event store to
+    measure positions against (a `Workflows` of its own when not given).
+    """
+
+    def __init__(self, env: Mapping[str, str], app: Workflows | None = None) -> None:
+        self._factory = PostgresFactory(Environment("WES_PROJECTIONS", dict(env)))
+        self.progress: PostgresProgressView = self._factory.tracking_recorder(
+            PostgresProgressView)
+        self.load: PostgresLoadView = self._factory.tracking_recorder(PostgresLoadView)
+        self.audit: PostgresAuditView = self._factory.tracking_recorder(PostgresAuditView)
+        self._owns_app = app is None
+        self.app = app if app is not None else Workflows(env=env)
+
+    def view(self, name: str) -> GenerationalView[Any]:
+        views: dict[str, GenerationalView[Any]] = {
+            "progress": self.progress, "load": self.load, "audit": self.audit}
+        try:
+            return views[name]
+        except KeyError:
+            raise UnknownProjection(name) from None
+
+    def projection(self, name: str) -> BatchProjection[Any]:
+        """A projection writing to this view (for a runner or a rebuild)."""
+        view = self.view(name)
+        return _CLASSES[name][0](view=view)
+
+    def status(self, names: Sequence[str] = PROJECTION_NAMES) -> list[ProjectionStatus]:
+        """Position, head, lag and state of each projection."""
+        return [self.view(name).status(self.app) for name in names]
+
+    def wait(self, position: int, timeout: float = 5.0,
+             names: Sequence[str] = PROJECTION_NAMES) -> None:
+        """Blocks until every named projection has applied global `position` (read your
+        writes); raises TimeoutError after `timeout` seconds. Works from any process."""
+        deadline = time.monotonic() + timeout
+        for name in names:
+            self.view(name).wait_for(position, self.app.name,
+                                     max(deadline - time.monotonic(), 0.0))
+
+    def close(self) -> None:
+        self._factory.close()
+        if self._owns_app:
+            self.app.close()
