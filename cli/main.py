@@ -9,11 +9,13 @@ import typer
 from cli.demo import demo
 from cli.projections import projections_app
 from cli.replay import replay
+from cli.serve import serve
 from cli.worker import worker
 
 app = typer.Typer(help="WES Orchestrator: an event-sourced orchestration engine for warehouses.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(projections_app, name="projections")
+app.command()(serve)
 app.command()(worker)
 app.command()(replay)
 app.command()(demo)

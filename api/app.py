@@ -1,0 +1,120 @@
+"""`create_app`: the HTTP API over already-built components (tests and `wes serve` compose it)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Protocol
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
+
+from api import errors
+from api.auth import KeyRing
+from api.dependencies import ApiConfig, Components
+from api.feed import EventHub, EventReader
+from api.metrics import LatencyMiddleware, StoreCollector
+from api.ports import LoadCommands, ReadModels
+from api.routers import audit, definitions, events, load, operations, projections, replay, steps
+from api.routers import workflows as workflow_routes
+from application.workflows import Workflows
+
+DESCRIPTION = """\
+An event-sourced saga orchestration engine for warehouse execution systems.
+
+* **Queries** (`GET /v1/workflows`, `/v1/audit`, `/v1/load`, `/v1/projections`) are served
+  from read models that follow the event store. Every query accepts `?min_position=N`:
+  the answer waits (bounded) until the read model has applied global position N, so a
+  client reads its own writes; `504` if it does not catch up in time.
+* **Commands** answer with the global `position` of their last event.
+* **Audit replay** (`/history`, `/state?version=N` or `?at=TIME`) and the **event feed**
+  (`/v1/events`, `/v1/events/stream`) read the event store itself.
+* **Lists** are paged: `?limit=` (default 50, max 500) and `?cursor=` (the previous page's
+  `next_cursor`), answering `{"items": [...], "next_cursor": "..." | null}`.
+* **Errors** are `application/problem+json` (RFC 9457): `type`, `title`, `status`, `detail`.
+* **Auth**: `Authorization: Bearer <key>` or `X-API-Key: <key>`, keys from `WES_API_KEYS`
+  with roles reader < operator < admin: reader for queries and the feed, operator for
+  commands, admin for definitions and rebuilds. With no keys configured the server only
+  listens on localhost and every request is allowed. `/healthz`, `/readyz`, `/metrics`
+  and the docs need no key.
+"""
+
+TAGS = [
+    {"name": "workflows", "description": "Start and control workflows; progress rows."},
+    {"name": "steps", "description": "The manual step API for caller-driven workflows."},
+    {"name": "replay", "description": "Audit replay from the event store."},
+    {"name": "audit", "description": "The audit trail (read model)."},
+    {"name": "events", "description": "Every event in global order; live SSE stream."},
+    {"name": "definitions", "description": "Versioned workflow definitions."},
+    {"name": "load", "description": "Load per service instance; load metrics."},
+    {"name": "projections", "description": "Read model status and rebuilds."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+]
+
+
+class Background(Protocol):
+    """A part that runs beside the API for the app's lifetime (projector, worker)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def _version() -> str:
+    try:
+        return version("wes-orchestrator")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(
+    *,
+    workflows: Workflows,
+    read_models: ReadModels,
+    keys: KeyRing | None = None,
+    load_commands: LoadCommands | None = None,
+    config: ApiConfig | None = None,
+    background: Sequence[Background] = (),
+    mounts: Mapping[str, ASGIApp] | None = None,
+) -> FastAPI:
+    """The API over built components; `background` parts start and stop with the app,
+    `mounts` are ASGI apps served under a path prefix (e.g. the simulated services)."""
+    config = config or ApiConfig()
+    reader = EventReader(workflows)
+    hub = EventHub(reader, capacity=config.feed_buffer)
+    components = Components(workflows=workflows, read_models=read_models,
+                            keys=keys or KeyRing(), config=config, reader=reader, hub=hub,
+                            load=load_commands)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        hub.start()
+        started: list[Background] = []
+        try:
+            for part in background:
+                await run_in_threadpool(part.start)
+                started.append(part)
+            yield
+        finally:
+            for part in reversed(started):
+                await run_in_threadpool(part.stop)
+            await run_in_threadpool(hub.stop)
+
+    app = FastAPI(title="WES Orchestrator", version=_version(), description=DESCRIPTION,
+                  openapi_tags=TAGS, lifespan=lifespan)
+    app.state.components = components
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(StoreCollector(reader, read_models.projections))
+    app.state.metrics_registry = registry
+    errors.install(app)
+    app.add_middleware(LatencyMiddleware)
+    for router in (workflow_routes.router, steps.router, replay.router, audit.router,
+                   events.router, definitions.router, load.router, projections.router,
+                   operations.router):
+        app.include_router(router)
+    for path, sub_app in (mounts or {}).items():
+        app.mount(path, sub_app)
+    return app

@@ -1,0 +1,154 @@
+"""Dependencies, as `Annotated` aliases: the components, the caller's role, freshness waits."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import KeyRing, Role
+from api.errors import ApiProblem, Forbidden, Unauthenticated, WaitTimeout
+from api.feed import EventHub, EventReader
+from api.ports import LoadCommands, ReadModels
+from api.schemas.common import INT64
+from application.workflows import Workflows
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Tunables of the HTTP layer."""
+
+    min_position_timeout: float = 5.0
+    ready_max_lag_events: int = 10_000
+    ready_max_lag_seconds: float = 60.0
+    feed_buffer: int = 10_000
+    sse_ping_seconds: float = 15.0
+    sse_idle_check_seconds: float = 1.0
+
+
+@dataclass
+class Components:
+    """What the routes work with; built once per app by `create_app`."""
+
+    workflows: Workflows
+    read_models: ReadModels
+    keys: KeyRing
+    config: ApiConfig
+    reader: EventReader
+    hub: EventHub
+    load: LoadCommands | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+def components(request: Request) -> Components:
+    return request.app.state.components  # type: ignore[no-any-return]
+
+
+ComponentsDep = Annotated[Components, Depends(components)]
+
+
+def _workflows(c: ComponentsDep) -> Workflows:
+    return c.workflows
+
+
+def _read_models(c: ComponentsDep) -> ReadModels:
+    return c.read_models
+
+
+def _load_commands(c: ComponentsDep) -> LoadCommands:
+    if c.load is None:
+        raise ApiProblem(503, "load-balancer-unavailable", "Load balancer unavailable",
+                         "no load balancer runs in this API process (it runs with the "
+                         "engine worker: start `wes serve` without --no-worker)")
+    return c.load
+
+
+WorkflowsDep = Annotated[Workflows, Depends(_workflows)]
+ReadModelsDep = Annotated[ReadModels, Depends(_read_models)]
+LoadCommandsDep = Annotated[LoadCommands, Depends(_load_commands)]
+
+# ---------------------------------------------------------------------------- auth
+
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False,
+                        description="An API key from WES_API_KEYS.")
+_bearer = HTTPBearer(auto_error=False, description="An API key from WES_API_KEYS, as a "
+                                                   "bearer token.")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: their role, and a name for audit (`actor`)."""
+
+    role: Role
+    actor: str
+
+
+def principal(
+    c: ComponentsDep,
+    api_key: Annotated[str | None, Security(_api_key)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+) -> Principal:
+    """The caller, from `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    if not c.keys.enabled:
+        return Principal(Role.ADMIN, "api")
+    key = bearer.credentials if bearer is not None else api_key
+    if not key:
+        raise Unauthenticated("send an API key as 'Authorization: Bearer <key>' or "
+                              "'X-API-Key: <key>'")
+    role = c.keys.role_of(key)
+    if role is None:
+        raise Unauthenticated("the API key is not valid")
+    # A short fingerprint names the key in audit records without revealing it.
+    return Principal(role, f"api-key:{hashlib.sha256(key.encode()).hexdigest()[:8]}")
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+def _require(needed: Role) -> Callable[[Principal], Principal]:
+    def check(who: PrincipalDep) -> Principal:
+        if who.role < needed:
+            raise Forbidden(who.role.label, needed.label)
+        return who
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(_require(Role.READER))]
+Operator = Annotated[Principal, Depends(_require(Role.OPERATOR))]
+Admin = Annotated[Principal, Depends(_require(Role.ADMIN))]
+
+# ---------------------------------------------------------------------------- freshness
+
+MIN_POSITION = Query(
+    ge=0, le=INT64,
+    description="Wait (bounded) until the read model has applied this global position, "
+                "e.g. the `position` a command answered; 504 if it does not in time.",
+)
+
+
+def _fresh(*names: str) -> Callable[..., None]:
+    def wait(c: ComponentsDep, min_position: Annotated[int | None, MIN_POSITION] = None) -> None:
+        if min_position is None:
+            return
+        timeout = c.config.min_position_timeout
+        reached = c.read_models.projections.wait(names, min_position, timeout)
+        if reached is None or reached < min_position:
+            raise WaitTimeout(min_position, reached, timeout)
+
+    return wait
+
+
+def _current(min_position: Annotated[int | None, MIN_POSITION] = None) -> None:
+    """Reads from the event store are always current: nothing to wait for."""
+
+
+ProgressFresh = Annotated[None, Depends(_fresh("progress"))]
+AuditFresh = Annotated[None, Depends(_fresh("audit"))]
+LoadFresh = Annotated[None, Depends(_fresh("load"))]
+AllFresh = Annotated[None, Depends(_fresh("progress", "audit", "load"))]
+StoreFresh = Annotated[None, Depends(_current)]

@@ -1,0 +1,92 @@
+"""What the API needs from the read models (`projections/`), as protocols.
+
+The API never runs SQL: queries go through these ports, which `projections/` implements
+(`api.read_models` adapts it). Rows are the projections' frozen DTOs; the response
+schemas read them by attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from domain.load import LoadMetrics
+
+
+class PageOf(Protocol):
+    """One page of rows and the cursor of the next (None on the last page)."""
+
+    @property
+    def items(self) -> Sequence[Any]: ...
+
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
+class ProgressQueries(Protocol):
+    """Progress rows: one per workflow."""
+
+    def get(self, workflow_id: UUID) -> Any | None: ...
+
+    def list(self, *, status: Sequence[str] | None = None, priority: Sequence[str] | None = None,
+             type: Sequence[str] | None = None,
+             definition: str | None = None, correlation_id: str | None = None,
+             created_after: datetime | None = None, created_before: datetime | None = None,
+             sort: str = "created_at", descending: bool = False, limit: int = 50,
+             cursor: str | None = None) -> PageOf: ...
+
+
+class AuditQueries(Protocol):
+    """Audit rows: one per workflow event."""
+
+    def for_workflow(self, workflow_id: UUID, limit: int = 50,
+                     cursor: str | None = None) -> PageOf: ...
+
+    def search(self, *, workflow_id: UUID | None = None, correlation_id: str | None = None,
+               event_type: Sequence[str] | None = None, after: datetime | None = None,
+               before: datetime | None = None, limit: int = 50,
+               cursor: str | None = None, descending: bool = False) -> PageOf: ...
+
+
+class LoadQueries(Protocol):
+    """Load rows: one per service instance."""
+
+    def list(self, window_seconds: float = 300.0) -> Sequence[Any]: ...
+
+
+class ProjectionControl(Protocol):
+    """Status, read-your-writes waits and rebuilds of the projections."""
+
+    def names(self) -> Sequence[str]: ...
+
+    def statuses(self) -> Sequence[Any]: ...
+
+    def wait(self, names: Sequence[str], position: int, timeout: float) -> int | None:
+        """Blocks until every named projection has applied `position`; returns the lowest
+        position reached (>= `position` on success; less, or None, on time-out)."""
+        ...
+
+    def rebuild(self, name: str) -> Any: ...
+
+
+class LoadCommands(Protocol):
+    """Load metrics reported by services, and manual rebalancing (seed section 7);
+    `application.load_balancing.LoadBalancer` is one."""
+
+    def report_metrics(self, metrics: LoadMetrics) -> int | None: ...
+
+    def rebalance(self, actor: str = "operator"
+                  ) -> Sequence[tuple[str, Mapping[str, float], int | None]]: ...
+
+
+@dataclass(frozen=True)
+class ReadModels:
+    """Everything the query side of the API reads from."""
+
+    progress: ProgressQueries
+    audit: AuditQueries
+    load: LoadQueries
+    projections: ProjectionControl

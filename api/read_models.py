@@ -1,0 +1,91 @@
+"""Adapts `projections/` to the API's ports: the views, status, waits, rebuilds, the runner."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from api.errors import ApiProblem
+from api.ports import ReadModels as ReadModelPorts
+from application.database import Database
+from application.workflows import Workflows
+from projections.read_models import PROJECTION_NAMES, ReadModels
+from projections.rebuild import RebuildInProgress, rebuild
+from projections.runner import ProjectorRunner
+
+log = logging.getLogger(__name__)
+
+
+class ProjectionsControl:
+    """Status, read-your-writes waits and background rebuilds of the projections."""
+
+    def __init__(self, models: ReadModels) -> None:
+        self.models = models
+        self._rebuilds: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> Sequence[str]:
+        return PROJECTION_NAMES
+
+    def statuses(self) -> Sequence[Any]:
+        return self.models.status()
+
+    def wait(self, names: Sequence[str], position: int, timeout: float) -> int | None:
+        try:
+            self.models.wait(position, timeout, names)
+        except TimeoutError:
+            reached = [s.position for s in self.models.status(names)]
+            return min(reached, default=None)
+        return position
+
+    def rebuild(self, name: str) -> None:
+        """Starts a blue/green rebuild in a background thread; 409 while one runs (here or
+        in another process: its status then says "rebuilding")."""
+        with self._lock:
+            running = self._rebuilds.get(name)
+            elsewhere = any(s.state == "rebuilding" for s in self.models.status([name]))
+            if (running is not None and running.is_alive()) or elsewhere:
+                raise ApiProblem(409, "rebuild-in-progress", "Rebuild in progress",
+                                 f"projection {name!r} is already being rebuilt")
+            thread = threading.Thread(target=self._rebuild, args=(name,),
+                                      name=f"wes-rebuild-{name}", daemon=True)
+            self._rebuilds[name] = thread
+            thread.start()
+
+    def _rebuild(self, name: str) -> None:
+        try:
+            for report in rebuild(self.models, [name]):
+                log.info("rebuilt projection %s", name, extra={"report": str(report)})
+        except RebuildInProgress:
+            log.info("projection %s is being rebuilt by another process", name)
+        except Exception:  # the projection's status reports a failed rebuild too
+            log.exception("rebuild of %s failed", name)
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in list(self._rebuilds.values()):
+            thread.join(timeout)
+
+
+class ReadModelSet:
+    """The read models of one database, the API's ports over them, and their runner."""
+
+    def __init__(self, models: ReadModels) -> None:
+        self.models = models
+        self.control = ProjectionsControl(models)
+        self.ports = ReadModelPorts(progress=models.progress, audit=models.audit,
+                                    load=models.load, projections=self.control)
+
+    @classmethod
+    def build(cls, workflows: Workflows, db: Database,
+              extra_env: Mapping[str, str] | None = None) -> ReadModelSet:
+        return cls(ReadModels({**db.env(), **(extra_env or {})}, app=workflows))
+
+    def runner(self) -> ProjectorRunner:
+        """The projectors, to run in threads of this process (`start()` / `stop()`)."""
+        return ProjectorRunner(read_models=self.models)
+
+    def close(self) -> None:
+        self.control.join(30)
+        self.models.close()

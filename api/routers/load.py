@@ -1,0 +1,56 @@
+"""`/v1/load`: load per service instance (read model), load metrics and rebalancing."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+
+from api.dependencies import LoadCommandsDep, LoadFresh, Operator, Reader, ReadModelsDep
+from api.errors import responses
+from api.schemas.load import (
+    LoadMetricsIn,
+    LoadRow,
+    MetricsRecorded,
+    Rebalanced,
+    RebalancingDecision,
+)
+from domain.load import LoadMetrics
+
+router = APIRouter(prefix="/v1/load", tags=["load"])
+
+
+@router.get("", response_model=list[LoadRow], responses=responses(403, 504),
+            summary="Load per service instance")
+def list_load(
+    _: Reader, __: LoadFresh, views: ReadModelsDep,
+    window_seconds: Annotated[float, Query(gt=0, le=86_400, description=(
+        "Durations and error rate over this many recent seconds."))] = 300.0,
+) -> list[LoadRow]:
+    """Per service and instance: calls in flight and queued, completed and failed, average
+    and p95 duration, error rate, load score, circuit state and target share."""
+    return [LoadRow.model_validate(r) for r in views.load.list(window_seconds=window_seconds)]
+
+
+@router.post("/metrics", response_model=MetricsRecorded, responses=responses(403, 404),
+               summary="Report a LoadMetrics snapshot")
+def report_metrics(balancer: LoadCommandsDep, _: Operator,
+                   body: Annotated[LoadMetricsIn, Body()]) -> MetricsRecorded:
+    """Records a service instance's load snapshot (seed LoadMetrics.snapshot); routing and
+    rebalancing take it into account at once. 404 for an instance no service has."""
+    metrics = LoadMetrics.snapshot(**body.model_dump())
+    position = balancer.report_metrics(metrics)
+    return MetricsRecorded(position=position, load_score=round(metrics.load_score, 3),
+                           health=metrics.health.value)
+
+
+@router.post("/rebalance", response_model=Rebalanced, responses=responses(403),
+               summary="Rebalance now")
+def rebalance(balancer: LoadCommandsDep, who: Operator) -> Rebalanced:
+    """Computes target shares for every service from current load and records the
+    decision, whether or not a threshold is crossed (seed: manual rebalancing)."""
+    decisions = [RebalancingDecision(service=service, target_shares=dict(shares),
+                                     position=position)
+                 for service, shares, position in balancer.rebalance(actor=who.actor)]
+    positions = [d.position for d in decisions if d.position is not None]
+    return Rebalanced(position=max(positions, default=None), decisions=decisions)

@@ -1,0 +1,316 @@
+"""Workflows: start and control commands, the manual step API, progress rows, replay."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.schemas.common import INT32, Identifier, JsonObject, Name, ShortText, Text
+from api.schemas.definitions import CompensationOut, StepIn, StepOut
+from api.timeutil import Time
+from domain.enums import (
+    DrivenBy,
+    ErrorType,
+    StepStatus,
+    WorkflowPriority,
+    WorkflowStatus,
+    WorkflowType,
+)
+
+# ---------------------------------------------------------------------------- commands
+
+
+class StartWorkflow(BaseModel):
+    """Start a workflow from a registered definition, or from inline steps."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "definition": "order-fulfillment", "version": None,
+        "input": {"orderId": "ORD-12345", "items": [{"sku": "SKU-1", "quantity": 2}]},
+        "priority": "HIGH", "correlation_id": "ord-ORD-12345", "triggered_by": "oms",
+        "waveless": False, "driven_by": "engine",
+    }]})
+
+    definition: Name | None = Field(None, description="A registered definition's name.")
+    version: int | None = Field(None, ge=1, le=1_000_000,
+                                description="The definition version; null for the latest.")
+    steps: list[StepIn] | None = Field(
+        None, min_length=1, max_length=200,
+        description="Inline steps instead of a definition (then `type` and `name` apply).")
+    type: WorkflowType | None = Field(None, description="Type of an inline workflow.")
+    name: Text | None = Field(None, description="Name of an inline workflow.")
+    input: JsonObject = Field(default_factory=dict, description="The workflow's input.")
+    priority: WorkflowPriority = WorkflowPriority.NORMAL
+    correlation_id: ShortText | None = Field(
+        None, description="Follows the order through every system; generated when absent.")
+    triggered_by: ShortText | None = Field(
+        None, description="Who started it; defaults to the API key's name.")
+    waveless: bool = Field(False, description="Wait PENDING for a waveless batch to release "
+                                              "it instead of starting now.")
+    driven_by: DrivenBy = Field(DrivenBy.ENGINE, description="`caller`: no worker touches it; "
+                                                             "drive it with the step API.")
+    max_retries: int = Field(3, ge=0, le=100, description="How often `retry` may be used.")
+    cut_off: Time | None = Field(None, description="When it must be finished.")
+
+    @model_validator(mode="after")
+    def _definition_or_steps(self) -> StartWorkflow:
+        if (self.definition is None) == (self.steps is None):
+            raise ValueError("give either `definition` or `steps`, not both and not neither")
+        return self
+
+
+class WorkflowStarted(BaseModel):
+    """The started workflow's id and the position of its start."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": "2b1f6c1e-8f1a-4c55-9a51-7b0c3e1f9a10", "position": 57, "created": True}]})
+
+    id: UUID
+    position: int | None
+    created: bool = Field(description="False when an earlier request with the same "
+                                      "Idempotency-Key created it (answered with 200).")
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Text | None = None
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Text | None = None
+    compensate: bool = Field(False, description="Undo the completed steps afterwards.")
+
+
+class WavelessIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(10, ge=1, le=10_000)
+    interval_ms: int = Field(1000, ge=1, le=86_400_000)
+
+
+class StepResultIn(BaseModel):
+    """A step's successful outcome (seed executeStep)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"output": {"inventoryReserved": True, "quantity": 10}, "execution_time_ms": 1500}]})
+
+    output: JsonObject = Field(default_factory=dict)
+    execution_time_ms: int = Field(0, ge=0, le=INT32)
+
+
+class StepErrorIn(BaseModel):
+    """What went wrong in a step (seed WorkflowError.create)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: Identifier
+    message: Text = ""
+    error_type: ErrorType = ErrorType.INTERNAL_ERROR
+    recoverable: bool | None = Field(
+        None, description="Defaults by error type: TIMEOUT, SERVICE_UNAVAILABLE and "
+                          "NETWORK_ERROR are recoverable.")
+    service: ShortText | None = None
+    detail: Text | None = None
+
+
+class StepFailureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"error": {
+        "code": "INVENTORY_UNAVAILABLE", "message": "Insufficient inventory for SKU-12345",
+        "error_type": "BUSINESS_RULE_VIOLATION", "recoverable": True,
+        "service": "inventory-service"}}]})
+
+    error: StepErrorIn
+
+
+class FailureDecisionOut(BaseModel):
+    """What handling the failure decided."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"decision": "retry", "delay_ms": 1000, "status": "EXECUTING", "position": 61},
+        {"decision": "fail", "delay_ms": None, "status": "COMPENSATING", "position": 64}]})
+
+    decision: Literal["retry", "fail", "recorded"] = Field(
+        description="`retry` after `delay_ms`; `fail`: the saga failed (compensation "
+                    "starts); `recorded`: the workflow was cancelled meanwhile.")
+    delay_ms: int | None = None
+    status: WorkflowStatus | None = None
+    position: int | None
+
+
+class CompensatedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    output: JsonObject = Field(default_factory=dict)
+
+
+class CompensationStep(BaseModel):
+    step_id: str
+    status: StepStatus
+    action: CompensationOut
+
+
+class CompensationStatus(BaseModel):
+    """Steps still to undo (in order, each with its action) and progress."""
+
+    workflow_id: UUID
+    status: WorkflowStatus
+    progress_percent: float = Field(description="compensated / executed x 100.")
+    pending: list[CompensationStep]
+    compensated: list[str]
+
+
+# ---------------------------------------------------------------------------- read model
+
+
+class StepProgress(BaseModel):
+    """One step as the progress row shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    step_id: str
+    name: str
+    service: str
+    status: str
+    attempts: int
+
+
+class Progress(BaseModel):
+    """A workflow's progress row (read model)."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+        "id": "2b1f6c1e-8f1a-4c55-9a51-7b0c3e1f9a10", "name": "order-fulfillment",
+        "definition": "order-fulfillment", "definition_version": 1,
+        "type": "ORDER_FULFILLMENT", "priority": "HIGH", "status": "EXECUTING",
+        "current_step": "pick-items", "steps_done": 2, "steps_total": 4,
+        "progress_percent": 50.0, "attempts": 3, "retries": 0, "retry_count": 0,
+        "last_error": None, "compensation_progress": None, "correlation_id": "ord-ORD-12345",
+        "triggered_by": "oms", "driven_by": "engine", "waiting_reason": None,
+        "batch_id": None, "late": False, "waveless": False,
+        "steps": [{"step_id": "reserve-inventory", "name": "Reserve Inventory",
+                   "service": "inventory-service", "status": "COMPLETED", "attempts": 1}],
+        "created_at": "2026-11-25T20:40:00Z", "started_at": "2026-11-25T20:40:00Z",
+        "updated_at": "2026-11-25T20:40:01Z", "finished_at": None, "version": 7,
+        "position": 63}]})
+
+    id: UUID
+    name: str
+    definition: str
+    definition_version: int
+    type: str
+    priority: str
+    status: str
+    current_step: str | None
+    steps_done: int
+    steps_total: int
+    progress_percent: float
+    attempts: int = Field(description="Step attempts so far, all steps together.")
+    retries: int = Field(description="Step retries so far (attempts after the first).")
+    retry_count: int = Field(description="Times the workflow itself was retried.")
+    last_error: dict[str, Any] | None
+    compensation_progress: float | None
+    correlation_id: str
+    triggered_by: str
+    driven_by: str
+    waiting_reason: str | None = Field(description="Why a PENDING workflow waits, if it does.")
+    batch_id: str | None
+    late: bool
+    waveless: bool
+    steps: list[StepProgress]
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+    version: int = Field(description="Events of the workflow applied to this row.")
+    position: int = Field(description="Global position of the last event applied.")
+
+
+# ---------------------------------------------------------------------------- replay
+
+
+class HistoryEvent(BaseModel):
+    """One event of a workflow's history."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    position: int
+    event_type: str
+    timestamp: datetime
+    data: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    step_id: str | None
+    service: str | None
+    code: str
+    message: str
+    error_type: ErrorType
+    recoverable: bool
+    occurred_at: datetime | None
+    detail: str | None
+
+
+class StepState(BaseModel):
+    spec: StepOut
+    status: StepStatus
+    attempts: int
+    input_data: dict[str, Any] | None
+    output: dict[str, Any] | None
+    duration_ms: int | None
+    started_at: datetime | None
+    deadline: datetime | None
+    completed_at: datetime | None
+    next_attempt_at: datetime | None
+    last_error: ErrorOut | None
+    compensation_attempts: int
+    compensation_deadline: datetime | None
+    compensation_next_attempt_at: datetime | None
+    compensation_output: dict[str, Any] | None
+
+
+class WorkflowState(BaseModel):
+    """The workflow aggregate as of a version: every field it folds from its events."""
+
+    # Fields the aggregate gains later are passed through as they are.
+    model_config = ConfigDict(extra="allow")
+
+    id: UUID
+    version: int = Field(description="Events applied.")
+    definition_id: str
+    definition_version: int
+    name: str
+    workflow_type: WorkflowType
+    priority: WorkflowPriority
+    status: WorkflowStatus
+    steps: list[StepState]
+    input: dict[str, Any]
+    triggered_by: str
+    correlation_id: str
+    max_retries: int
+    retry_count: int
+    driven_by: DrivenBy
+    timeout_ms: int
+    cut_off: datetime | None
+    executed_steps: list[str]
+    compensated_steps: list[str]
+    compensation_queue: list[str]
+    errors: list[ErrorOut]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    modified_on: datetime
+    paused_reason: str | None
+    cancel_reason: str | None
+    cancel_compensate: bool
+    waveless: dict[str, int] | None
+    batch_id: str | None
+    late: bool
+    waiting_reason: str | None = Field(None, description="Why a PENDING workflow waits.")
+    progress_percent: float
+    compensation_progress: float
+    current_step: str | None

@@ -1,0 +1,123 @@
+"""`wes serve`: the HTTP API, with the projectors, an engine worker and the simulated
+warehouse services in the same process unless told otherwise."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import typer
+
+from api.auth import KeyRing, check_bind
+from application import logs
+from application.errors import ApplicationError
+from application.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SIMULATOR_PATH = "/sim"
+ANY_HOST = frozenset({"0.0.0.0", "::", ""})
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
+    no_worker: bool = typer.Option(False, "--no-worker", help="Run no engine worker here."),
+    no_projections: bool = typer.Option(False, "--no-projections",
+                                        help="Run no projectors here (the read models are "
+                                             "still queried)."),
+    no_simulated_services: bool = typer.Option(
+        False, "--no-simulated-services",
+        help=f"Do not host the simulated warehouse services under {SIMULATOR_PATH}."),
+    concurrency: int = typer.Option(4, min=1, max=256, help="Workflows the worker drives at "
+                                                            "once."),
+) -> None:
+    """Run the API (default port 8000), the projectors, one engine worker and, without
+    WES_SERVICES, the simulated warehouse services; the flags leave parts out."""
+    from cli.main import fail
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_json)
+    try:
+        keys = KeyRing.parse(settings.api_keys)
+    except ApplicationError as e:
+        fail(str(e))
+        return
+    refusal = check_bind(host, keys)
+    if refusal:
+        fail(refusal)
+    if not keys.enabled:
+        typer.echo(f"wes: no API keys configured (WES_API_KEYS): listening on {host} only, "
+                   "and every request is allowed", err=True)
+    simulate = not no_simulated_services
+    base_url = f"http://{'127.0.0.1' if host in ANY_HOST else host}:{port}"
+    if settings.services is None and simulate:
+        # Steps reach the simulated services through this very server.
+        services = {name: [f"{base_url}{SIMULATOR_PATH}/{name}"] for name in _service_names()}
+        settings = dataclasses.replace(settings, services=services)
+    elif settings.services is None and not no_worker:
+        typer.echo("wes: WES_SERVICES is not set and --no-simulated-services was given: "
+                   "steps that call a service will fail", err=True)
+    try:
+        app = build(settings, worker=not no_worker, projections=not no_projections,
+                    simulate=simulate, concurrency=concurrency, keys=keys)
+    except ApplicationError as e:
+        fail(str(e))
+        return
+    import uvicorn
+
+    parts = ["API"] + (["projections"] if not no_projections else []) + (
+        ["worker"] if not no_worker else []) + (
+        [f"simulated services at {base_url}{SIMULATOR_PATH}"] if simulate else [])
+    typer.echo(f"wes: serving {', '.join(parts)} on {base_url} (docs: {base_url}/docs)",
+               err=True)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(),
+                access_log=False)
+
+
+def _service_names() -> list[str]:
+    from simulator.warehouse import SERVICE_OPERATIONS
+
+    return sorted(SERVICE_OPERATIONS)
+
+
+def build(settings: Settings, *, worker: bool, projections: bool, simulate: bool,
+          concurrency: int, keys: KeyRing):  # type: ignore[no-untyped-def]
+    """Composes the app: container (database, Workflows, engine), read models, background
+    parts, mounts."""
+    from api.app import create_app
+    from api.read_models import ReadModelSet
+    from application.container import Container
+
+    container = Container.build(settings)
+    read_models = ReadModelSet.build(container.workflows, container.db)
+    background = []
+    if projections:
+        background.append(read_models.runner())
+    if worker:
+        background.append(container.worker(concurrency=concurrency))
+    mounts = {}
+    if simulate:
+        from simulator.server import create_app as create_simulator
+
+        mounts[SIMULATOR_PATH] = create_simulator()
+    return create_app(workflows=container.workflows, read_models=read_models.ports,
+                      keys=keys, load_commands=getattr(container, "balancer", None),
+                      background=[*background, _Closing(container, read_models)],
+                      mounts=mounts)
+
+
+class _Closing:
+    """Closes the container and the read models when the server stops."""
+
+    def __init__(self, *closables: object) -> None:
+        self.closables = closables
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def stop(self) -> None:
+        for closable in self.closables:
+            close = getattr(closable, "close", None)
+            if close is not None:
+                close()
