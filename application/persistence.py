@@ -1,27 +1,78 @@
 """All SQL that is not a read model: the event-store recorder and the engine's work queue.
 
-`WesApplicationRecorder` is the library's PostgreSQL application recorder plus one thing:
-when an application saves a workflow it passes the workflow's next wake-up time, and the
-recorder upserts it into the work queue *in the same transaction* as the events. So the
-queue can never disagree with the event streams it is derived from (a transactional
-outbox); it holds no workflow state, only "look at workflow X after time T", and it can be
-rebuilt from the events at any time (`Workflows.rebuild_work_queue`).
+`WesApplicationRecorder` is the library's PostgreSQL application recorder with two changes.
+
+**The work queue rides along.** When an application saves a workflow it passes the
+workflow's next wake-up time (`work=[WorkItem]`), and the recorder writes it into the work
+queue *in the same statement* as the events. So the queue can never disagree with the event
+streams it is derived from (a transactional outbox); it holds no workflow state, only "look
+at workflow X after time T", and it can be rebuilt from the events at any time
+(`Workflows.rebuild_work_queue`).
+
+**Appends run concurrently; readers still never pass over an event.** The library takes
+an EXCLUSIVE lock on the events table for every append and holds it until commit, so that
+positions (notification ids) become visible in order; appends are then serialised through
+each commit's disk flush, and its NOTIFY (which PostgreSQL also serialises through commit)
+does the same. Here an append holds a lock only while it takes its positions:
+
+1. Positions are handed out in contiguous blocks, one block per append, under a session
+   advisory lock that is released before the rows are even written (microseconds). While
+   it holds that lock, the append also takes a transaction-scoped advisory lock named after
+   the first position of its block: the block's *marker*, held until the append commits or
+   aborts.
+2. A reader returns rows in position order and never passes over a missing position until
+   it knows that position's transaction has ended. For a missing position below a row it
+   has read, the block's marker answers exactly that: every block below a visible row took
+   its marker before that row's block was handed out, so a free marker means the writer has
+   finished. The reader then reads the missing positions again with a fresh snapshot: rows
+   now present committed late and are returned in order; rows still missing were rolled
+   back and can never appear. A held marker stops the read just before it; a subscription
+   then waits on that very marker (no timeout decides anything).
+3. NOTIFY is sent after commit by one background sender per recorder, coalescing bursts,
+   so it does not serialise commits either. It only wakes subscribers up: correctness
+   never depends on it.
+
+Positions are therefore contiguous per append (the library's non-interleaving contract),
+returned by `insert_events` as before, and read in order exactly once. Anything that
+reads the events table must go through `select_notifications` / `subscribe` (a bare
+`ORDER BY notification_id` query can pass over an append still in flight).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import threading
+import time
+import weakref
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+import psycopg.errors
+from eventsourcing.persistence import (
+    InterfaceError,
+    Notification,
+    OperationalError,
+    ProgrammingError,
+    ShutDown,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresSubscription
+from eventsourcing.utils import retry
 from psycopg import Cursor
-from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.rows import DictRow, tuple_row
+from psycopg.sql import SQL, Composed, Identifier, Literal
+
+# Markers live in the two-int advisory-lock space (classid = a hash of the table, objid =
+# the position's low 31 bits). A hash collision can only make a reader or writer wait for
+# another transaction to end; it can never make a reader pass over an event.
+_POSITION_BITS = 0x7FFFFFFF
+# Reads check markers one by one up to this many missing positions, then read pg_locks.
+_PROBE_LIMIT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +130,6 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             "ON CONFLICT (workflow_id) DO UPDATE SET due_at = EXCLUDED.due_at, "
             "priority = EXCLUDED.priority"
         ).format(schema=schema, work=work)
-        self._delete_work = SQL("DELETE FROM {schema}.{work} WHERE workflow_id = %s").format(
-            schema=schema, work=work)
         self._claim = SQL(
             "WITH c AS (SELECT workflow_id FROM {schema}.{work}"
             " WHERE due_at <= %s AND (lease_until IS NULL OR lease_until < now())"
@@ -117,18 +166,311 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             "SELECT DISTINCT originator_id FROM {schema}.{events} WHERE topic = %s"
         ).format(schema=schema, events=events)
 
-    # ---- writes that ride along with the events
+        self._init_event_log(schema)
 
-    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
-                       **kwargs: Any) -> None:
-        work: Sequence[WorkItem] = kwargs.get("work") or ()
-        for item in work:
-            if item.due_at is None:
-                curs.execute(self._delete_work, (item.workflow_id,), prepare=True)
-            else:
-                curs.execute(self._upsert_work, (item.workflow_id, item.due_at, item.priority),
-                             prepare=True)
-        super()._insert_events(curs, stored_events, **kwargs)
+    # ---- the event log: appending
+
+    def _init_event_log(self, schema: Identifier) -> None:
+        events = Identifier(self.events_table_name)
+        work = Identifier(self.work_table_name)
+        qualified = f"{self.datastore.schema}.{self.events_table_name}"
+        self.allocate_function_name = f"{self.events_table_name}_allocate"
+        self.check_identifier_length(self.allocate_function_name)
+        self._marker_class = zlib.crc32(qualified.encode()) & _POSITION_BITS
+        digest = hashlib.sha256(f"wes-allocate:{qualified}".encode()).digest()
+        self._allocation_key = int.from_bytes(digest[:8], "big", signed=True)
+        self._ddl_key = int.from_bytes(digest[8:16], "big", signed=True)
+        allocate = SQL("{}.{}").format(schema, Identifier(self.allocate_function_name))
+        id_type = SQL(self.datastore.originator_id_type)
+        insert = SQL(
+            "WITH allocation AS MATERIALIZED (SELECT {allocate}(%(n)s) AS first_id),"
+            " inserted AS (INSERT INTO {schema}.{events}"
+            " (notification_id, originator_id, originator_version, topic, state)"
+            " SELECT allocation.first_id + e.ord - 1, e.originator_id, e.originator_version,"
+            " e.topic, e.state FROM allocation, unnest(%(ids)s::{id_type}[], %(versions)s::bigint[],"
+            " %(topics)s::text[], %(states)s::bytea[])"
+            " WITH ORDINALITY AS e(originator_id, originator_version, topic, state, ord)"
+            " RETURNING notification_id)"
+        ).format(allocate=allocate, schema=schema, events=events, id_type=id_type)
+        work_ctes = SQL(
+            "upserted AS (INSERT INTO {schema}.{work} (workflow_id, due_at, priority)"
+            " SELECT * FROM unnest(%(due_ids)s::uuid[], %(due_at)s::timestamptz[],"
+            " %(priorities)s::smallint[])"
+            " ON CONFLICT (workflow_id) DO UPDATE SET due_at = EXCLUDED.due_at,"
+            " priority = EXCLUDED.priority),"
+            " removed AS (DELETE FROM {schema}.{work} WHERE workflow_id = ANY(%(done_ids)s::uuid[]))"
+        ).format(schema=schema, work=work)
+        self._append_events = self._render(insert + SQL(" SELECT notification_id FROM inserted"))
+        self._append_events_and_work = self._render(
+            insert + SQL(", ") + work_ctes + SQL(" SELECT notification_id FROM inserted"))
+        self._append_work = self._render(SQL("WITH ") + work_ctes + SQL(" SELECT 1"))
+        self._notify = self._render(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
+        self._notifier = _Notifier(self.datastore, self._notify)
+
+        # ---- reading
+        columns = SQL("SELECT originator_version, topic, state FROM {}.{} WHERE originator_id = %s"
+                      ).format(schema, events)
+        self._select_events_sql: dict[tuple[bool, bool, bool, bool], str] = {}
+        for gt in (False, True):
+            for lte in (False, True):
+                for desc in (False, True):
+                    for limit in (False, True):
+                        query = columns
+                        query += SQL(" AND originator_version > %s") if gt else SQL("")
+                        query += SQL(" AND originator_version <= %s") if lte else SQL("")
+                        query += SQL(" ORDER BY originator_version DESC" if desc
+                                     else " ORDER BY originator_version ASC")
+                        query += SQL(" LIMIT %s") if limit else SQL("")
+                        self._select_events_sql[gt, lte, desc, limit] = self._render(query)
+        window = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, {state}"
+            " FROM {schema}.{events} WHERE notification_id >= %s{stop}"
+            " ORDER BY notification_id LIMIT %s")
+        self._window_sql: dict[tuple[bool, bool], str] = {}
+        for stop in (False, True):
+            for topics in (False, True):
+                state = SQL("CASE WHEN topic = ANY(%s) THEN state END") if topics else SQL("state")
+                stop_sql = SQL(" AND notification_id <= %s") if stop else SQL("")
+                self._window_sql[stop, topics] = self._render(window.format(
+                    state=state, schema=schema, events=events, stop=stop_sql))
+        self._reread_sql = self._render(SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {}.{} JOIN unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi)"
+            " ON notification_id BETWEEN r.lo AND r.hi ORDER BY notification_id"
+        ).format(schema, events))
+        marker = SQL("{}, (g & {})::integer").format(Literal(self._marker_class),
+                                                       Literal(_POSITION_BITS))
+        self._probe_markers_sql = self._render(SQL(
+            "SELECT g FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi),"
+            " generate_series(r.lo, r.hi) AS g"
+            " WHERE CASE WHEN pg_try_advisory_lock_shared({m})"
+            " THEN NOT pg_advisory_unlock_shared({m}) ELSE true END"
+        ).format(m=marker))
+        self._held_markers_sql = self._render(SQL(
+            "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+            " AND classid = {}::oid AND granted AND mode = 'ExclusiveLock'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).format(Literal(self._marker_class)))
+        self._wait_marker_sql = self._render(SQL(
+            "SELECT pg_advisory_xact_lock_shared({}, (%s::bigint & {})::integer)"
+        ).format(Literal(self._marker_class), Literal(_POSITION_BITS)))
+
+    @staticmethod
+    def _render(query: Composed | SQL) -> str:
+        # Plain strings: psycopg caches their conversion, a Composed is rebuilt every time.
+        return query.as_string()
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        # Several processes may start at once; CREATE OR REPLACE FUNCTION does not like that.
+        curs.execute("SELECT pg_advisory_xact_lock(%s)", (self._ddl_key,))
+        super()._create_table(curs)
+        curs.execute("SELECT pg_get_serial_sequence(%s, 'notification_id') AS seq",
+                     (SQL("{}.{}").format(Identifier(self.datastore.schema),
+                                          Identifier(self.events_table_name)).as_string(),))
+        row = curs.fetchone()
+        assert row is not None and row["seq"], "the events table has no notification_id sequence"
+        curs.execute(SQL(
+            "CREATE OR REPLACE FUNCTION {schema}.{name}(n integer) RETURNS bigint"
+            " LANGUAGE plpgsql AS $body$"
+            " DECLARE first_id bigint;"
+            " BEGIN"
+            "  PERFORM pg_advisory_lock({allocation});"
+            "  first_id := nextval({seq}::regclass);"
+            "  IF n > 1 THEN PERFORM setval({seq}::regclass, first_id + n - 1); END IF;"
+            "  PERFORM pg_advisory_xact_lock({marker}, (first_id & {bits})::integer);"
+            "  PERFORM pg_advisory_unlock({allocation});"
+            "  RETURN first_id;"
+            " END $body$"
+        ).format(schema=Identifier(self.datastore.schema),
+                 name=Identifier(self.allocate_function_name),
+                 allocation=Literal(self._allocation_key), seq=Literal(row["seq"]),
+                 marker=Literal(self._marker_class), bits=Literal(_POSITION_BITS)))
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent],
+                      **kwargs: Any) -> Sequence[int] | None:
+        """Appends events (and `work=[WorkItem]`) atomically; returns their positions."""
+        with self.datastore.get_connection() as conn:
+            positions = self.append(conn, stored_events, kwargs.get("work") or ())
+        if positions:
+            self.announce()
+        return positions
+
+    def announce(self) -> None:
+        """Wakes subscribers (soon, after this call) to read what has been committed."""
+        self._notifier.wake()
+
+    def append(self, conn: psycopg.Connection[Any], stored_events: Sequence[StoredEvent],
+               work: Sequence[WorkItem] = ()) -> list[int] | None:
+        """Appends events and work items in one statement on `conn`, inside the caller's
+        transaction if one is open (else it commits by itself); returns the positions.
+        A caller that commits its own transaction then calls `announce`."""
+        items = {item.workflow_id: item for item in work}  # one row per workflow: the last
+        if not stored_events and not items:
+            return None
+        params: dict[str, Any] = {}
+        if items:
+            due = [item for item in items.values() if item.due_at is not None]
+            params.update(
+                due_ids=[item.workflow_id for item in due], due_at=[item.due_at for item in due],
+                priorities=[item.priority for item in due],
+                done_ids=[item.workflow_id for item in items.values() if item.due_at is None])
+        if stored_events:
+            params.update(
+                n=len(stored_events), ids=[e.originator_id for e in stored_events],
+                versions=[e.originator_version for e in stored_events],
+                topics=[e.topic for e in stored_events], states=[e.state for e in stored_events])
+            query = self._append_events_and_work if items else self._append_events
+        else:
+            query = self._append_work
+        try:
+            curs = conn.cursor(row_factory=tuple_row)
+            curs.execute(query, params, prepare=True)
+            if not stored_events:
+                return None
+            positions = sorted(row[0] for row in curs.fetchall())
+        except psycopg.IntegrityError:
+            # The append is rolled back after its block was handed out: wake the readers,
+            # so that one waiting on that block sees it end.
+            self._notifier.wake()
+            raise
+        except BaseException:
+            # The allocation lock is session-scoped; a failure at the wrong moment could
+            # leave it held, so this connection must not be used again.
+            conn.close()
+            raise
+        if len(positions) != len(stored_events):
+            raise ProgrammingError(f"{len(stored_events)} events got {len(positions)} positions")
+        return positions
+
+    # ---- the event log: reading
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_events(self, originator_id: UUID | str, *, gt: int | None = None,
+                      lte: int | None = None, desc: bool = False,
+                      limit: int | None = None) -> Sequence[StoredEvent]:
+        query = self._select_events_sql[gt is not None, lte is not None, desc, limit is not None]
+        params = [originator_id, *(p for p in (gt, lte, limit) if p is not None)]
+        with self.datastore.get_connection() as conn:
+            curs = conn.cursor(row_factory=tuple_row)
+            curs.execute(query, params, prepare=True, binary=True)
+            return [StoredEvent(originator_id, version, topic, state)
+                    for version, topic, state in curs.fetchall()]
+
+    def select_notifications(self, start: int | None, limit: int, stop: int | None = None,
+                             topics: Sequence[str] = (), *,
+                             inclusive_of_start: bool = True) -> Sequence[Notification]:
+        """Notifications in position order, never past an append that is still in flight."""
+        first = 1 if start is None else start if inclusive_of_start else start + 1
+        return self.select_committed(first, limit, stop, topics)[0]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_committed(self, first: int, limit: int, stop: int | None = None,
+                         topics: Sequence[str] = ()) -> tuple[list[Notification], int | None]:
+        """Up to `limit` notifications from position `first` on, in order, and the position
+        of an append still in flight that stopped the read (None if nothing did)."""
+        found: list[Notification] = []
+        wanted = set(topics)
+        while True:
+            window = self._window(first, limit, stop, topics)
+            if not window:
+                return found, None
+            rows, blocked = self._settle(first, window)
+            for row in rows:
+                if not wanted or row[3] in wanted:
+                    found.append(Notification(id=row[0], originator_id=row[1],
+                                              originator_version=row[2], topic=row[3],
+                                              state=row[4]))
+                    if len(found) == limit:
+                        return found, None
+            if blocked is not None:
+                return found, blocked
+            last = window[-1][0]
+            if not topics or len(window) < limit or (stop is not None and last >= stop):
+                return found, None
+            # Topics are filtered here, so a window may hold fewer matches than asked for.
+            first = last + 1
+
+    def _window(self, first: int, limit: int, stop: int | None,
+                topics: Sequence[str]) -> list[tuple[Any, ...]]:
+        params: list[Any] = [list(topics)] if topics else []
+        params.append(first)
+        if stop is not None:
+            params.append(stop)
+        params.append(limit)
+        with self.datastore.get_connection() as conn:
+            curs = conn.cursor(row_factory=tuple_row)
+            curs.execute(self._window_sql[stop is not None, bool(topics)], params, prepare=True,
+                         binary=True)
+            return curs.fetchall()
+
+    def _settle(self, first: int, rows: list[tuple[Any, ...]]
+                ) -> tuple[list[tuple[Any, ...]], int | None]:
+        """Resolves the positions missing below the last row read (see the module notes)."""
+        gaps: list[tuple[int, int]] = []
+        expected = first
+        for row in rows:
+            if row[0] > expected:
+                gaps.append((expected, row[0] - 1))
+            expected = row[0] + 1
+        if not gaps:
+            return rows, None
+        blocked = self._first_held(gaps)
+        if blocked is not None:
+            rows = [row for row in rows if row[0] < blocked]
+            gaps = [(lo, min(hi, blocked - 1)) for lo, hi in gaps if lo < blocked]
+        if gaps:
+            # Those writers have finished: what they committed is visible to a new snapshot.
+            late = self._reread(gaps)
+            if late:
+                rows = sorted(rows + late, key=lambda row: row[0])
+        return rows, blocked
+
+    def _first_held(self, gaps: list[tuple[int, int]]) -> int | None:
+        """The lowest missing position whose block marker is held (its append is in flight)."""
+        with self.datastore.get_connection() as conn:
+            if sum(hi - lo + 1 for lo, hi in gaps) <= _PROBE_LIMIT:
+                rows = conn.execute(self._probe_markers_sql,
+                                    ([lo for lo, _ in gaps], [hi for _, hi in gaps]),
+                                    prepare=True).fetchall()
+                return min((row["g"] for row in rows), default=None)
+            held = [row["objid"] for row in conn.execute(self._held_markers_sql).fetchall()]
+        # Markers name positions modulo 2**31: the lowest gap position with a held name.
+        candidates = []
+        for key in held:
+            for lo, hi in gaps:
+                position = (lo & ~_POSITION_BITS) | key
+                if position < lo:
+                    position += _POSITION_BITS + 1
+                if position <= hi:
+                    candidates.append(position)
+                    break
+        return min(candidates, default=None)
+
+    def _reread(self, gaps: list[tuple[int, int]]) -> list[tuple[Any, ...]]:
+        with self.datastore.get_connection() as conn:
+            curs = conn.cursor(row_factory=tuple_row)
+            curs.execute(self._reread_sql, ([lo for lo, _ in gaps], [hi for _, hi in gaps]),
+                         prepare=True, binary=True)
+            return curs.fetchall()
+
+    def wait_for_append(self, position: int, stopped: Callable[[], bool]) -> None:
+        """Blocks until the append whose block starts at `position` has committed or rolled
+        back (or `stopped()` turns true)."""
+        while not stopped():
+            try:
+                with self.datastore.transaction(commit=False) as curs:
+                    # Only so that `stopped` is looked at now and then.
+                    curs.execute("SET LOCAL lock_timeout = '500ms'")
+                    curs.execute(self._wait_marker_sql, (position,))
+                return
+            except OperationalError as e:
+                if not isinstance(e.__cause__, psycopg.errors.LockNotAvailable):
+                    time.sleep(0.1)  # the database is unreachable: do not spin
+
+    def subscribe(self, gt: int | None = None,
+                  topics: Sequence[str] = ()) -> WesSubscription:
+        return WesSubscription(self, gt=gt, topics=topics)
 
     # ---- the work queue
 
@@ -189,6 +531,70 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._aggregate_ids, (created_topic,))
             return [r["originator_id"] for r in curs.fetchall()]
+
+
+class WesSubscription(PostgresSubscription):
+    """The library's LISTEN/NOTIFY subscription, reading with `select_committed`: when an
+    append still in flight stops a read, it waits for exactly that append to end."""
+
+    def _pull(self) -> None:
+        recorder = cast(WesApplicationRecorder, self._recorder)
+        while not self._has_been_stopped:
+            self._has_been_notified.clear()
+            notifications, blocked = recorder.select_committed(
+                (self._last_notification_id or 0) + 1, self._select_limit, topics=self._topics)
+            if notifications:
+                try:
+                    self._notifications_queue.put(notifications)
+                except ShutDown:
+                    break
+                self._last_notification_id = notifications[-1].id
+            if blocked is not None:
+                recorder.wait_for_append(blocked, lambda: self._has_been_stopped)
+            elif len(notifications) < self._select_limit:
+                break
+
+
+class _Notifier:
+    """Sends the NOTIFY for appends after they commit, from one thread, one per burst."""
+
+    def __init__(self, datastore: PostgresDatastore, statement: str) -> None:
+        self._datastore = datastore
+        self._statement = statement
+        self._pending = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def wake(self) -> None:
+        self._pending.set()
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=_send_notifications, name="wes-notify", daemon=True,
+                        args=(weakref.ref(self._datastore), self._pending, self._statement))
+                    self._thread.start()
+
+
+def _send_notifications(datastore_ref: weakref.ref[PostgresDatastore], pending: threading.Event,
+                        statement: str) -> None:
+    # Holds the datastore only weakly, and ends when its pool is closed.
+    while True:
+        woken = pending.wait(1.0)
+        datastore = datastore_ref()
+        if datastore is None or datastore.pool.closed:
+            return
+        if woken:
+            pending.clear()  # commits from now on get a NOTIFY of their own
+            try:
+                with datastore.get_connection() as conn:
+                    conn.execute(statement)
+            except Exception:
+                if datastore.pool.closed:
+                    return
+                pending.set()
+                time.sleep(0.1)
+        del datastore
 
 
 class LeaderLock:
