@@ -110,6 +110,7 @@ def create_app(
     registry.register(StoreCollector(reader, read_models.projections))
     app.state.metrics_registry = registry
     errors.install(app)
+    errors.document(app)
     app.add_middleware(LatencyMiddleware)
     for router in (workflow_routes.router, steps.router, replay.router, audit.router,
                    events.router, definitions.router, load.router, projections.router,

@@ -59,7 +59,8 @@ def _read_models(c: ComponentsDep) -> ReadModels:
     return c.read_models
 
 
-def _load_commands(c: ComponentsDep) -> LoadCommands:
+def load_commands(c: Components) -> LoadCommands:
+    """The process's load balancer; called in the route (after the body is validated)."""
     if c.load is None:
         raise ApiProblem(503, "load-balancer-unavailable", "Load balancer unavailable",
                          "no load balancer runs in this API process (it runs with the "
@@ -69,7 +70,6 @@ def _load_commands(c: ComponentsDep) -> LoadCommands:
 
 WorkflowsDep = Annotated[Workflows, Depends(_workflows)]
 ReadModelsDep = Annotated[ReadModels, Depends(_read_models)]
-LoadCommandsDep = Annotated[LoadCommands, Depends(_load_commands)]
 
 # ---------------------------------------------------------------------------- auth
 
@@ -88,22 +88,32 @@ class Principal:
 
 
 def principal(
+    request: Request,
     c: ComponentsDep,
-    api_key: Annotated[str | None, Security(_api_key)] = None,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+    _api_key_scheme: Annotated[str | None, Security(_api_key)] = None,
+    _bearer_scheme: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
 ) -> Principal:
-    """The caller, from `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    """The caller, from `Authorization: Bearer <key>` or `X-API-Key: <key>`. Every key
+    header sent must hold a valid key (an empty or malformed one is refused too); with
+    both, the lesser role applies. (The security schemes above document the headers.)"""
     if not c.keys.enabled:
         return Principal(Role.ADMIN, "api")
-    key = bearer.credentials if bearer is not None else api_key
-    if not key:
+    presented: list[str] = []
+    if "x-api-key" in request.headers:
+        presented.append(request.headers["x-api-key"].strip())
+    if "authorization" in request.headers:
+        scheme, _, credentials = request.headers["authorization"].partition(" ")
+        presented.append(credentials.strip() if scheme.lower() == "bearer" else "")
+    if not presented:
         raise Unauthenticated("send an API key as 'Authorization: Bearer <key>' or "
                               "'X-API-Key: <key>'")
-    role = c.keys.role_of(key)
-    if role is None:
+    roles = [c.keys.role_of(key) if key else None for key in presented]
+    if None in roles:
         raise Unauthenticated("the API key is not valid")
+    role = min(r for r in roles if r is not None)
     # A short fingerprint names the key in audit records without revealing it.
-    return Principal(role, f"api-key:{hashlib.sha256(key.encode()).hexdigest()[:8]}")
+    fingerprint = hashlib.sha256(presented[0].encode()).hexdigest()[:8]
+    return Principal(role, f"api-key:{fingerprint}")
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]

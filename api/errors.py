@@ -240,6 +240,21 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     out: dict[int | str, dict[str, Any]] = {}
     for status in wanted:
         title, slug, detail = _DOC[status]
-        out[status] = {"model": Problem, "description": title,
+        out[status] = {"description": title,
                        "content": _problem_content(status, title, slug, detail)}
     return out
+
+
+def document(app: FastAPI) -> None:
+    """Adds the `Problem` schema that every error response refers to to the OpenAPI."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            schemas["Problem"] = Problem.model_json_schema(
+                ref_template="#/components/schemas/{model}")
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -12,6 +13,13 @@ from api.auth import KeyRing, check_bind
 from application import logs
 from application.errors import ApplicationError
 from application.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp
+
+    from api.read_models import ReadModelSet
+    from application.container import Container
 
 log = logging.getLogger(__name__)
 
@@ -82,42 +90,41 @@ def _service_names() -> list[str]:
 
 
 def build(settings: Settings, *, worker: bool, projections: bool, simulate: bool,
-          concurrency: int, keys: KeyRing):  # type: ignore[no-untyped-def]
-    """Composes the app: container (database, Workflows, engine), read models, background
-    parts, mounts."""
-    from api.app import create_app
+          concurrency: int, keys: KeyRing) -> FastAPI:
+    """Composes the app: the container (database, Workflows, engine, load balancer), the
+    read models, the parts running beside the API, and the mounted simulator."""
+    from api.app import Background, create_app
     from api.read_models import ReadModelSet
     from application.container import Container
 
     container = Container.build(settings)
-    read_models = ReadModelSet.build(container.workflows, container.db)
-    background = []
+    read_models = ReadModelSet.build(container.workflows, container.db, settings.extra_env)
+    # Stopped last (parts stop in reverse order): closes what everything else uses.
+    background: list[Background] = [_Closing(read_models, container)]
     if projections:
         background.append(read_models.runner())
     if worker:
         background.append(container.worker(concurrency=concurrency))
-    mounts = {}
+    mounts: dict[str, ASGIApp] = {}
     if simulate:
         from simulator.server import create_app as create_simulator
 
         mounts[SIMULATOR_PATH] = create_simulator()
     return create_app(workflows=container.workflows, read_models=read_models.ports,
-                      keys=keys, load_commands=getattr(container, "balancer", None),
-                      background=[*background, _Closing(container, read_models)],
+                      keys=keys, load_commands=container.balancer, background=background,
                       mounts=mounts)
 
 
 class _Closing:
-    """Closes the container and the read models when the server stops."""
+    """Closes the read models and the container (workers, pools) when the server stops."""
 
-    def __init__(self, *closables: object) -> None:
-        self.closables = closables
+    def __init__(self, read_models: ReadModelSet, container: Container) -> None:
+        self.read_models = read_models
+        self.container = container
 
     def start(self) -> None:
-        """Nothing to start."""
+        """Everything was opened when it was built."""
 
     def stop(self) -> None:
-        for closable in self.closables:
-            close = getattr(closable, "close", None)
-            if close is not None:
-                close()
+        self.read_models.close()
+        self.container.close()

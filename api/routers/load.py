@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
-from api.dependencies import LoadCommandsDep, LoadFresh, Operator, Reader, ReadModelsDep
+from api.dependencies import ComponentsDep, LoadFresh, Operator, Reader, ReadModelsDep, load_commands
 from api.errors import responses
 from api.schemas.load import (
     LoadMetricsIn,
@@ -34,23 +34,23 @@ def list_load(
 
 @router.post("/metrics", response_model=MetricsRecorded, responses=responses(403, 404),
                summary="Report a LoadMetrics snapshot")
-def report_metrics(balancer: LoadCommandsDep, _: Operator,
+def report_metrics(c: ComponentsDep, _: Operator,
                    body: Annotated[LoadMetricsIn, Body()]) -> MetricsRecorded:
     """Records a service instance's load snapshot (seed LoadMetrics.snapshot); routing and
     rebalancing take it into account at once. 404 for an instance no service has."""
     metrics = LoadMetrics.snapshot(**body.model_dump())
-    position = balancer.report_metrics(metrics)
+    position = load_commands(c).report_metrics(metrics)
     return MetricsRecorded(position=position, load_score=round(metrics.load_score, 3),
                            health=metrics.health.value)
 
 
 @router.post("/rebalance", response_model=Rebalanced, responses=responses(403),
                summary="Rebalance now")
-def rebalance(balancer: LoadCommandsDep, who: Operator) -> Rebalanced:
+def rebalance(c: ComponentsDep, who: Operator) -> Rebalanced:
     """Computes target shares for every service from current load and records the
     decision, whether or not a threshold is crossed (seed: manual rebalancing)."""
     decisions = [RebalancingDecision(service=service, target_shares=dict(shares),
                                      position=position)
-                 for service, shares, position in balancer.rebalance(actor=who.actor)]
+                 for service, shares, position in load_commands(c).rebalance(actor=who.actor)]
     positions = [d.position for d in decisions if d.position is not None]
     return Rebalanced(position=max(positions, default=None), decisions=decisions)

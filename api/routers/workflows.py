@@ -79,7 +79,7 @@ def list_workflows(
     responses={200: {"model": WorkflowStarted,
                      "description": "An earlier request with this Idempotency-Key started it"},
                **responses(403, 404)},
-    summary="Start a workflow",
+    summary="Start a workflow", response_description="Started",
 )
 def start_workflow(
     who: Operator, workflows: WorkflowsDep, response: Response,

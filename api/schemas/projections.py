@@ -10,14 +10,19 @@ class ProjectionStatus(BaseModel):
 
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
         "name": "progress", "position": 1040, "head": 1042, "lag_events": 2,
-        "lag_seconds": 0.12, "state": "running"}]})
+        "lag_seconds": 0.12, "state": "running", "generation": 1,
+        "rebuilding_generation": None, "rebuilding_position": None, "error_position": None}]})
 
     name: str
     position: int | None = Field(description="The last global position applied.")
     head: int | None = Field(description="The event store's latest position.")
     lag_events: int
     lag_seconds: float | None
-    state: str
+    state: str = Field(description="running, standby, stopped, rebuilding or error: ...")
+    generation: int | None = Field(None, description="The live generation of its tables.")
+    rebuilding_generation: int | None = None
+    rebuilding_position: int | None = Field(None, description="How far a rebuild has got.")
+    error_position: int | None = Field(None, description="The event it stopped at.")
 
 
 class RebuildStarted(BaseModel):

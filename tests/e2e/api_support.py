@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth import KeyRing, Role
 from api.dependencies import ApiConfig
+from api.ports import LoadCommands
 from api.read_models import ReadModelSet
 from application.database import Database
 from application.workflows import Workflows
@@ -40,9 +41,11 @@ def read_models(db: Database, app: Workflows) -> Iterator[ReadModelSet]:
 
 
 def build_app(app: Workflows, read_models: ReadModelSet, *, keys: KeyRing | None = None,
-              config: ApiConfig = TEST_CONFIG, projectors: bool = True) -> FastAPI:
+              config: ApiConfig = TEST_CONFIG, projectors: bool = True,
+              load_commands: LoadCommands | None = None) -> FastAPI:
     return create_app(workflows=app, read_models=read_models.ports, keys=keys, config=config,
-                      background=[read_models.runner()] if projectors else [])
+                      background=[read_models.runner()] if projectors else [],
+                      load_commands=load_commands)
 
 
 @pytest.fixture
