@@ -1,9 +1,11 @@
 """Load read model: per service and instance, the work in flight and queued, outcomes, step
 durations over a recent window, and the latest metrics, circuit state and target share.
 
-Step events do not name the instance that served them yet, so their counters use the
-service name as the instance; the SystemLoad streams (metrics, circuit changes) and the
-rebalancing decisions fill in the rows of real instances.
+A step's outcome (completed, failed, duration) counts for the instance that answered when
+the event names it. Work in flight and queued is not yet bound to an instance, so it counts
+on the service's own row (instance = service name), as do outcomes recorded without an
+instance. The SystemLoad streams (metrics, circuit changes) and the rebalancing decisions
+fill in the rows of the real instances.
 
 Counters are kept by difference: each workflow's step states live in a helper table, and an
 event changes the counters by what it changes in that workflow's contribution (its steps in
@@ -127,9 +129,7 @@ class _Batch:
         self.touched[key] = (at, position)
         self.counters.setdefault(key, Counter())
 
-    def count(self, service: str, counter: str, delta: int, at: datetime,
-              position: int) -> None:
-        key = (service, service)
+    def count(self, key: Key, counter: str, delta: int, at: datetime, position: int) -> None:
         self.touch(key, at, position)
         self.counters[key][counter] += delta
 
@@ -286,7 +286,7 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
             after.subtract(before)
             for (service, counter), delta in after.items():
                 if delta:
-                    state.count(service, counter, delta, event.timestamp, position)
+                    state.count((service, service), counter, delta, event.timestamp, position)
             state.changed_flows.add(event.originator_id)
             state.latest = max(state.latest or event.timestamp, event.timestamp)
         else:
@@ -341,8 +341,9 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
     def _(self, event: Workflow.StepExecuted, flow: _Flow, state: _Batch,
           position: int) -> None:
         service = flow.set_step(event.step_id, StepStatus.COMPLETED)["service"]
-        state.count(service, "completed", 1, event.timestamp, position)
-        state.outcomes.append((position, service, service, event.timestamp,
+        key = (service, event.instance or service)
+        state.count(key, "completed", 1, event.timestamp, position)
+        state.outcomes.append((position, *key, event.timestamp,
                                float(event.execution_time_ms), True))
 
     @_apply.register(Workflow.StepFailed)
@@ -350,10 +351,12 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
           position: int) -> None:
         started = flow.step(event.step_id)["started_at"]
         service = flow.set_step(event.step_id, StepStatus.FAILED)["service"]
-        duration = ((event.timestamp - datetime.fromisoformat(started)).total_seconds() * 1000
-                    if started else None)
-        state.count(service, "failed", 1, event.timestamp, position)
-        state.outcomes.append((position, service, service, event.timestamp, duration, False))
+        duration: float | None = event.duration_ms
+        if duration is None and started:
+            duration = (event.timestamp - datetime.fromisoformat(started)).total_seconds() * 1000
+        key = (service, event.instance or service)
+        state.count(key, "failed", 1, event.timestamp, position)
+        state.outcomes.append((position, *key, event.timestamp, duration, False))
 
     @_apply.register(Workflow.StepRetryScheduled)
     def _(self, event: Workflow.StepRetryScheduled, flow: _Flow, state: _Batch,

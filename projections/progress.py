@@ -35,7 +35,8 @@ COLUMNS = (
     "id", "name", "definition", "definition_version", "type", "priority", "priority_rank",
     "status", "current_step", "steps_done", "steps_total", "progress_percent", "attempts",
     "retries", "retry_count", "last_error", "compensation_progress", "correlation_id",
-    "triggered_by", "driven_by", "waiting_reason", "batch_id", "late", "waveless", "steps",
+    "triggered_by", "driven_by", "waiting_reason", "paused_reason", "next_attempt_at",
+    "batch_id", "late", "waveless", "steps",
     "executed_steps", "compensated_steps", "compensation_queue", "created_at", "started_at",
     "updated_at", "finished_at", "version", "position",
 )
@@ -76,6 +77,8 @@ class ProgressRow:
     triggered_by: str
     driven_by: str
     waiting_reason: str | None
+    paused_reason: str | None
+    next_attempt_at: datetime | None
     batch_id: str | None
     late: bool
     waveless: bool
@@ -123,6 +126,8 @@ class _Progress:
     triggered_by: str
     driven_by: str
     waiting_reason: str | None
+    paused_reason: str | None
+    next_attempt_at: datetime | None
     batch_id: str | None
     late: bool
     waveless: bool
@@ -149,7 +154,7 @@ class _Progress:
             priority=event.priority, status=WorkflowStatus.PENDING.value, retry_count=0,
             last_error=None, correlation_id=event.correlation_id,
             triggered_by=event.triggered_by, driven_by=event.driven_by, waiting_reason=None,
-            batch_id=None, late=False, waveless=False,
+            paused_reason=None, next_attempt_at=None, batch_id=None, late=False, waveless=False,
             steps=[{"step_id": s["step_id"], "name": s.get("name") or s["step_id"],
                     "service": s.get("service", ""), "status": StepStatus.PENDING.value,
                     "attempts": 0} for s in event.steps],
@@ -199,7 +204,8 @@ class _Progress:
             attempts, retries, self.retry_count,
             Jsonb(self.last_error) if self.last_error is not None else None,
             self.compensation_progress(), self.correlation_id, self.triggered_by,
-            self.driven_by, self.waiting_reason, self.batch_id, self.late, self.waveless,
+            self.driven_by, self.waiting_reason, self.paused_reason, self.next_attempt_at,
+            self.batch_id, self.late, self.waveless,
             Jsonb(self.steps), self.executed_steps, self.compensated_steps,
             self.compensation_queue, self.created_at, self.started_at, self.updated_at,
             self.finished_at, self.version, self.position,
@@ -232,7 +238,8 @@ class PostgresProgressView(GenerationalView[_ProgressSQL], ProgressView):
             " retries integer NOT NULL, retry_count integer NOT NULL, last_error jsonb,"
             " compensation_progress double precision, correlation_id text NOT NULL,"
             " triggered_by text NOT NULL, driven_by text NOT NULL, waiting_reason text,"
-            " batch_id text, late boolean NOT NULL, waveless boolean NOT NULL,"
+            " paused_reason text, next_attempt_at timestamptz, batch_id text,"
+            " late boolean NOT NULL, waveless boolean NOT NULL,"
             " steps jsonb NOT NULL, executed_steps text[] NOT NULL,"
             " compensated_steps text[] NOT NULL, compensation_queue text[],"
             " created_at timestamptz NOT NULL, started_at timestamptz,"
@@ -353,6 +360,7 @@ def _to_dto(row: Mapping[str, Any]) -> ProgressRow:
         compensation_progress=row["compensation_progress"],
         correlation_id=row["correlation_id"], triggered_by=row["triggered_by"],
         driven_by=row["driven_by"], waiting_reason=row["waiting_reason"],
+        paused_reason=row["paused_reason"], next_attempt_at=row["next_attempt_at"],
         batch_id=row["batch_id"], late=row["late"], waveless=row["waveless"], steps=steps,
         created_at=row["created_at"], started_at=row["started_at"],
         updated_at=row["updated_at"], finished_at=row["finished_at"], version=row["version"],
@@ -401,13 +409,12 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
     def _(self, event: Workflow.Started, row: _Progress) -> None:
         row.status = WorkflowStatus.EXECUTING.value
         row.started_at = event.timestamp
-        row.waiting_reason = None
 
     @_apply.register(Workflow.StepStarted)
     def _(self, event: Workflow.StepStarted, row: _Progress) -> None:
         row.set_step(event.step_id, StepStatus.EXECUTING)
         row.step(event.step_id)["attempts"] = event.attempt
-        row.waiting_reason = None
+        row.next_attempt_at = None
 
     @_apply.register(Workflow.StepExecuted)
     def _(self, event: Workflow.StepExecuted, row: _Progress) -> None:
@@ -417,54 +424,53 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
     @_apply.register(Workflow.StepFailed)
     def _(self, event: Workflow.StepFailed, row: _Progress) -> None:
         row.set_step(event.step_id, StepStatus.FAILED)
+        step = row.step(event.step_id)
+        step["attempts"] = max(step["attempts"], event.attempt)  # as the aggregate counts
         row.last_error = dict(event.error)
 
     @_apply.register(Workflow.StepRetryScheduled)
     def _(self, event: Workflow.StepRetryScheduled, row: _Progress) -> None:
         row.set_step(event.step_id, StepStatus.PENDING)
-        row.waiting_reason = (f"retry {event.retry_number} of step {event.step_id} "
-                              f"due at {event.due_at.isoformat()}")
+        row.next_attempt_at = event.due_at
 
     @_apply.register(Workflow.Paused)
     def _(self, event: Workflow.Paused, row: _Progress) -> None:
         row.status = WorkflowStatus.PAUSED.value
-        row.waiting_reason = f"paused: {event.reason}" if event.reason else "paused"
+        row.paused_reason = event.reason
 
     @_apply.register(Workflow.Resumed)
     def _(self, event: Workflow.Resumed, row: _Progress) -> None:
         row.status = WorkflowStatus.EXECUTING.value
-        row.waiting_reason = None
+        row.paused_reason = None
 
     @_apply.register(Workflow.Cancelled)
     def _(self, event: Workflow.Cancelled, row: _Progress) -> None:
         row.status = WorkflowStatus.CANCELLED.value
         row.finished_at = event.timestamp
-        row.waiting_reason = None
+        row.next_attempt_at = None
 
     @_apply.register(Workflow.Failed)
     def _(self, event: Workflow.Failed, row: _Progress) -> None:
         row.status = WorkflowStatus.FAILED.value
         row.last_error = dict(event.error)
-        row.waiting_reason = None
+        row.next_attempt_at = None
 
     @_apply.register(Workflow.CompensationStarted)
     def _(self, event: Workflow.CompensationStarted, row: _Progress) -> None:
         row.status = WorkflowStatus.COMPENSATING.value
         row.compensation_queue = list(event.step_ids)
         row.finished_at = None
-        row.waiting_reason = None
 
     @_apply.register(Workflow.StepCompensationStarted)
     def _(self, event: Workflow.StepCompensationStarted, row: _Progress) -> None:
         row.set_step(event.step_id, StepStatus.COMPENSATING)
-        row.waiting_reason = None
+        row.next_attempt_at = None
 
     @_apply.register(Workflow.StepCompensationFailed)
     def _(self, event: Workflow.StepCompensationFailed, row: _Progress) -> None:
         row.set_step(event.step_id, StepStatus.COMPLETED)  # still done in the world
         row.last_error = dict(event.error)
-        row.waiting_reason = (f"compensation retry of step {event.step_id} due at "
-                              f"{event.retry_at.isoformat()}" if event.retry_at else None)
+        row.next_attempt_at = event.retry_at
 
     @_apply.register(Workflow.StepCompensated)
     def _(self, event: Workflow.StepCompensated, row: _Progress) -> None:
@@ -480,7 +486,7 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
     def _(self, event: Workflow.CompensationFailed, row: _Progress) -> None:
         row.status = WorkflowStatus.COMPENSATION_FAILED.value
         row.last_error = dict(event.error)
-        row.waiting_reason = None
+        row.next_attempt_at = None
 
     @_apply.register(Workflow.CompensationRetried)
     def _(self, event: Workflow.CompensationRetried, row: _Progress) -> None:
@@ -490,7 +496,7 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
     def _(self, event: Workflow.Completed, row: _Progress) -> None:
         row.status = WorkflowStatus.COMPLETED.value
         row.finished_at = event.timestamp
-        row.waiting_reason = None
+        row.next_attempt_at = None
 
     @_apply.register(Workflow.Retried)
     def _(self, event: Workflow.Retried, row: _Progress) -> None:
@@ -498,7 +504,7 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
         row.retry_count = event.retry_count
         row.finished_at = None
         row.compensation_queue = None
-        row.waiting_reason = None
+        row.next_attempt_at = None
         for step_id in event.reset_steps:
             row.set_step(step_id, StepStatus.PENDING)
             row.step(step_id)["attempts"] = 0
@@ -510,13 +516,15 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
     @_apply.register(Workflow.WavelessEnabled)
     def _(self, event: Workflow.WavelessEnabled, row: _Progress) -> None:
         row.waveless = True
-        if row.status == WorkflowStatus.PENDING.value:
-            row.waiting_reason = "waiting for a waveless batch"
 
     @_apply.register(Workflow.ReleasedInBatch)
     def _(self, event: Workflow.ReleasedInBatch, row: _Progress) -> None:
         row.batch_id = event.batch_id
         row.waiting_reason = None
+
+    @_apply.register(Workflow.WaitingReasonChanged)
+    def _(self, event: Workflow.WaitingReasonChanged, row: _Progress) -> None:
+        row.waiting_reason = event.reason
 
     @_apply.register(Workflow.MarkedLate)
     def _(self, event: Workflow.MarkedLate, row: _Progress) -> None:

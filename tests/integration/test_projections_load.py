@@ -1,0 +1,118 @@
+"""The load read model: per service and instance, on real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from uuid import UUID
+
+import pytest
+
+from application.database import Database
+from application.workflows import Workflows
+from domain.load import LoadMetrics
+from domain.step import StepResult
+from domain.system_load import RebalancingLog, SystemLoad
+from projections.load import LoadRow
+from tests.support.projection_history import (
+    ASSIGN,
+    RESERVE,
+    Projected,
+    live_projection,
+    run_step,
+    start,
+    timeout,
+)
+
+
+@pytest.fixture(scope="module")
+def projected(server: Database) -> Iterator[Projected]:
+    with live_projection(server) as done:
+        yield done
+
+
+def counters(rows: list[LoadRow]) -> dict[tuple[str, str], tuple[int, int, int, int]]:
+    return {(r.service, r.instance): (r.in_flight, r.queued, r.completed, r.failed)
+            for r in rows}
+
+
+class TestStepLoad:
+    def test_counters_per_service_after_the_mixed_history(self, projected: Projected) -> None:
+        # (in flight, queued, completed, failed): the retried workflow has assign in flight,
+        # the resumed one waits to assign; the compensated one's pick failed for good.
+        assert counters(projected.models.load.list()) == {
+            ("inventory-service", "inventory-service"): (0, 0, 5, 1),
+            ("robotics-service", "robotics-service"): (1, 1, 2, 0),
+            ("warehouse-service", "warehouse-service"): (0, 0, 1, 1),
+            ("packing-service", "packing-service"): (0, 0, 1, 0),
+        }
+
+    def test_durations_and_error_rate_over_the_window(self, projected: Projected) -> None:
+        rows = {r.service: r for r in projected.models.load.list()}
+        inventory = rows["inventory-service"]
+        # Successful reserves took 10, 50 (after the retry), 10, 10 and 10 ms.
+        assert inventory.avg_duration_ms == pytest.approx(18.0)
+        assert inventory.p95_duration_ms == pytest.approx(42.0)  # interpolated, as p95 is
+        assert inventory.error_rate == pytest.approx(1 / 6)
+        assert (rows["robotics-service"].avg_duration_ms, rows["robotics-service"].error_rate) \
+            == (20.0, 0.0)
+        assert rows["warehouse-service"].error_rate == 0.5
+        assert rows["packing-service"].p95_duration_ms == 40.0
+
+    def test_outside_the_window_there_are_no_durations(self, projected: Projected) -> None:
+        rows = projected.models.load.list(window_seconds=0.0)
+        assert {(r.avg_duration_ms, r.p95_duration_ms, r.error_rate) for r in rows} == {
+            (None, None, None)}
+        assert counters(rows) == counters(projected.models.load.list())
+        assert {r.window_seconds for r in rows} == {0.0}
+
+
+def instances_history(app: Workflows) -> dict[str, UUID]:
+    """Outcomes reported by named instances, metrics, a circuit change, a rebalancing."""
+    workflow_id = start(app, "ORD-inst")
+    app.start_step(workflow_id, RESERVE)
+    wf = app.get_workflow(workflow_id)
+    wf.record_step_result(RESERVE, StepResult.success(RESERVE, {"reservationId": "R"}, 25),
+                          app.clock(), instance="inventory-2")
+    app.save_workflow(wf)
+    app.start_step(workflow_id, ASSIGN)
+    wf = app.get_workflow(workflow_id)
+    wf.handle_step_failure(ASSIGN, timeout(ASSIGN), app.clock(), instance="robotics-1",
+                           duration_ms=5000)
+    app.save_workflow(wf)
+    now = app.clock()
+    load = SystemLoad.register("inventory-2", "inventory-service", now)
+    load.report(LoadMetrics("inventory-2", "inventory-service", 50.0, 40.0, 3, 100, 25.0,
+                            0.1), now)
+    load.change_circuit("OPEN", now, failure_rate=0.6)
+    rebalancing = RebalancingLog.start(now)
+    rebalancing.record("inventory-service", {"inventory-1": 0.75, "inventory-2": 0.25},
+                       {"inventory-1": 20.0, "inventory-2": 33.0}, "spread above 30",
+                       "operator", now)
+    app.save(load, rebalancing)
+    run_step(app, start(app, "ORD-other"), RESERVE)
+    return {"workflow": workflow_id}
+
+
+class TestInstances:
+    def test_outcomes_metrics_circuit_and_shares_land_on_the_instance(
+            self, server: Database) -> None:
+        with live_projection(server, instances_history) as done:
+            rows = {(r.service, r.instance): r for r in done.models.load.list()}
+            assert counters(list(rows.values())) == {
+                ("inventory-service", "inventory-service"): (0, 0, 1, 0),
+                ("inventory-service", "inventory-1"): (0, 0, 0, 0),
+                ("inventory-service", "inventory-2"): (0, 0, 1, 0),
+                ("robotics-service", "robotics-service"): (0, 2, 0, 0),
+                ("robotics-service", "robotics-1"): (0, 0, 0, 1),
+            }
+            inventory_2 = rows[("inventory-service", "inventory-2")]
+            assert inventory_2.avg_duration_ms == 25.0
+            assert inventory_2.load_score == pytest.approx(50 * 0.3 + 40 * 0.3 + 10 * 0.2
+                                                           + 0.1 * 100 * 0.2)
+            assert inventory_2.metrics is not None
+            assert (inventory_2.metrics["queue_depth"], inventory_2.metrics["source"]) == (
+                100, "reported")
+            assert (inventory_2.circuit_state, inventory_2.target_share) == ("OPEN", 0.25)
+            assert inventory_2.rebalanced_at is not None and inventory_2.metrics_at is not None
+            assert rows[("inventory-service", "inventory-1")].target_share == 0.75
+            assert rows[("robotics-service", "robotics-1")].error_rate == 1.0

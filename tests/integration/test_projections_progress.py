@@ -1,0 +1,231 @@
+"""The progress read model, fed live by the projector, on real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from uuid import UUID, uuid4
+
+import pytest
+
+from application.database import Database
+from application.workflows import Workflows
+from domain.exceptions import InvalidValue
+from projections.read_models import ReadModels
+from projections.runner import ProjectorRunner
+from tests.support.projection_history import (
+    ASSIGN,
+    PACK,
+    PICK,
+    RESERVE,
+    Projected,
+    all_pages,
+    live_projection,
+    start,
+    timeout,
+)
+
+
+@pytest.fixture(scope="module")
+def projected(server: Database) -> Iterator[Projected]:
+    """The mixed history, projected live once for this module's read-only tests."""
+    with live_projection(server) as done:
+        yield done
+
+
+@pytest.fixture
+def models(projected: Projected) -> ReadModels:
+    return projected.models
+
+
+@pytest.fixture
+def history(projected: Projected) -> dict[str, UUID]:
+    return projected.ids
+
+
+@pytest.fixture
+def own_models(db: Database, app: Workflows) -> Iterator[ReadModels]:
+    """Read models on this test's own schema, for tests that write."""
+    read_models = ReadModels(db.env(), app=app)
+    yield read_models
+    read_models.close()
+
+
+@pytest.fixture
+def runner(own_models: ReadModels) -> Iterator[ProjectorRunner]:
+    with ProjectorRunner(read_models=own_models, standby_poll_seconds=0.1) as running:
+        yield running
+
+
+def steps(models: ReadModels, workflow_id: UUID) -> list[tuple[str, str, int]]:
+    row = models.progress.get(workflow_id)
+    assert row is not None
+    return [(s.step_id, s.status, s.attempts) for s in row.steps]
+
+
+class TestProgressRows:
+    def test_a_completed_workflow(self, projected: Projected, models: ReadModels,
+                                  history: dict[str, UUID]) -> None:
+        events = projected.app.history(history["succeeded"])
+        row = models.progress.get(history["succeeded"])
+        assert row is not None
+        assert (row.id, row.definition, row.definition_version, row.type, row.priority) == (
+            history["succeeded"], "order-fulfillment", 1, "ORDER_FULFILLMENT", "HIGH")
+        assert (row.status, row.current_step, row.steps_done, row.steps_total) == (
+            "COMPLETED", None, 4, 4)
+        assert (row.progress_percent, row.attempts, row.retries, row.retry_count) == (
+            100.0, 4, 0, 0)
+        assert (row.last_error, row.compensation_progress, row.waiting_reason) == (
+            None, None, None)
+        assert (row.correlation_id, row.triggered_by, row.driven_by) == (
+            "ORD-corr-succeeded", "alice", "caller")
+        assert (row.created_at, row.started_at, row.updated_at, row.finished_at) == (
+            events[0].timestamp, events[1].timestamp, events[-1].timestamp,
+            events[-1].timestamp)
+        assert (row.version, row.position) == (events[-1].version, events[-1].position)
+        assert (row.late, row.waveless, row.batch_id) == (False, False, None)
+        assert steps(models, row.id) == [(RESERVE, "COMPLETED", 1), (ASSIGN, "COMPLETED", 1),
+                                         (PICK, "COMPLETED", 1), (PACK, "COMPLETED", 1)]
+
+    def test_a_retried_step_counts_its_attempts_and_keeps_the_error(
+            self, models: ReadModels, history: dict[str, UUID]) -> None:
+        row = models.progress.get(history["retried"])
+        assert row is not None
+        assert (row.status, row.current_step, row.steps_done, row.progress_percent) == (
+            "EXECUTING", ASSIGN, 1, 25.0)
+        assert (row.attempts, row.retries, row.finished_at, row.waiting_reason) == (
+            3, 1, None, None)
+        assert row.last_error is not None and row.last_error["code"] == "TIMEOUT"
+        assert steps(models, row.id) == [(RESERVE, "COMPLETED", 2), (ASSIGN, "EXECUTING", 1),
+                                         (PICK, "PENDING", 0), (PACK, "PENDING", 0)]
+
+    def test_a_failure_compensated_in_reverse(self, projected: Projected, models: ReadModels,
+                                              history: dict[str, UUID]) -> None:
+        app = projected.app
+        row = models.progress.get(history["compensated"])
+        assert row is not None
+        assert (row.status, row.current_step, row.steps_done, row.progress_percent) == (
+            "COMPENSATED", PICK, 0, 0.0)
+        assert (row.attempts, row.compensation_progress) == (3, 100.0)
+        assert row.last_error is not None and row.last_error["code"] == "OUT_OF_STOCK"
+        assert row.finished_at == app.history(row.id)[-1].timestamp
+        assert steps(models, row.id) == [(RESERVE, "COMPENSATED", 1),
+                                         (ASSIGN, "COMPENSATED", 1), (PICK, "FAILED", 1),
+                                         (PACK, "PENDING", 0)]
+
+    def test_pause_resume_cancel_and_a_paused_one(self, models: ReadModels,
+                                                  history: dict[str, UUID]) -> None:
+        rows = {name: models.progress.get(history[name])
+                for name in ("resumed", "cancelled", "paused")}
+        shown = {name: (r.status, r.current_step, r.steps_done, r.paused_reason,
+                        r.finished_at is not None) for name, r in rows.items() if r}
+        assert shown == {
+            "resumed": ("EXECUTING", ASSIGN, 1, None, False),
+            "cancelled": ("CANCELLED", ASSIGN, 1, None, True),
+            "paused": ("PAUSED", RESERVE, 0, "inspection", False),
+        }
+
+    def test_rows_agree_with_the_workflows_folded_from_the_same_events(
+            self, projected: Projected, models: ReadModels, history: dict[str, UUID]) -> None:
+        app = projected.app
+        for workflow_id in history.values():
+            wf = app.get_workflow(workflow_id)
+            row = models.progress.get(workflow_id)
+            assert row is not None
+            assert (row.status, row.current_step, row.progress_percent, row.version) == (
+                wf.status.value, wf.current_step_id, wf.progress_percentage, wf.version)
+            assert [s.status for s in row.steps] == [s.status.value for s in wf.steps.values()]
+            if row.compensation_progress is not None:
+                assert row.compensation_progress == wf.compensation_progress
+
+    def test_a_step_waiting_for_its_retry_shows_when(self, app: Workflows,
+                                                     own_models: ReadModels,
+                                                     runner: ProjectorRunner) -> None:
+        workflow_id = start(app, "ORD-wait")
+        app.start_step(workflow_id, RESERVE)
+        _, position = app.handle_step_failure(workflow_id, RESERVE, timeout(RESERVE))
+        runner.wait(position or 0, timeout=10)
+        row = own_models.progress.get(workflow_id)
+        assert row is not None
+        assert row.next_attempt_at == app.get_workflow(workflow_id).step(RESERVE).next_attempt_at
+        assert row.next_attempt_at is not None
+
+    def test_events_of_other_streams_only_move_the_position(
+            self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
+        head = app.recorder.max_notification_id() or 0  # the definition catalog's events
+        runner.wait(head, timeout=10)
+        assert head > 0
+        assert own_models.progress.max_tracking_id(app.name) == head
+        assert own_models.progress.list().items == ()
+
+
+class TestProgressQueries:
+    def test_unknown_workflow_is_none(self, models: ReadModels) -> None:
+        assert models.progress.get(uuid4()) is None
+
+    def test_filters(self, models: ReadModels, history: dict[str, UUID]) -> None:
+        def ids(**filters: object) -> set[UUID]:
+            return {r.id for r in models.progress.list(**filters).items}  # type: ignore[arg-type]
+
+        assert ids(status="EXECUTING") == {history["retried"], history["resumed"]}
+        assert ids(status=["PAUSED", "CANCELLED"]) == {history["paused"], history["cancelled"]}
+        assert ids(priority="HIGH") == {history["succeeded"]}
+        assert ids(correlation_id="ORD-corr-paused") == {history["paused"]}
+        assert ids(type="ORDER_FULFILLMENT", definition="order-fulfillment") == set(
+            history.values())
+        assert ids(type="PICKING") == set()
+        created = {name: models.progress.get(i).created_at  # type: ignore[union-attr]
+                   for name, i in history.items()}
+        middle = created["compensated"]
+        assert ids(created_after=middle) == {history[n] for n, t in created.items()
+                                             if t >= middle}
+        assert ids(created_before=middle) == {history[n] for n, t in created.items()
+                                              if t < middle}
+
+    @pytest.mark.parametrize("sort", ["created_at", "updated_at", "priority", "status"])
+    @pytest.mark.parametrize("descending", [True, False])
+    def test_pages_follow_one_stable_order(self, models: ReadModels, history: dict[str, UUID],
+                                           sort: str, descending: bool) -> None:
+        whole = models.progress.list(sort=sort, descending=descending, limit=500).items
+        paged = all_pages(lambda cursor: models.progress.list(
+            sort=sort, descending=descending, limit=2, cursor=cursor))
+        assert [r.id for r in paged] == [r.id for r in whole]
+        assert len(whole) == len(history)
+        rank = {"HIGH": 1, "NORMAL": 2, "LOW": 3}
+        key = {"created_at": lambda r: r.created_at, "updated_at": lambda r: r.updated_at,
+               "priority": lambda r: -rank[r.priority], "status": lambda r: r.status}[sort]
+        values = [key(r) for r in whole]
+        assert values == sorted(values, reverse=descending)
+
+    def test_newest_first_by_default(self, models: ReadModels,
+                                     history: dict[str, UUID]) -> None:
+        rows = models.progress.list().items
+        assert [r.created_at for r in rows] == sorted((r.created_at for r in rows),
+                                                      reverse=True)
+
+    def test_a_page_ends_with_no_cursor(self, models: ReadModels,
+                                        history: dict[str, UUID]) -> None:
+        assert models.progress.list(limit=6).next_cursor is None
+        assert models.progress.list(limit=5).next_cursor is not None
+
+    def test_bad_queries_are_refused(self, models: ReadModels,
+                                     history: dict[str, UUID]) -> None:
+        cursor = models.progress.list(limit=1).next_cursor
+        with pytest.raises(InvalidValue, match="sort"):
+            models.progress.list(sort="name")
+        with pytest.raises(InvalidValue, match="limit"):
+            models.progress.list(limit=0)
+        with pytest.raises(InvalidValue, match="limit"):
+            models.progress.list(limit=501)
+        with pytest.raises(InvalidValue, match="cursor"):
+            models.progress.list(cursor="not-a-cursor")
+        with pytest.raises(InvalidValue, match="different query"):
+            models.progress.list(sort="status", cursor=cursor)
+
+    def test_created_window_is_half_open(self, models: ReadModels,
+                                         history: dict[str, UUID]) -> None:
+        row = models.progress.get(history["paused"])
+        assert row is not None
+        exact = models.progress.list(created_after=row.created_at,
+                                     created_before=row.created_at + timedelta(microseconds=1))
+        assert [r.id for r in exact.items] == [row.id]
