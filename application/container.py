@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from application import database
 from application.database import Database
 from application.engine.dispatch import Dispatcher
 from application.engine.handlers import PythonHandler
+from application.engine.http_handler import HttpStepHandler
+from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
+from application.load_balancing import LoadBalancer
 from application.settings import Settings
 from application.workflows import Workflows
 
@@ -28,8 +30,9 @@ class Container:
     workflows: Workflows
     python_handlers: PythonHandler
     dispatcher: Dispatcher
-    registry: Any = None
-    http_handler: Any = None
+    registry: ServiceRegistry
+    http_handler: HttpStepHandler
+    balancer: LoadBalancer
     workers: list[Worker] = field(default_factory=list)
 
     @classmethod
@@ -40,17 +43,14 @@ class Container:
         env = {**db.env(), **settings.extra_env}
         workflows = Workflows(env=env)
         workflows.ensure_builtin_definitions()
-        from application.engine.http_handler import HttpStepHandler
-        from application.engine.registry import ServiceRegistry
-
-        if settings.services:
-            registry = ServiceRegistry(settings.services)
-        else:
-            registry = ServiceRegistry.simulated(simulator_url or DEFAULT_SIMULATOR_URL)
-        http_handler = HttpStepHandler(registry)
+        registry = ServiceRegistry.from_settings(settings, simulator_url or DEFAULT_SIMULATOR_URL)
+        balancer = LoadBalancer(workflows, registry.to_dict())
+        registry.use_selector(balancer)
+        http_handler = HttpStepHandler(registry, observer=balancer.observe)
         python_handlers = PythonHandler()
         dispatcher = Dispatcher(python_handlers, http_handler)
-        return cls(settings, db, workflows, python_handlers, dispatcher, registry, http_handler)
+        return cls(settings, db, workflows, python_handlers, dispatcher, registry, http_handler,
+                   balancer)
 
     def worker(self, concurrency: int = 4, worker_id: str | None = None) -> Worker:
         worker = Worker(self.workflows, self.dispatcher, worker_id=worker_id,
@@ -63,6 +63,5 @@ class Container:
         for worker in self.workers:
             worker.stop()
         self.dispatcher.close()
-        if self.http_handler is not None and hasattr(self.http_handler, "close"):
-            self.http_handler.close()
+        self.http_handler.close()
         self.workflows.close()

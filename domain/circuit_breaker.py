@@ -55,6 +55,12 @@ class CircuitBreaker:
     outcomes: deque[bool] = field(default_factory=deque)
     trials_started: int = 0
     trials_succeeded: int = 0
+    transitions: list[CircuitState] = field(default_factory=list)
+
+    def drain_transitions(self) -> list[CircuitState]:
+        """The states entered since the last call, oldest first (to record them)."""
+        entered, self.transitions = self.transitions, []
+        return entered
 
     def current_state(self, now: datetime) -> CircuitState:
         """OPEN turns HALF_OPEN by itself once the open period is over."""
@@ -63,6 +69,7 @@ class CircuitBreaker:
             self.state = CircuitState.HALF_OPEN
             self.trials_started = 0
             self.trials_succeeded = 0
+            self.transitions.append(self.state)
         return self.state
 
     def allow(self, now: datetime) -> bool:
@@ -92,6 +99,7 @@ class CircuitBreaker:
                 if self.trials_succeeded >= self.config.half_open_calls:
                     self.state = CircuitState.CLOSED
                     self.outcomes.clear()
+                    self.transitions.append(self.state)
             return self.state
         if state == CircuitState.OPEN:
             return self.state  # a late answer from before it opened changes nothing
@@ -107,6 +115,7 @@ class CircuitBreaker:
     def _open(self, now: datetime) -> None:
         self.state = CircuitState.OPEN
         self.opened_at = now
+        self.transitions.append(self.state)
         self.outcomes.clear()
         self.trials_started = 0
         self.trials_succeeded = 0

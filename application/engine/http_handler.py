@@ -31,17 +31,19 @@ import orjson
 
 from application.engine.handlers import StepCall, StepOutcome
 from application.engine.registry import ServiceRegistry, UnknownService
+from application.errors import ApplicationError
 from domain.enums import ErrorType
 from domain.workflow_error import WorkflowError
 
 log = logging.getLogger(__name__)
 
-Observer = Callable[[str, str, float, bool], None]
-"""Told of every call: (instance, service, duration_ms, ok).
+Observer = Callable[[str, str, float, bool | None], None]
+"""Told of every selected instance: (instance, service, duration_ms, ok).
 
 `ok` is whether the instance served the call: True for a success and for a 4xx rejection
 (the instance is healthy, the request was refused); False for timeouts, connection errors,
-429/5xx and unreadable answers.
+429/5xx and unreadable answers; None when no request went out (nothing to judge, but the
+selection is over, so load-aware routing can stop counting it as in flight).
 """
 
 BODY_EXCERPT_CHARS = 500
@@ -109,13 +111,17 @@ class HttpStepHandler:
         except UnknownService as e:
             return StepOutcome.failure(self._error(call, "UNKNOWN_SERVICE", str(e),
                                                    ErrorType.INTERNAL_ERROR, False), 0)
+        except ApplicationError as e:
+            # Load-aware routing found no instance able to take work (all overloaded or
+            # circuits open): try again later, like any unavailable service.
+            return StepOutcome.failure(self._error(call, "NO_INSTANCE_AVAILABLE", str(e),
+                                                   ErrorType.SERVICE_UNAVAILABLE, True), 0)
         started = time.perf_counter()
         outcome, healthy = self._call(instance, call)
         elapsed_ms = (time.perf_counter() - started) * 1000
         outcome = StepOutcome(outcome.output, outcome.error, int(elapsed_ms), instance,
                               outcome.extra)
-        if healthy is not None:
-            self._observe(instance, call.service, elapsed_ms, healthy)
+        self._observe(instance, call.service, elapsed_ms, healthy)
         return outcome
 
     def close(self) -> None:
@@ -211,7 +217,7 @@ class HttpStepHandler:
         return WorkflowError.create(call.step_id, call.service, code, message, kind,
                                     recoverable, detail=detail)
 
-    def _observe(self, instance: str, service: str, duration_ms: float, ok: bool) -> None:
+    def _observe(self, instance: str, service: str, duration_ms: float, ok: bool | None) -> None:
         if self.observer is None:
             return
         try:

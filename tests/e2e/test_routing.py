@@ -1,0 +1,112 @@
+"""Load-aware routing over real HTTP: two inventory instances, one of them in trouble.
+
+Traffic shifts to the healthy instance, the troubled one's circuit opens and later closes,
+and the decisions are recorded as events (SystemLoad and rebalancing streams).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from uuid import UUID
+
+import pytest
+
+from application.engine.dispatch import Dispatcher
+from application.engine.handlers import PythonHandler
+from application.engine.http_handler import HttpStepHandler
+from application.engine.registry import ServiceRegistry
+from application.engine.worker import Worker
+from application.load_balancing import LoadBalancer
+from application.workflows import Workflows
+from domain.circuit_breaker import BreakerConfig
+from domain.load import LoadMetrics
+from domain.system_load import REBALANCING_STREAM, system_load_id
+from simulator.client import SimulatorClient
+from tests.support.waiting import wait_for_status
+
+STEPS = [{"step_id": "reserve", "service": "inventory-service", "operation": "reserve",
+          "input": {"orderId": "${input.orderId}"},
+          "retry_policy": {"max_retries": 5, "initial_delay_ms": 20, "max_delay_ms": 100}}]
+
+
+@pytest.fixture
+def two_inventories(start_simulator) -> Iterator[tuple[str, str, SimulatorClient, SimulatorClient]]:
+    first, second = start_simulator("inv-01"), start_simulator("inv-02")
+    with SimulatorClient(first.base_url) as c1, SimulatorClient(second.base_url) as c2:
+        yield (first.service_url("inventory-service"), second.service_url("inventory-service"),
+               c1, c2)
+
+
+@pytest.fixture
+def routed(app: Workflows, two_inventories):
+    url1, url2, c1, c2 = two_inventories
+    registry = ServiceRegistry({"inventory-service": [url1, url2]})
+    balancer = LoadBalancer(app, registry.to_dict(), record_every=0.2,
+                            breaker=BreakerConfig(open_seconds=1.0))
+    registry.use_selector(balancer)
+    handler = HttpStepHandler(registry, observer=balancer.observe)
+    worker = Worker(app, Dispatcher(PythonHandler(), handler), concurrency=2,
+                    lease_seconds=1.0, poll_seconds=0.05)
+    worker.start()
+    yield balancer, url1, url2, c1, c2
+    worker.stop()
+    handler.close()
+
+
+def run(app: Workflows, n: int, tag: str) -> list[UUID]:
+    ids = [app.start_workflow(steps=STEPS, input={"orderId": f"{tag}-{i}"}).workflow_id
+           for i in range(n)]
+    for wf_id in ids:
+        wait_for_status(app, wf_id, "COMPLETED", timeout=30)
+    return ids
+
+
+def instances_used(app: Workflows, ids: list[UUID]) -> Counter[str]:
+    return Counter(e.data["instance"] for i in ids for e in app.history(i)
+                   if e.event_type in ("StepExecuted", "StepFailed"))
+
+
+def circuit_events(app: Workflows, instance: str) -> list[str]:
+    return [e.state for e in app.events.get(system_load_id(instance))
+            if type(e).__name__ == "CircuitStateChanged"]
+
+
+class TestRouting:
+    def test_a_failing_instance_trips_its_circuit_and_traffic_moves_to_the_healthy_one(
+            self, app, routed):
+        _balancer, url1, url2, c1, c2 = routed
+        # inv-02 fails fast, so by latency alone it would look the better instance: only
+        # its circuit breaker keeps traffic away from it.
+        c1.add_fault("inventory-service", "latency", latency_ms=40)
+        c2.add_fault("inventory-service", "outage")
+        ids = run(app, 20, "OUT")
+        used = instances_used(app, ids)
+        assert used[url2] <= 6, used  # only until its circuit opened
+        assert used[url1] >= 20
+        assert circuit_events(app, url2) == ["OPEN"]
+        # Healed: after the open period, trial calls close the circuit again.
+        c2.clear_faults()
+        time.sleep(1.2)
+        run(app, 12, "HEALED")
+        assert circuit_events(app, url2) == ["OPEN", "HALF_OPEN", "CLOSED"]
+
+    def test_a_slowed_instance_receives_less_traffic(self, app, routed):
+        _balancer, url1, url2, _, c2 = routed
+        c2.add_fault("inventory-service", "latency", latency_ms=250)
+        ids = run(app, 24, "SLOW")
+        used = instances_used(app, ids)
+        assert used[url1] > 3 * used[url2], used
+
+    def test_an_overloaded_report_records_a_rebalancing_decision(self, app, routed):
+        balancer, url1, url2, _, _ = routed
+        # 100 x 0.3 + 100 x 0.3 + 100 x 0.2 + 0.8 x 100 x 0.2 = 96: overloaded.
+        balancer.report_metrics(LoadMetrics.snapshot(url2, "inventory-service", 100, 100, 40,
+                                                     1000, 800, 0.8))
+        decisions = [e for e in app.events.get(REBALANCING_STREAM)
+                     if type(e).__name__ == "SystemLoadRebalanced"]
+        assert decisions and decisions[-1].target_shares[url2] == 0.0
+        assert decisions[-1].target_shares[url1] == 1.0
+        ids = run(app, 6, "AFTER")
+        assert set(instances_used(app, ids)) == {url1}
