@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
+IN_FLIGHT_RETRY_SECONDS = 0.02
+
 After = Annotated[int | None, Query(ge=0, le=INT64,
                                     description="Only events after this global position.")]
 WorkflowFilter = Annotated[UUID | None, Query(description="Only this workflow's events.")]
@@ -106,6 +108,7 @@ async def _follow(c: Components, wanted: EventFilter, after: int) -> AsyncIterat
     last = after
     while True:
         batch = c.hub.since(last)
+        from_store = batch is None
         if batch is None:
             try:
                 batch = await run_in_threadpool(c.reader.read, last, SCAN_BATCH)
@@ -118,6 +121,11 @@ async def _follow(c: Components, wanted: EventFilter, after: int) -> AsyncIterat
             if wanted.matches(event):
                 yield ServerSentEvent(FeedEvent.model_validate(event).model_dump_json(),
                                       id=str(event.position))
-        if not batch:
+        if batch:
+            continue
+        if from_store and c.hub.head > last:
+            # The store holds back an append still in flight below the hub's head.
+            await asyncio.sleep(IN_FLIGHT_RETRY_SECONDS)
+        else:
             idle = c.config.sse_ping_seconds if c.hub.live else c.config.sse_idle_check_seconds
             await c.hub.wait_after(last, idle)
