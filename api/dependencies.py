@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Security
@@ -15,6 +16,7 @@ from api.errors import ApiProblem, Forbidden, Unauthenticated, WaitTimeout
 from api.feed import EventHub, EventReader
 from api.ports import LoadCommands, ReadModels
 from api.schemas.common import INT64
+from application.errors import ConfigurationError
 from application.workflows import Workflows
 
 
@@ -29,6 +31,26 @@ class ApiConfig:
     sse_ping_seconds: float = 15.0
     sse_idle_check_seconds: float = 1.0
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiConfig:
+        """`WES_MIN_POSITION_TIMEOUT`, `WES_READY_MAX_LAG_EVENTS`, `WES_READY_MAX_LAG_SECONDS`
+        and `WES_SSE_PING_SECONDS` override the defaults."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        try:
+            return cls(
+                min_position_timeout=float(env.get("WES_MIN_POSITION_TIMEOUT",
+                                                   defaults.min_position_timeout)),
+                ready_max_lag_events=int(env.get("WES_READY_MAX_LAG_EVENTS",
+                                                 defaults.ready_max_lag_events)),
+                ready_max_lag_seconds=float(env.get("WES_READY_MAX_LAG_SECONDS",
+                                                    defaults.ready_max_lag_seconds)),
+                sse_ping_seconds=float(env.get("WES_SSE_PING_SECONDS",
+                                               defaults.sse_ping_seconds)),
+            )
+        except ValueError as e:
+            raise ConfigurationError(f"invalid API setting: {e}") from None
+
 
 @dataclass
 class Components:
@@ -41,7 +63,6 @@ class Components:
     reader: EventReader
     hub: EventHub
     load: LoadCommands | None = None
-    extras: dict[str, object] = field(default_factory=dict)
 
 
 def components(request: Request) -> Components:
@@ -160,5 +181,4 @@ def _current(min_position: Annotated[int | None, MIN_POSITION] = None) -> None:
 ProgressFresh = Annotated[None, Depends(_fresh("progress"))]
 AuditFresh = Annotated[None, Depends(_fresh("audit"))]
 LoadFresh = Annotated[None, Depends(_fresh("load"))]
-AllFresh = Annotated[None, Depends(_fresh("progress", "audit", "load"))]
 StoreFresh = Annotated[None, Depends(_current)]

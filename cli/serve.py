@@ -40,8 +40,7 @@ def serve(
     concurrency: int = typer.Option(4, min=1, max=256, help="Workflows the worker drives at "
                                                             "once."),
 ) -> None:
-    """Run the API (default port 8000), the projectors, one engine worker and, without
-    WES_SERVICES, the simulated warehouse services; the flags leave parts out."""
+    """Run the API with the projectors, an engine worker and the simulated services."""
     from cli.main import fail
 
     settings = Settings.from_env()
@@ -94,6 +93,7 @@ def build(settings: Settings, *, worker: bool, projections: bool, simulate: bool
     """Composes the app: the container (database, Workflows, engine, load balancer), the
     read models, the parts running beside the API, and the mounted simulator."""
     from api.app import Background, create_app
+    from api.dependencies import ApiConfig
     from api.read_models import ReadModelSet
     from application.container import Container
 
@@ -111,8 +111,8 @@ def build(settings: Settings, *, worker: bool, projections: bool, simulate: bool
 
         mounts[SIMULATOR_PATH] = create_simulator()
     return create_app(workflows=container.workflows, read_models=read_models.ports,
-                      keys=keys, load_commands=container.balancer, background=background,
-                      mounts=mounts)
+                      keys=keys, load_commands=container.balancer,
+                      config=ApiConfig.from_env(), background=background, mounts=mounts)
 
 
 class _Closing:
