@@ -1,0 +1,127 @@
+"""The API with an engine worker in the same process: a saga whose compensation fails is
+retried over HTTP; a database that is down answers 503, never 500."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from application.engine.handlers import PythonHandler, StepCall
+from application.engine.worker import Worker
+from application.errors import DatabaseUnavailable
+from application.workflows import Workflows
+from tests.e2e import api_support
+from tests.e2e.api_support import assert_problem, build_app, start_caller_driven
+
+# Fixtures this module uses.
+read_models = api_support.read_models
+api = api_support.api
+
+INLINE = {
+    "type": "PICKING", "name": "pick-and-pack",
+    "steps": [
+        {"step_id": "pick", "service": "shelf", "operation": "pick",
+         "compensation": {"operation": "put-back"}},
+        {"step_id": "pack", "service": "bench", "operation": "pack"},
+    ],
+}
+
+
+class Shelf:
+    """In-process step handlers: packing always fails; putting back fails `failures` times."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def register(self, handlers: PythonHandler) -> None:
+        handlers.register("shelf", lambda call: {"picked": True}, "pick")
+        handlers.register("shelf", self.put_back, "put-back")
+        handlers.register("bench", self.pack, "pack")
+
+    def put_back(self, call: StepCall) -> dict[str, Any]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ValueError("shelf jammed")
+        return {"returned": True}
+
+    @staticmethod
+    def pack(call: StepCall) -> dict[str, Any]:
+        raise ValueError("no box fits")
+
+
+@pytest.fixture
+def engine_api(app: Workflows, read_models: api_support.ReadModelSet) -> Iterator[TestClient]:
+    handlers = PythonHandler()
+    Shelf(failures=1).register(handlers)
+    worker = Worker(app, handlers, concurrency=2, poll_seconds=0.05)
+    application = build_app(app, read_models)
+    with TestClient(application) as client:
+        worker.start()
+        try:
+            yield client
+        finally:
+            worker.stop()
+
+
+def wait_for_status(client: TestClient, workflow_id: str, status: str,
+                    position: int = 0) -> dict[str, Any]:
+    """Polls the progress row (read model) until the workflow reaches `status`."""
+    deadline = time.monotonic() + 20
+    while True:
+        row = client.get(f"/v1/workflows/{workflow_id}", params={"min_position": position})
+        if row.status_code == 200 and row.json()["status"] == status:
+            return row.json()  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{workflow_id} did not reach {status}: {row.text}")
+        time.sleep(0.05)
+
+
+class TestCompensationRetry:
+    def test_a_failed_compensation_is_retried_over_http_until_compensated(
+            self, engine_api: TestClient, app: Workflows) -> None:
+        started = engine_api.post("/v1/workflows", json=INLINE)
+        assert started.status_code == 201, started.text
+        wid = started.json()["id"]
+        failed = wait_for_status(engine_api, wid, "COMPENSATION_FAILED")
+        assert failed["last_error"]["code"] == "COMPENSATION_FAILED"
+
+        retried = engine_api.post(f"/v1/workflows/{wid}/compensation/retry")
+        assert retried.status_code == 200
+        row = wait_for_status(engine_api, wid, "COMPENSATED", retried.json()["position"])
+        assert row["compensation_progress"] == 100.0
+        events = [e["event_type"] for e in engine_api.get(f"/v1/workflows/{wid}/history")
+                  .json()["items"]]
+        assert events.count("CompensationFailed") == 1
+        assert events[-3:] == ["StepCompensationStarted", "StepCompensated",
+                               "CompensationCompleted"]
+
+
+class TestDatabaseDown:
+    @pytest.mark.parametrize("error", [
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+        DatabaseUnavailable("cannot connect"),
+    ])
+    def test_commands_and_queries_answer_503_with_retry_after(
+            self, api: TestClient, app: Workflows, read_models: api_support.ReadModelSet,
+            monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+        wid = start_caller_driven(api)["id"]
+
+        def down(*args: Any, **kwargs: Any) -> Any:
+            raise error
+
+        monkeypatch.setattr(app, "get_workflow", down)
+        monkeypatch.setattr(read_models.models.progress, "get", down)
+        monkeypatch.setattr(app.recorder, "max_notification_id", down)
+        answer = assert_problem(api.post(f"/v1/workflows/{wid}/pause"), 503,
+                                "database-unavailable")
+        assert "cannot connect" not in answer["detail"]  # no internals leak
+        assert api.post(f"/v1/workflows/{wid}/pause").headers["retry-after"] == "2"
+        assert_problem(api.get(f"/v1/workflows/{wid}"), 503, "database-unavailable")
+        not_ready = api.get("/readyz")
+        assert (not_ready.status_code, not_ready.json()["database"]) == (503, "unavailable")
+        assert "wes_database_up 0.0" in api.get("/metrics").text
