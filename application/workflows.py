@@ -213,7 +213,7 @@ class Workflows(Application[UUID]):
         return Started(wf.id, position, created=True)
 
     def _exists(self, workflow_id: UUID) -> bool:
-        return bool(self.events.get(workflow_id, limit=1))
+        return bool(self.recorder.select_events(workflow_id, limit=1))
 
     # ------------------------------------------------------------------ lifecycle commands
 

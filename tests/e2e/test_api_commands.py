@@ -6,7 +6,6 @@ import threading
 from uuid import UUID
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 
 from application.workflows import Workflows
@@ -18,13 +17,6 @@ from tests.e2e.api_support import assert_problem, start_caller_driven
 api = api_support.api
 live_api = api_support.live_api
 read_models = api_support.read_models
-
-
-# Workflows._exists tests `bool(self.events.get(id, limit=1))`, but the library returns a
-# lazy `map`, which is always true: a new Idempotency-Key answers 200 and creates nothing.
-# Remove this marker once application/workflows.py checks for an event (e.g. `any(...)`).
-KEY_EXISTS_BUG = pytest.mark.xfail(
-    reason="Workflows._exists treats the lazy map of events.get as an existing workflow")
 
 
 def history_length(app: Workflows, workflow_id: str) -> int:
@@ -90,7 +82,6 @@ class TestStart:
              "input": {"x": "${steps.b.y}"}}]}), 422, "validation")
         assert "b" in body["detail"]
 
-    @KEY_EXISTS_BUG
     def test_the_same_idempotency_key_answers_the_same_workflow(
             self, api: TestClient, app: Workflows) -> None:
         body = {"definition": "order-fulfillment", "input": {"orderId": "ORD-9"},
@@ -103,7 +94,6 @@ class TestStart:
         assert again.json()["created"] is False
         assert history_length(app, first.json()["id"]) == 2
 
-    @KEY_EXISTS_BUG
     def test_concurrent_starts_with_one_key_create_one_workflow(
             self, live_api: BackgroundServer, app: Workflows) -> None:
         body = {"definition": "order-fulfillment", "input": {"orderId": "ORD-C"},
