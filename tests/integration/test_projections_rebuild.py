@@ -162,15 +162,18 @@ class TestRebuild:
             assert generations(done.models)["progress"] == (3, None, [3])
             assert dump(done.models) == live
 
-    def test_only_one_rebuild_at_a_time(self, server: Database) -> None:
-        with live_projection(server) as done:
-            view = done.models.view("load")
+    def test_only_one_rebuild_at_a_time(self, db: Database, app: Workflows) -> None:
+        models = ReadModels(db.env(), app=app)
+        try:
+            view = models.view("load")
             with LockSession(view.datastore) as other_process:
                 assert other_process.try_lock(view.lock_key(LockRole.REBUILD))
-                assert {s.name: s.state for s in done.models.status()}["load"] == "rebuilding"
+                assert {s.name: s.state for s in models.status()}["load"] == "rebuilding"
                 with pytest.raises(RebuildInProgress, match="load"):
-                    rebuild(done.models)
-            assert generations(done.models)["load"] == (1, None, [1])
+                    rebuild(models)
+            assert generations(models)["load"] == (1, None, [1])
+        finally:
+            models.close()
 
     def test_an_event_it_cannot_read_stops_the_rebuild_before_it(self, db: Database) -> None:
         app = Workflows(env=db.env())
