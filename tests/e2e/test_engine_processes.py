@@ -127,10 +127,15 @@ class TestCompetingWorkers:
         finally:
             for process in processes:
                 stop(process)
+        statuses = Counter()
         for wf_id in ids:
             counted = outcomes(app, wf_id)
             assert all(n == 1 for n in counted.values()), counted
-            assert app.get_workflow(wf_id).status == "COMPLETED"
+            statuses[str(app.get_workflow(wf_id).status)] += 1
+        # A 20 % failure rate can, rarely, exhaust all 3 retries of one workflow: then it
+        # is compensated, which is also a correct, terminal outcome.
+        assert set(statuses) <= {"COMPLETED", "COMPENSATED"}, statuses
+        assert statuses["COMPLETED"] >= 55, statuses
 
 
 class TestCrashes:
