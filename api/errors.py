@@ -187,6 +187,9 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI could not parse the body (e.g. nested too deeply)
+        return problem_response(request, 422, "validation", "Invalid request",
+                                "the request body could not be parsed")
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
     detail = exc.detail if isinstance(exc.detail, str) else title

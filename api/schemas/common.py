@@ -32,6 +32,10 @@ def _clean_json(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("strings must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("strings must be valid Unicode (no lone surrogates)") from None
     elif isinstance(value, dict):
         for key, item in value.items():
             _clean_json(key, depth + 1)

@@ -76,6 +76,18 @@ class TestStart:
                                 headers={"content-type": "application/json"}), 422)
         assert_problem(api.post("/v1/workflows", json=[1, 2]), 422)
 
+    def test_input_that_storage_cannot_hold_is_422(self, api: TestClient,
+                                                   app: Workflows) -> None:
+        for raw in ('{"definition": "order-fulfillment", "input": {"a": "\\ud800"}}',
+                    '{"definition": "order-fulfillment", "input": {"a": "x\\u0000"}}',
+                    '{"definition": "order-fulfillment", "correlation_id": "x\\u0000"}',
+                    '{"definition": "order-fulfillment", "input": {"n": 1e400}}',
+                    '{"definition": "order-fulfillment", "input": '
+                    + "[" * 5000 + "]" * 5000 + "}"):
+            assert_problem(api.post("/v1/workflows", content=raw.encode(),
+                                    headers={"content-type": "application/json"}), 422)
+        assert app.workflow_ids() == []
+
     def test_steps_that_break_a_rule_are_422(self, api: TestClient) -> None:
         body = assert_problem(api.post("/v1/workflows", json={"steps": [
             {"step_id": "a", "service": "s", "operation": "o",
