@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from cli.bench import bench
 from cli.demo import demo
 from cli.projections import projections_app
 from cli.replay import replay
@@ -19,6 +20,7 @@ app.command()(serve)
 app.command()(worker)
 app.command()(replay)
 app.command()(demo)
+app.command()(bench)
 
 
 @app.command()

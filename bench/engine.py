@@ -1,0 +1,246 @@
+"""Figures `engine` and `lag`: sagas driven by one worker, with the projections running.
+
+`engine`: the built-in four-step order-fulfillment saga with in-process no-op handlers,
+one worker, the three projections following live in the same process. Sagas are started
+first; the clock runs from the worker's start until the work queue is empty. Reported:
+sagas/s, write transactions and all database transactions per saga, and the latency the
+engine adds between one step's handler returning and the next step's handler being called.
+The baseline is what the database could commit if each of the engine's write transactions
+per saga were a bare single-row INSERT, with as many clients as the worker has threads.
+
+`lag`: meanwhile a probe issues a command every few milliseconds and times how long its
+event takes to show in the progress read model (commit -> visible).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
+
+from application.database import Database
+from application.engine.dispatch import Dispatcher
+from application.engine.handlers import PythonHandler, StepCall
+from application.engine.worker import Worker
+from application.persistence import Claim, WesApplicationRecorder
+from application.workflows import Workflows
+from bench import pg
+from bench.report import Figure, percentile, ratio
+from domain.enums import WorkflowStatus
+
+SERVICES = ("inventory-service", "robotics-service", "warehouse-service", "packing-service")
+NOOP_OUTPUT = {"reservationId": "r-1", "robotId": "robot-1", "pickId": "p-1", "packageId": "k-1"}
+ENGINE_TARGET = 200.0
+LAG_TARGET_MS = 100.0
+
+
+class CountingRecorder(WesApplicationRecorder):
+    """The engine's recorder, counting its write transactions (appends and leases)."""
+
+    writes = itertools.count()
+
+    def insert_events(self, stored_events: Sequence[StoredEvent],
+                      **kwargs: Any) -> Sequence[int] | None:
+        next(CountingRecorder.writes)
+        return super().insert_events(stored_events, **kwargs)
+
+    def claim(self, owner: str, now: datetime, limit: int, lease_seconds: float) -> list[Claim]:
+        next(CountingRecorder.writes)
+        return super().claim(owner, now, limit, lease_seconds)
+
+    def renew(self, owner: str, workflow_ids: Sequence[UUID], lease_seconds: float) -> None:
+        if workflow_ids:
+            next(CountingRecorder.writes)
+        super().renew(owner, workflow_ids, lease_seconds)
+
+    def release(self, owner: str, workflow_id: UUID) -> None:
+        next(CountingRecorder.writes)
+        super().release(owner, workflow_id)
+
+
+def _count(counter: itertools.count[int]) -> int:
+    """The next value of a counter without losing it (itertools.count has no peek)."""
+    return int(repr(counter)[6:-1])
+
+
+class StepClock:
+    """A no-op handler that notes when each workflow's steps are called."""
+
+    def __init__(self) -> None:
+        self.calls: dict[UUID, list[float]] = defaultdict(list)
+        self.finished: dict[UUID, list[float]] = defaultdict(list)
+
+    def __call__(self, call: StepCall) -> dict[str, Any]:
+        self.calls[call.workflow_id].append(time.perf_counter())
+        return NOOP_OUTPUT
+
+    def gaps(self) -> list[float]:
+        """Seconds between consecutive step calls of the same workflow."""
+        return [b - a for times in self.calls.values() for a, b in itertools.pairwise(times)]
+
+
+class LagProbe:
+    """Commands a probe workflow every `interval` seconds, and times each command from its
+    commit until the progress read model has applied its position."""
+
+    def __init__(self, app: Workflows, progress: Any, interval: float = 0.02) -> None:
+        self.app = app
+        self.progress = progress
+        self.interval = interval
+        self.lags: list[float] = []
+        self._pending: list[tuple[int, float]] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.workflow_id = app.start_workflow(definition="order-fulfillment", driven_by="caller",
+                                              input={"orderId": "lag-probe"}).workflow_id
+        self._paused = False
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._threads = [threading.Thread(target=self._command, daemon=True),
+                         threading.Thread(target=self._watch, daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> list[float]:
+        """Stops probing, waits (bounded) for the probes in flight; returns their lags."""
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(30)
+        lags, self.lags = self.lags, []
+        return lags
+
+    def _command(self) -> None:
+        while not self._stopping.wait(self.interval):
+            if self._paused:
+                position = self.app.resume(self.workflow_id, actor="bench")
+            else:
+                position = self.app.pause(self.workflow_id, reason="probe", actor="bench")
+            self._paused = not self._paused
+            with self._lock:
+                self._pending.append((position or 0, time.perf_counter()))
+
+    def _watch(self) -> None:
+        deadline = None
+        while True:
+            applied = self.progress.max_tracking_id(self.app.name) or 0
+            now = time.perf_counter()
+            with self._lock:
+                self.lags += [now - at for position, at in self._pending if position <= applied]
+                self._pending = [p for p in self._pending if p[0] > applied]
+                idle = not self._pending
+            if self._stopping.is_set():
+                deadline = deadline or now + 20
+                if idle or now > deadline:
+                    return
+            time.sleep(0.002)
+
+
+def _xact_commits(db: Database) -> int:
+    with db.connect(autocommit=True) as conn:
+        row = conn.execute("SELECT xact_commit FROM pg_stat_database"
+                           " WHERE datname = current_database()").fetchone()
+    return int(row[0]) if row else 0
+
+
+def measure(db: Database, *, sagas: int, concurrency: int = 4, seconds: float,
+            projections: bool = True) -> tuple[Figure, Figure, list[UUID]]:
+    """The `engine` and `lag` figures, and the ids of the sagas (for the `api` figure)."""
+    env = {**db.env(), "APPLICATION_RECORDER_TOPIC": get_topic(CountingRecorder),
+           "POSTGRES_POOL_SIZE": str(concurrency + 8)}
+    app = Workflows(env=env)
+    clock = StepClock()
+    python = PythonHandler()
+    for service in SERVICES:
+        python.register(service, clock)
+    dispatcher = Dispatcher(python)
+    runner = probe = read_models = None
+    idle_lags: list[float] = []
+    lags: list[float] = []
+    ids: list[UUID] = []
+    try:
+        app.ensure_builtin_definitions()
+        if projections:
+            from projections.read_models import ReadModels
+            from projections.runner import ProjectorRunner
+
+            read_models = ReadModels(db.env(), app)
+            runner = ProjectorRunner(read_models=read_models)
+            runner.start()
+            probe = LagProbe(app, read_models.progress)
+            runner.wait(app.recorder.max_notification_id() or 0, timeout=60)
+            probe.start()
+            time.sleep(min(seconds, 1.0))
+            idle_lags = probe.stop()
+        ids = [app.start_workflow(definition="order-fulfillment",
+                                  input={"orderId": f"order-{i}", "items": [{"sku": "A", "qty": 1}]}
+                                  ).workflow_id for i in range(sagas)]
+        if runner is not None:
+            runner.wait(app.recorder.max_notification_id() or 0, timeout=120)
+        worker = Worker(app, dispatcher, concurrency=concurrency, poll_seconds=0.05)
+        time.sleep(1.2)  # let idle backends flush their statistics
+        commits_before, writes_before = _xact_commits(db), _count(CountingRecorder.writes)
+        began = time.perf_counter()
+        worker.start()
+        if probe is not None:
+            probe.start()
+        while app.store.work_queue_size() > 0:
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - began
+        writes = _count(CountingRecorder.writes) - writes_before
+        worker.stop()
+        if probe is not None:
+            lags = probe.stop()
+        time.sleep(1.2)
+        commits = _xact_commits(db) - commits_before
+        done = sum(app.get_workflow(i).status == WorkflowStatus.COMPLETED for i in ids)
+    finally:
+        if runner is not None:
+            runner.stop()
+        if read_models is not None:
+            read_models.close()
+        dispatcher.close()
+        app.close()
+    rate = done / elapsed
+    writes_per_saga = writes / max(done, 1)
+    raw = pg.raw_commits(db, concurrency, seconds)
+    baseline = raw / writes_per_saga if writes_per_saga else None
+    gaps = clock.gaps()
+    engine = Figure(
+        "engine", rate, "sagas/s", baseline, ratio(rate, baseline), f"value >= {ENGINE_TARGET:.0f}",
+        baseline_name=f"raw {concurrency}-client commits/s / engine write transactions per saga",
+        met=rate >= ENGINE_TARGET and done == sagas,
+        details={"sagas": sagas, "completed": done, "seconds": round(elapsed, 2),
+                 "worker_threads": concurrency, "projections_running": projections,
+                 "write_transactions_per_saga": round(writes_per_saga, 2),
+                 "db_transactions_per_saga": round(commits / max(done, 1), 2),
+                 "raw_commits_per_s": round(raw),
+                 "step_latency_p50_ms": round(percentile(gaps, 50) * 1000, 2),
+                 "step_latency_p99_ms": round(percentile(gaps, 99) * 1000, 2)})
+    if probe is None:
+        lag = Figure.unavailable("lag", "ms", f"p99 <= {LAG_TARGET_MS:.0f} ms",
+                                 "projections were not running")
+    else:
+        p99 = percentile(lags, 99) * 1000 if lags else None
+        idle = percentile(idle_lags, 99) * 1000 if idle_lags else None
+        lag = Figure(
+            "lag", p99, "ms (p99)", idle, ratio(p99, idle), f"p99 <= {LAG_TARGET_MS:.0f} ms",
+            baseline_name="p99 lag with the engine idle (same probe, same run)",
+            met=p99 is not None and p99 <= LAG_TARGET_MS,
+            details={"samples": len(lags), "idle_samples": len(idle_lags),
+                     "p50_ms": round(percentile(lags, 50) * 1000, 2) if lags else None,
+                     "p99_ms": p99 and round(p99, 2),
+                     "max_ms": round(max(lags) * 1000, 2) if lags else None,
+                     "idle_p50_ms": round(percentile(idle_lags, 50) * 1000, 2)
+                     if idle_lags else None,
+                     "under": "the engine run of the `engine` figure"})
+    return engine, lag, ids

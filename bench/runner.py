@@ -1,0 +1,147 @@
+"""Runs the suite: every figure on a throw-away database, printed and written as JSON."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from application import database
+from application.database import Database
+from bench import pg
+from bench.report import Figure, fmt, machine
+
+ORDER = ("commands", "engine", "rebuild", "lag", "api", "replay")
+TARGETS = {"commands": ("commands/s", "ratio >= 0.6"), "engine": ("sagas/s", "value >= 200"),
+           "rebuild": ("events/s", "ratio >= 0.5, flat memory"),
+           "lag": ("ms (p99)", "p99 <= 100 ms"),
+           "api": ("requests/s", "ratio >= 0.5, p99 <= 25 ms"),
+           "replay": ("ms (p99)", "p99 <= 50 ms")}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How long and how much: `--quick` is a smoke run for CI, not a measurement."""
+
+    seconds: float
+    rounds: int
+    sagas: int
+    rebuild_events: int
+    replay_samples: int
+
+    @classmethod
+    def of(cls, quick: bool) -> Sizes:
+        if quick:
+            return cls(seconds=0.6, rounds=1, sagas=60, rebuild_events=5_500, replay_samples=10)
+        return cls(seconds=3.0, rounds=3, sagas=1000, rebuild_events=200_000, replay_samples=50)
+
+
+@dataclass
+class Result:
+    machine: dict[str, Any]
+    figures: list[Figure]
+    failures: list[str]
+
+
+def run(quick: bool = False, console: Console | None = None, sizes: Sizes | None = None
+        ) -> Result:
+    """Measures every figure; a figure whose part is missing is reported as not available."""
+    console = console or Console(stderr=True)
+    sizes = sizes or Sizes.of(quick)
+    found: dict[str, Figure] = {}
+    failures: list[str] = []
+    with pg.throwaway_database() as db:
+        version, settings = pg.server_facts(db)
+        info = machine(version, settings)
+
+        def attempt(names: tuple[str, ...], measure: Callable[[], Any]) -> Any:
+            console.print(f"[dim]measuring {', '.join(names)} ...[/dim]")
+            began = time.perf_counter()
+            try:
+                result = measure()
+            except ImportError as e:
+                for name in names:
+                    found[name] = Figure.unavailable(name, *TARGETS[name], f"{e.name} is missing")
+                return None
+            except Exception as e:
+                failures.append(f"{'/'.join(names)}: {type(e).__name__}: {e}")
+                console.print(traceback.format_exc(), markup=False, highlight=False)
+                for name in names:
+                    found[name] = Figure.unavailable(name, *TARGETS[name], f"failed: {e}")
+                return None
+            console.print(f"[dim]  done in {time.perf_counter() - began:.1f} s[/dim]")
+            return result
+
+        def schema(name: str) -> Database:
+            scoped = db.with_schema(name)
+            database.ensure_database(scoped)
+            return scoped
+
+        from bench import commands, engine, replay
+
+        figure = attempt(("commands",), lambda: commands.measure(
+            schema("commands"), seconds=sizes.seconds, rounds=sizes.rounds))
+        if figure:
+            found["commands"] = figure
+        ran = attempt(("engine", "lag"), lambda: engine.measure(
+            schema("engine"), sagas=sizes.sagas, seconds=sizes.seconds))
+        ids = []
+        if ran:
+            found["engine"], found["lag"], ids = ran
+        figure = attempt(("rebuild",), lambda: _rebuild(schema("rebuild"), sizes))
+        if figure:
+            found["rebuild"] = figure
+        if ids:
+            figure = attempt(("api",), lambda: _api(db.with_schema("engine"), ids, sizes))
+            if figure:
+                found["api"] = figure
+        figure = attempt(("replay",), lambda: replay.measure(
+            schema("replay"), samples=sizes.replay_samples))
+        if figure:
+            found["replay"] = figure
+    figures = [found.get(name) or Figure.unavailable(name, *TARGETS[name], "not measured")
+               for name in ORDER]
+    return Result(info, figures, failures)
+
+
+def _rebuild(db: Database, sizes: Sizes) -> Figure:
+    from bench import rebuild
+
+    return rebuild.measure(db, events=sizes.rebuild_events)
+
+
+def _api(db: Database, ids: list[Any], sizes: Sizes) -> Figure:
+    from bench import api
+
+    return api.measure(db, ids, seconds=sizes.seconds, rounds=sizes.rounds)
+
+
+def table(result: Result) -> Table:
+    """The figures as a table: value, baseline from the same run, ratio, target."""
+    t = Table(title="WES Orchestrator benchmark", title_justify="left")
+    for column in ("figure", "value", "baseline", "ratio", "target", "met"):
+        t.add_column(column)
+    for f in result.figures:
+        if f.value is None:
+            t.add_row(f.name, f.note, "", "", f.target, "")
+            continue
+        t.add_row(f.name, fmt(f.value, f.unit), fmt(f.baseline),
+                  f"{f.ratio:.2f}x" if f.ratio is not None else "—", f.target,
+                  "yes" if f.met else "no")
+    return t
+
+
+def baselines(result: Result) -> list[str]:
+    """What each baseline is (the table's footnotes)."""
+    return [f"{f.name}: {f.baseline_name}" for f in result.figures if f.baseline_name]
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    return (f"{info['cpus']} CPUs ({info['cpu_model']}), {info['memory_gb']} GB, {info['os']}, "
+            f"Python {info['python']}, PostgreSQL {info['postgresql']} "
+            f"(synchronous_commit={info['postgresql_settings'].get('synchronous_commit')})")

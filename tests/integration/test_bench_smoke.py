@@ -1,0 +1,25 @@
+"""`wes bench` still runs end to end (a tiny smoke run: no assertion on any time)."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+
+from bench import runner
+from bench.report import to_json
+
+TINY = runner.Sizes(seconds=0.2, rounds=1, sagas=8, rebuild_events=1_100, replay_samples=3)
+
+
+def test_every_figure_is_measured_with_its_baseline_and_written_as_json() -> None:
+    result = runner.run(console=Console(quiet=True), sizes=TINY)
+    assert result.failures == []
+    data = json.loads(to_json(result.machine, result.figures, quick=True))
+    assert [f["name"] for f in data["figures"]] == list(runner.ORDER)
+    for figure in data["figures"]:
+        assert {"name", "value", "unit", "baseline", "ratio", "target"} <= figure.keys()
+        assert figure["value"] is not None, figure["note"]
+        assert figure["baseline"] is not None and figure["baseline"] > 0, figure
+        assert figure["ratio"] == figure["value"] / figure["baseline"]
+    assert data["machine"]["cpus"] and data["machine"]["postgresql"]
