@@ -13,7 +13,9 @@ from application.engine.http_handler import HttpStepHandler
 from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
 from application.load_balancing import LoadBalancer
+from application.persistence import LeaderLock
 from application.settings import Settings
+from application.waveless import LoadSignals, Releaser, WavelessSettings
 from application.workflows import Workflows
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ class Container:
     http_handler: HttpStepHandler
     balancer: LoadBalancer
     workers: list[Worker] = field(default_factory=list)
+    releasers: list[Releaser] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings | None = None, *, simulator_url: str | None = None,
@@ -59,7 +62,20 @@ class Container:
         self.workers.append(worker)
         return worker
 
+    def releaser(self, signals: LoadSignals) -> Releaser:
+        """The waveless release loop (one active across all processes: advisory lock)."""
+        settings = WavelessSettings(
+            batch_size=self.settings.waveless_batch_size,
+            interval_ms=self.settings.waveless_interval_ms,
+            ageing_ms=self.settings.waveless_ageing_ms, wip_caps=self.settings.wip_caps)
+        lock = LeaderLock(self.db.conninfo, f"wes-waveless-release:{self.db.schema}")
+        releaser = Releaser(self.workflows, signals, settings, leader_lock=lock)
+        self.releasers.append(releaser)
+        return releaser
+
     def close(self) -> None:
+        for releaser in self.releasers:
+            releaser.stop()
         for worker in self.workers:
             worker.stop()
         self.dispatcher.close()

@@ -24,6 +24,10 @@ class Settings:
     worker_lease_seconds: float = 3.0
     worker_poll_seconds: float = 0.5
     snapshot_interval: int = 50
+    waveless_batch_size: int = 10
+    waveless_interval_ms: int = 1000
+    waveless_ageing_ms: int = 60_000
+    wip_caps: dict[str, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -41,7 +45,35 @@ class Settings:
             worker_lease_seconds=float(env.get("WES_WORKER_LEASE_SECONDS", "3")),
             worker_poll_seconds=float(env.get("WES_WORKER_POLL_SECONDS", "0.5")),
             snapshot_interval=int(env.get("WES_SNAPSHOT_INTERVAL", "50")),
+            waveless_batch_size=_int(env, "WES_WAVELESS_BATCH_SIZE", 10),
+            waveless_interval_ms=_int(env, "WES_WAVELESS_INTERVAL_MS", 1000),
+            waveless_ageing_ms=_int(env, "WES_WAVELESS_AGEING_MS", 60_000),
+            wip_caps=_caps(env.get("WES_WIP_CAPS")),
         )
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _caps(raw: str | None) -> dict[str, int]:
+    """`WES_WIP_CAPS`: JSON object of service name -> most steps in flight at once."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigurationError(f"WES_WIP_CAPS is not valid JSON: {e}") from None
+    if not isinstance(data, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in data.values()):
+        raise ConfigurationError("WES_WIP_CAPS must map service names to integers >= 0")
+    return {str(k): int(v) for k, v in data.items()}
 
 
 def parse_services(raw: str) -> dict[str, list[str]]:

@@ -104,7 +104,10 @@ def build(settings: Settings, *, worker: bool, projections: bool, simulate: bool
     if projections:
         background.append(read_models.runner())
     if worker:
+        from projections.waveless_signals import waveless_signals
+
         background.append(container.worker(concurrency=concurrency))
+        background.append(container.releaser(waveless_signals(read_models.models)))
     mounts: dict[str, ASGIApp] = {}
     if simulate:
         from simulator.server import create_app as create_simulator

@@ -10,6 +10,8 @@ import typer
 from application import logs
 from application.container import Container
 from application.settings import Settings
+from projections.read_models import ReadModels
+from projections.waveless_signals import waveless_signals
 
 
 def worker(
@@ -23,12 +25,16 @@ def worker(
     logs.configure(settings.log_level, settings.log_json)
     container = Container.build(settings, simulator_url=simulator_url)
     engine = container.worker(concurrency=concurrency)
+    read_models = ReadModels(container.db.env(), container.workflows)
+    releaser = container.releaser(waveless_signals(read_models))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     engine.start()
+    releaser.start()
     typer.echo(f"worker {engine.worker_id} running on {container.db.url} "
                f"(concurrency {concurrency}); Ctrl-C to stop", err=True)
     stop.wait()
     typer.echo("stopping: finishing steps in flight", err=True)
     container.close()
+    read_models.close()

@@ -1,0 +1,77 @@
+"""Waveless release inside the running engine: projector, release loop and worker together.
+
+The release loop reads the read models (which workflows wait, services' load) and admits
+batches; every batch is an event, so batch size and interval are checked from the events.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from uuid import UUID
+
+import pytest
+
+from application.engine.dispatch import Dispatcher
+from application.engine.handlers import PythonHandler
+from application.engine.worker import Worker
+from application.waveless import Releaser, WavelessSettings
+from application.workflows import Workflows
+from domain.waveless_batch import WavelessBatch
+from projections.read_models import ReadModels
+from projections.runner import ProjectorRunner
+from projections.waveless_signals import waveless_signals
+from tests.support.waiting import wait_for_status
+
+STEPS = [{"step_id": "pick", "service": "warehouse-service", "operation": "pick"},
+         {"step_id": "pack", "service": "packing-service", "operation": "pack"}]
+
+
+@pytest.fixture
+def engine(app: Workflows, db) -> Iterator[ReadModels]:
+    read_models = ReadModels(db.env(), app)
+    runner = ProjectorRunner(read_models=read_models)
+    python = PythonHandler()
+    python.register("warehouse-service", lambda call: {"picked": True})
+    python.register("packing-service", lambda call: {"packed": True})
+    worker = Worker(app, Dispatcher(python), concurrency=2, poll_seconds=0.05)
+    releaser = Releaser(app, waveless_signals(read_models),
+                        WavelessSettings(batch_size=10, interval_ms=300, adaptive=False))
+    runner.start()
+    worker.start()
+    releaser.start()
+    yield read_models
+    releaser.stop()
+    worker.stop()
+    runner.stop()
+    read_models.close()
+
+
+def batches(app: Workflows, ids) -> list[WavelessBatch]:
+    batch_ids = {app.get_workflow(i).batch_id for i in ids}
+    found = [app.repository.get(UUID(b)) for b in batch_ids if b]
+    return sorted(found, key=lambda b: b.created_on)
+
+
+def test_the_running_engine_releases_waveless_work_in_batches_at_the_interval(app, engine):
+    ids = [app.start_workflow(steps=STEPS, waveless=True, priority=p,
+                              input={"orderId": f"W-{i}"}).workflow_id
+           for i, p in zip(range(25), itertools.cycle(["LOW", "NORMAL", "HIGH"]), strict=False)]
+    for wf_id in ids:
+        wait_for_status(app, wf_id, "COMPLETED", timeout=30)
+    released = batches(app, ids)
+    assert sum(len(b.members) for b in released) == 25
+    assert all(len(b.members) <= 10 for b in released)
+    assert len(released) >= 3
+    gaps = [(b.created_on - a.created_on).total_seconds()
+            for a, b in itertools.pairwise(released)]
+    assert all(gap >= 0.25 for gap in gaps), gaps
+    # Within a batch, HIGH members come before NORMAL before LOW.
+    for batch in released:
+        ranks = [app.get_workflow(UUID(m)).priority.rank
+                 for m in batch.members]
+        assert ranks == sorted(ranks)
+    # The progress read model shows the batch of each workflow.
+    engine.wait(app.recorder.max_notification_id(), timeout=10)
+    rows = [engine.progress.get(i) for i in ids]
+    assert all(row is not None and row.batch_id for row in rows)
