@@ -78,7 +78,7 @@ def list_workflows(
     "", status_code=status.HTTP_201_CREATED, response_model=WorkflowStarted,
     responses={200: {"model": WorkflowStarted,
                      "description": "An earlier request with this Idempotency-Key started it"},
-               **responses(403, 404)},
+               **responses(403, 404, 409)},
     summary="Start a workflow", response_description="Started",
 )
 def start_workflow(
@@ -88,7 +88,9 @@ def start_workflow(
 ) -> WorkflowStarted:
     """Starts a workflow from a registered definition (or from inline `steps`). Answers 201
     with its id and the position of its start; with an `Idempotency-Key` seen before,
-    answers 200 with the workflow that key started (the body is not compared)."""
+    answers 200 with the workflow that key started (the body is not compared). 409 when
+    the workflow cannot be started as asked (e.g. `waveless` for a type that is not
+    waveless-capable)."""
     started = workflows.start_workflow(
         definition=body.definition, version=body.version,
         steps=[s.to_domain_dict() for s in body.steps] if body.steps is not None else None,
