@@ -22,7 +22,6 @@ from application import logs
 from application.container import Container
 from application.settings import Settings
 from application.workflows import HistoryEvent
-from cli.background import serve_in_background
 from domain.workflow import Workflow
 
 TERMINAL = {"COMPLETED", "COMPENSATED", "CANCELLED", "COMPENSATION_FAILED"}
@@ -30,24 +29,23 @@ TERMINAL = {"COMPLETED", "COMPENSATED", "CANCELLED", "COMPENSATION_FAILED"}
 
 def demo(timeout: float = typer.Option(60.0, help="Seconds to wait for both workflows.")) -> None:
     """Run the order-fulfillment saga twice: once completing, once compensating."""
-    from simulator.server import create_app
-
     from cli.main import fail
+    from simulator.background import start_simulator
 
     settings = Settings.from_env()
-    logs.configure("WARNING", settings.log_json)
+    logs.configure("ERROR", settings.log_json)  # the demo prints its own story
     console = Console()
     console.print("[bold]WES Orchestrator demo[/]: starting the database, the simulated "
                   "services and a worker ...")
-    services = serve_in_background(create_app())
-    container = Container.build(settings, simulator_url=services.url)
+    services = start_simulator("demo")
+    container = Container.build(settings, simulator_url=services.base_url)
     worker = container.worker(concurrency=2)
     worker.start()
     try:
         run = uuid.uuid4().hex[:6].upper()
         happy, unhappy = f"ORD-{run}-1", f"ORD-{run}-2"
         items = [{"sku": "SKU-12345", "quantity": 2}]
-        with httpx.Client(base_url=services.url, timeout=5) as sim:
+        with httpx.Client(base_url=services.base_url, timeout=5) as sim:
             sim.post("/faults", json={"service": "warehouse-service", "operation": "pick",
                                       "kind": "recoverable", "count": 1,
                                       "match": {"orderId": happy}}).raise_for_status()
