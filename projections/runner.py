@@ -1,11 +1,13 @@
 """The projector: keeps the read models up to date, live, from the event store.
 
 One thread per projection. Each holds a shared *presence* lock and tries for the exclusive
-*active* advisory lock of its projection (see `locks`): the process that gets it catches up
-in large batches, then follows the event store through the library's LISTEN/NOTIFY
-subscription, one transaction per event. The others wait on standby and take over when the
-active process dies, because PostgreSQL frees a dead session's locks at once. Even if two
-processes ever ran at once, the batch transactions (see `view`) apply each event once.
+*active* advisory lock of its projection (see `locks`): the process that gets it follows
+the event store from its position through the library's LISTEN/NOTIFY subscription,
+applying whatever has arrived as one batch (a single event when it keeps up, up to
+`MAX_BATCH` when it catches up), one transaction per batch. The others wait on standby
+and take over when the active process dies, because PostgreSQL frees a dead session's
+locks at once. Even if two processes ever ran at once, the batch transactions (see `view`)
+apply each event once.
 
 An event a projection cannot handle stops that projection: the error and the event's
 position are recorded (the state becomes "error: ...") and it does not advance past it.
@@ -14,22 +16,37 @@ position are recorded (the state becomes "error: ...") and it does not advance p
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, Notification, PersistenceError
-from eventsourcing.postgres import PostgresSubscription
-from psycopg import Error as PsycopgError
+from eventsourcing.persistence import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    Notification,
+    OperationalError,
+    ProgrammingError,
+    Subscription,
+)
+from eventsourcing.utils import get_topic
+from psycopg import InterfaceError as PsycopgInterfaceError
+from psycopg import OperationalError as PsycopgOperationalError
 
-from projections.base import BatchProjection, UnhandledEvent, to_events
+from projections.base import BatchProjection, Item, UnhandledEvent, to_events
 from projections.locks import LockRole, LockSession
 from projections.read_models import PROJECTION_NAMES, ReadModels
 
 log = logging.getLogger(__name__)
 
-CATCH_UP_BATCH = 1000
-_TRANSIENT = (PersistenceError, PsycopgError, OSError)
+MAX_BATCH = 1000
+# The database went away: reconnect and carry on from the position.
+_TRANSIENT = (OperationalError, InterfaceError, PsycopgOperationalError,
+              PsycopgInterfaceError, OSError)
+# An event's rows cannot be written: a failure at that event, like one it cannot read.
+_REFUSED = (DataError, ProgrammingError)
 
 
 class ProjectorRunner:
@@ -40,7 +57,7 @@ class ProjectorRunner:
                  read_models: ReadModels | None = None,
                  names: Sequence[str] = PROJECTION_NAMES, standby_poll_seconds: float = 0.5,
                  health_check_seconds: float = 1.0,
-                 catch_up_batch: int = CATCH_UP_BATCH) -> None:
+                 batch_size: int = MAX_BATCH) -> None:
         if read_models is None:
             if env is None:
                 raise ValueError("give the database env or read models")
@@ -52,7 +69,7 @@ class ProjectorRunner:
         self._stopping = threading.Event()
         self._projectors = [
             _Projector(read_models, read_models.projection(name), self._stopping,
-                       standby_poll_seconds, health_check_seconds, catch_up_batch)
+                       standby_poll_seconds, health_check_seconds, batch_size)
             for name in names
         ]
 
@@ -100,18 +117,18 @@ class _Projector(threading.Thread):
 
     def __init__(self, read_models: ReadModels, projection: BatchProjection[Any],
                  stopping: threading.Event, standby_poll: float, health_check: float,
-                 catch_up_batch: int) -> None:
+                 batch_size: int) -> None:
         super().__init__(name=f"projector-{projection.name}", daemon=True)
         self.app = read_models.app
         self.projection = projection
         self.view = projection.view
         self.state = "starting"
-        self.error: UnhandledEvent | None = None
+        self.error: Exception | None = None
         self._stopping = stopping
         self._standby_poll = standby_poll
         self._health_check = health_check
-        self._batch = catch_up_batch
-        self._subscription: PostgresSubscription | None = None
+        self._batch = batch_size
+        self._subscription: Subscription[Any] | None = None
         self._lock = threading.Lock()
 
     def interrupt(self) -> None:
@@ -130,6 +147,9 @@ class _Projector(threading.Thread):
                 log.warning("projector %s lost the database, reconnecting: %s", name, e)
                 self.state = "standby"
                 self._stopping.wait(self._standby_poll)
+            except Exception as e:  # a bug: stop this projection, visibly, not the others
+                log.exception("projector %s failed", name)
+                self._fail(e, None)
         if self.error is None:
             self.state = "stopped"
 
@@ -142,7 +162,7 @@ class _Projector(threading.Thread):
                 try:
                     self._follow(session)
                 except UnhandledEvent as e:
-                    self._fail(e)
+                    self._fail(e, e.position)
                     return
                 except IntegrityError:
                     # Another process wrote the same first position: read it and go on.
@@ -159,70 +179,123 @@ class _Projector(threading.Thread):
                     return
 
     def _follow(self, session: LockSession) -> None:
+        """Applies events from the position on, in batches of what has arrived, until
+        stopped or the lock's session is gone (another process may be active by now)."""
         if self.view.pointer().error is not None:
             self.view.clear_error()  # this process tries again (it may know newer events)
         self.state = "running"
         position = self.view.max_tracking_id(self.app.name) or 0
-        while not self._stopping.is_set():
-            notifications = self.app.recorder.select_notifications(
-                start=position, limit=self._batch, inclusive_of_start=False)
-            if notifications:
-                self._apply(notifications)
-                position = notifications[-1].id
-            if len(notifications) < self._batch:
-                break
-            if not session.alive():
-                return
         subscription = self.app.recorder.subscribe(gt=position)
-        assert isinstance(subscription, PostgresSubscription)
         with self._lock:
             self._subscription = subscription
         if self._stopping.is_set():
             subscription.stop()
-        done = threading.Event()
-        watchdog = threading.Thread(target=self._watch, args=(session, subscription, done),
-                                    name=f"projector-{self.projection.name}-watchdog",
-                                    daemon=True)
-        watchdog.start()
+        pump = _Pump(subscription, self.projection.name)
+        pump.start()
         try:
             with subscription:
-                for notification in subscription:
-                    self._apply([notification])
+                next_check = time.monotonic() + self._health_check
+                while (batch := pump.take(self._batch, self._health_check)) is not None:
+                    if batch:
+                        self._apply(batch)
+                    if time.monotonic() >= next_check:
+                        if not session.alive():
+                            log.warning("projector %s lost its lock session",
+                                        self.projection.name)
+                            return
+                        next_check = time.monotonic() + self._health_check
         finally:
-            done.set()
             subscription.stop()
-            watchdog.join()
+            pump.close()
             with self._lock:
                 self._subscription = None
 
-    def _watch(self, session: LockSession, subscription: PostgresSubscription,
-               done: threading.Event) -> None:
-        """Stops following when the lock's session is gone (the lock with it: another
-        process may be active by now)."""
-        while not done.wait(self._health_check):
-            if not session.alive():
-                log.warning("projector %s lost its lock session", self.projection.name)
-                subscription.stop()
-                return
-
     def _apply(self, notifications: Sequence[Notification]) -> None:
-        """Applies events in order up to the first one that cannot be handled, then raises."""
+        """Applies events in order up to the first one that cannot be handled, then raises
+        UnhandledEvent with its position."""
         items, unreadable = to_events(self.app, self.projection.name, notifications)
         try:
             self.projection.process_batch(items)
-        except UnhandledEvent as e:
-            # The batch rolled back: apply what comes before the failing event, then stop.
-            self.projection.process_batch([i for i in items if i[1].notification_id
-                                           < e.position])
-            raise
+        except (UnhandledEvent, *_REFUSED):
+            # The batch rolled back: one by one, up to the failing event (which raises).
+            for item in items:
+                self._apply_one(item)
         if unreadable is not None:
             raise unreadable
 
-    def _fail(self, error: UnhandledEvent) -> None:
+    def _apply_one(self, item: Item) -> None:
+        try:
+            self.projection.process_batch([item])
+        except _REFUSED as e:
+            raise UnhandledEvent(self.projection.name, item[1].notification_id,
+                                 get_topic(type(item[0])), repr(e)) from e
+
+    def _fail(self, error: Exception, position: int | None) -> None:
         log.error("projector %s stopped: %s", self.projection.name, error)
         self.error = error
         self.state = f"error: {error}"
         try:
-            self.view.record_error(str(error), error.position)
+            self.view.record_error(str(error), position)
         except _TRANSIENT as e:
             log.warning("could not record the error of %s: %s", self.projection.name, e)
+
+
+class _Pump(threading.Thread):
+    """Moves notifications from the library's subscription (an iterator that blocks) into a
+    bounded queue, so the projector can take everything that has arrived as one batch."""
+
+    _END = object()
+
+    def __init__(self, subscription: Subscription[Any], name: str) -> None:
+        super().__init__(name=f"projector-{name}-subscription", daemon=True)
+        self._subscription = subscription
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=10 * MAX_BATCH)
+        self._closed = threading.Event()
+        self._error: BaseException | None = None
+        self._ended = False
+
+    def run(self) -> None:
+        try:
+            for notification in self._subscription:
+                if not self._put(notification):
+                    return
+        except BaseException as e:
+            self._error = e
+        self._put(self._END)
+
+    def _put(self, item: object) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def take(self, limit: int, timeout: float) -> list[Notification] | None:
+        """Up to `limit` notifications (waiting up to `timeout` for the first; [] if none
+        came); None once the subscription has ended. Re-raises its error."""
+        if self._ended:
+            return self._finish()
+        batch: list[Notification] = []
+        try:
+            item = self._queue.get(timeout=timeout)
+            while True:
+                if item is self._END:
+                    self._ended = True
+                    return batch or self._finish()
+                batch.append(item)
+                if len(batch) >= limit:
+                    return batch
+                item = self._queue.get_nowait()
+        except queue.Empty:
+            return batch
+
+    def _finish(self) -> None:
+        if self._error is not None:
+            raise self._error
+        return None
+
+    def close(self) -> None:
+        self._closed.set()
+        self.join()
