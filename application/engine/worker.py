@@ -30,6 +30,7 @@ import psycopg
 from application.engine.handlers import StepCall, StepHandler, StepOutcome
 from application.errors import ConcurrencyConflict, DatabaseUnavailable, WorkflowNotFound
 from application.logs import workflow_context
+from application.metrics import STEP_DURATION, STEPS_RUN
 from application.workflows import Workflows, utc_now
 from domain import decisions as d
 from domain.enums import ErrorType
@@ -329,6 +330,10 @@ class Worker:
             outcome = StepOutcome.failure(
                 WorkflowError.from_exception(call.step_id, call.service, exc),
                 int((time.perf_counter() - started) * 1000))
+        STEPS_RUN.labels(call.service, call.operation,
+                         "ok" if outcome.ok else outcome.error.error_type.value  # type: ignore[union-attr]
+                         ).inc()
+        STEP_DURATION.labels(call.service, call.operation).observe(outcome.duration_ms / 1000)
         level = logging.INFO if outcome.ok else logging.WARNING
         log.log(level, "step call %s", "succeeded" if outcome.ok else "failed", extra={
             "step_id": call.step_id, "attempt": call.attempt, "service": call.service,

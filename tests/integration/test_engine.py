@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from application.engine.dispatch import Dispatcher
 from application.engine.handlers import PythonHandler, StepCall
@@ -106,6 +107,12 @@ class TestHappyPath:
         wait_for_status(app, wf_id, "COMPLETED")
         assert {c.correlation_id for c in services.calls} == {"corr-001"}
         assert next(c.idempotency_key for c in services.calls) == f"{wf_id}:reserve-inventory:1"
+
+    def test_counts_every_step_call_in_the_prometheus_metrics(self, app, worker):
+        labels = {"service": "inventory-service", "operation": "reserve", "outcome": "ok"}
+        before = REGISTRY.get_sample_value("wes_steps_run_total", labels) or 0.0
+        wait_for_status(app, start(app), "COMPLETED")
+        assert REGISTRY.get_sample_value("wes_steps_run_total", labels) == before + 1
 
     def test_workflow_is_removed_from_the_work_queue_when_done(self, app, worker):
         wf_id = start(app)
