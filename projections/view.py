@@ -163,7 +163,9 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
         self._clear_error = SQL(
             "UPDATE {} SET error = NULL, error_position = NULL WHERE name = %s").format(pointer)
         self._setup_lock = SQL("SELECT pg_advisory_xact_lock(%s, %s)")
-        self._relation_exists = SQL("SELECT to_regclass(%s) IS NOT NULL AS found")
+        self._relation_exists = SQL(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s) AS found")
         self._generation_tables = SQL(
             "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename ~ %s")
         self._generation_pattern = re.compile(rf"^{re.escape(self.prefix)}_g(\d+)$")
@@ -206,13 +208,14 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
             curs.execute(self._setup_lock, (setup.class_id, setup.object_id))
             curs.execute(self._create_pointer_table)
             curs.execute(self._insert_pointer, (self.projection_name,))
-            curs.execute(self._select_pointer, (self.projection_name,))
+            # FOR SHARE: a switch in progress finishes first, so this sees the live generation.
+            curs.execute(self._select_pointer_for_share, (self.projection_name,))
             row = curs.fetchone()
             assert row is not None  # inserted just above
             generation = int(row["generation"])
             self._create_generation_tables(curs, generation, with_indexes=True)
             for suffix in self._view_suffixes():
-                curs.execute(self._relation_exists, (f"{self.schema}.{self.prefix}{suffix}",))
+                curs.execute(self._relation_exists, (self.schema, self.prefix + suffix))
                 found = curs.fetchone()
                 if not (found and found["found"]):
                     self._create_view(curs, suffix, generation)

@@ -19,7 +19,13 @@ from projections.locks import LockRole
 from projections.read_models import PROJECTION_NAMES, ReadModels
 from projections.rebuild import rebuild
 from tests.support.processes import ROOT, kill9, output, stop
-from tests.support.projection_history import StepClock, completed_orders, dump, mixed_history
+from tests.support.projection_history import (
+    StepClock,
+    bulk_completed,
+    completed_orders,
+    dump,
+    mixed_history,
+)
 from tests.support.waiting import wait_for
 
 KILLS = 3
@@ -28,11 +34,12 @@ _HOLDERS = ("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'"
             " AND classid = %s::oid AND objid = %s::oid AND objsubid = 2 AND granted")
 
 
-def spawn_projector(db: Database) -> subprocess.Popen[bytes]:
-    """`wes projections run` in its own process, logging to a temporary file."""
+def spawn_projector(db: Database, *command: str) -> subprocess.Popen[bytes]:
+    """`wes projections run` (or another projections command) in its own process, logging
+    to a temporary file."""
     log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "projections", "run"], cwd=ROOT,
+        [sys.executable, "-m", "cli.main", "projections", *(command or ("run",))], cwd=ROOT,
         env={**os.environ, "DATABASE_URL": db.dsn, "WES_SCHEMA": db.schema,
              "WES_LOG_JSON": "1"},
         stdout=subprocess.DEVNULL, stderr=log)
@@ -158,4 +165,31 @@ def test_two_projector_processes_one_active_the_other_takes_over(
         if second is not None:
             assert stop(second) == 0, output(second)
     rebuild(models)
+    assert dump(models) == live
+
+
+def test_a_rebuild_killed_midway_leaves_the_live_tables_and_resumes(
+        db: Database, app: Workflows, models: ReadModels) -> None:
+    mixed_history(app)
+    head = bulk_completed(app, 300)
+    projector = spawn_projector(db)
+    try:
+        models.wait(head, timeout=30)
+    finally:
+        assert stop(projector) == 0, output(projector)
+    live = dump(models)
+
+    rebuilding = spawn_projector(db, "rebuild", "--all", "--batch-size", "100")
+    try:
+        wait_for(lambda: (models.progress.pointer().building is not None
+                          and (models.progress.generation_position(2, app.name) or 0) > 0),
+                 20, message="the rebuild to commit a batch")
+    finally:
+        kill9(rebuilding)
+    assert (models.progress.pointer().generation, models.progress.pointer().building) == (1, 2)
+    assert dump(models) == live
+
+    reports = rebuild(models)
+    assert all(r.resumed_from is not None for r in reports), reports
+    assert {r.generation for r in reports} == {2}
     assert dump(models) == live
