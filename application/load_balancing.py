@@ -110,10 +110,13 @@ class LoadBalancer:
 
     def __init__(self, app: Workflows, services: dict[str, list[str]], *,
                  breaker: BreakerConfig | None = None, record_every: float = 5.0,
+                 refresh_every: float = 5.0,
                  clock: Callable[[], datetime] = utc_now) -> None:
         self.app = app
         self.clock = clock
         self.record_every = timedelta(seconds=record_every)
+        self.refresh_every = timedelta(seconds=refresh_every)
+        self._refreshed_at: datetime | None = None
         self._lock = threading.Lock()
         config = breaker or BreakerConfig()
         self._instances: dict[str, InstanceState] = {
@@ -125,6 +128,7 @@ class LoadBalancer:
 
     def __call__(self, service: str, instances: Sequence[str]) -> str:
         now = self.clock()
+        self._refresh_reported(now)
         with self._lock:
             states = [self._state(url, service) for url in instances]
             loads = [self._load(s, now) for s in states]
@@ -135,6 +139,29 @@ class LoadBalancer:
             state.breaker.allow(now)  # takes a half-open trial slot when half-open
             state.in_flight += 1
             return chosen
+
+    def _refresh_reported(self, now: datetime) -> None:
+        """Picks up metrics reported through another process (say the API container) from
+        the instances' SystemLoad streams, at most every `refresh_every`."""
+        if self._refreshed_at is not None and now - self._refreshed_at < self.refresh_every:
+            return
+        self._refreshed_at = now
+        with self._lock:
+            instances = list(self._instances.values())
+        for state in instances:
+            try:
+                load: SystemLoad = self.app.repository.get(system_load_id(state.instance_id))
+            except AggregateNotFoundError:
+                continue
+            except Exception:  # routing must go on with what it knows
+                log.warning("could not refresh load metrics", exc_info=True)
+                return
+            if load.reported is None or load.reported_at is None:
+                continue
+            with self._lock:
+                if state.reported_at is None or load.reported_at > state.reported_at:
+                    state.reported = LoadMetrics.from_dict(load.reported)
+                    state.reported_at = load.reported_at
 
     def _state(self, url: str, service: str) -> InstanceState:
         state = self._instances.get(url)

@@ -29,6 +29,7 @@ from domain.definition_catalog import CATALOG_ID, DefinitionCatalog
 from domain.enums import DrivenBy
 from domain.exceptions import InvalidValue
 from domain.step import StepResult
+from domain.system_load import SystemLoad
 from domain.workflow import FailureDecision, Workflow
 from domain.workflow_error import WorkflowError
 
@@ -72,7 +73,8 @@ class Workflows(Application[UUID]):
         "APPLICATION_RECORDER_TOPIC": get_topic(WesApplicationRecorder),
         "ORIGINATOR_ID_TYPE": "uuid",
     }
-    snapshotting_intervals = {Workflow: 50}  # type: ignore[dict-item]
+    # SystemLoad streams grow with every metrics report: snapshots keep them quick to load.
+    snapshotting_intervals = {Workflow: 50, SystemLoad: 100}  # type: ignore[dict-item]
 
     def __init__(self, env: Mapping[str, str] | None = None, clock: Clock = utc_now) -> None:
         super().__init__(env)

@@ -38,6 +38,7 @@ class SystemLoad(Aggregate):
             load = cast(SystemLoad, aggregate)
             if self.source == "reported":
                 load.reported = dict(self.metrics)
+                load.reported_at = self.timestamp
             else:
                 load.observed = dict(self.metrics)
 
@@ -54,6 +55,7 @@ class SystemLoad(Aggregate):
         self.instance_id = instance_id
         self.service_name = service_name
         self.reported: dict[str, Any] | None = None
+        self.reported_at: datetime | None = None
         self.observed: dict[str, Any] | None = None
         self.circuit_state = "CLOSED"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from uuid import UUID
 
 import pytest
@@ -110,3 +111,12 @@ class TestRouting:
         assert decisions[-1].target_shares[url1] == 1.0
         ids = run(app, 6, "AFTER")
         assert set(instances_used(app, ids)) == {url1}
+
+    def test_metrics_reported_through_another_process_steer_this_one(self, app, routed):
+        balancer, url1, url2, _, _ = routed
+        elsewhere = LoadBalancer(app, {"inventory-service": [url1, url2]}, refresh_every=0)
+        elsewhere.report_metrics(LoadMetrics.snapshot(url1, "inventory-service", 100, 100, 40,
+                                                      1000, 800, 0.8))
+        balancer.refresh_every = timedelta(0)
+        ids = run(app, 6, "ELSEWHERE")
+        assert set(instances_used(app, ids)) == {url2}
