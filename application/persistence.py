@@ -71,6 +71,8 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 # the position's low 31 bits). A hash collision can only make a reader or writer wait for
 # another transaction to end; it can never make a reader pass over an event.
 _POSITION_BITS = 0x7FFFFFFF
+# Appends with up to this many events (or work items) send them as scalar parameters.
+_SCALAR_ROWS = 8
 # Reads check markers one by one up to this many missing positions, then read pg_locks.
 _PROBE_LIMIT = 256
 
@@ -182,28 +184,36 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         self._ddl_key = int.from_bytes(digest[8:16], "big", signed=True)
         allocate = SQL("{}.{}").format(schema, Identifier(self.allocate_function_name))
         id_type = SQL(self.datastore.originator_id_type)
-        insert = SQL(
-            "WITH allocation AS MATERIALIZED (SELECT {allocate}(%(n)s) AS first_id),"
-            " inserted AS (INSERT INTO {schema}.{events}"
-            " (notification_id, originator_id, originator_version, topic, state)"
-            " SELECT allocation.first_id + e.ord - 1, e.originator_id, e.originator_version,"
-            " e.topic, e.state FROM allocation, unnest(%(ids)s::{id_type}[], %(versions)s::bigint[],"
-            " %(topics)s::text[], %(states)s::bytea[])"
-            " WITH ORDINALITY AS e(originator_id, originator_version, topic, state, ord)"
-            " RETURNING notification_id)"
-        ).format(allocate=allocate, schema=schema, events=events, id_type=id_type)
-        work_ctes = SQL(
-            "upserted AS (INSERT INTO {schema}.{work} (workflow_id, due_at, priority)"
-            " SELECT * FROM unnest(%(due_ids)s::uuid[], %(due_at)s::timestamptz[],"
-            " %(priorities)s::smallint[])"
-            " ON CONFLICT (workflow_id) DO UPDATE SET due_at = EXCLUDED.due_at,"
-            " priority = EXCLUDED.priority),"
-            " removed AS (DELETE FROM {schema}.{work} WHERE workflow_id = ANY(%(done_ids)s::uuid[]))"
-        ).format(schema=schema, work=work)
-        self._append_events = self._render(insert + SQL(" SELECT notification_id FROM inserted"))
-        self._append_events_and_work = self._render(
-            insert + SQL(", ") + work_ctes + SQL(" SELECT notification_id FROM inserted"))
-        self._append_work = self._render(SQL("WITH ") + work_ctes + SQL(" SELECT 1"))
+        self._append_parts = {
+            "events": SQL(
+                "allocation AS MATERIALIZED (SELECT {allocate}(%s) AS first_id),"
+                " inserted AS (INSERT INTO {schema}.{events}"
+                " (notification_id, originator_id, originator_version, topic, state)"
+                " SELECT allocation.first_id + e.ord - 1, e.originator_id, e.originator_version,"
+                " e.topic, e.state FROM allocation, {rows}"
+                " AS e(originator_id, originator_version, topic, state, ord)"
+                " RETURNING notification_id)"
+            ).format(allocate=allocate, schema=schema, events=events, rows=SQL("{rows}")),
+            "due": SQL(
+                "upserted AS (INSERT INTO {schema}.{work} (workflow_id, due_at, priority) {rows}"
+                " ON CONFLICT (workflow_id) DO UPDATE SET due_at = EXCLUDED.due_at,"
+                " priority = EXCLUDED.priority)"
+            ).format(schema=schema, work=work, rows=SQL("{rows}")),
+            "done": SQL("removed AS (DELETE FROM {schema}.{work} WHERE workflow_id = {rows})"
+                        ).format(schema=schema, work=work, rows=SQL("{rows}")),
+        }
+        # Few rows (the usual save) go as scalar parameters: psycopg dumps those much
+        # faster than arrays. Many rows go as arrays.
+        self._append_rows = {
+            "events": (SQL("(VALUES {})"), SQL("(%s::{}, %s::bigint, %s::text, %s::bytea, {})"),
+                       SQL("unnest(%s::{}[], %s::bigint[], %s::text[], %s::bytea[])"
+                           " WITH ORDINALITY")),
+            "due": (SQL("VALUES {}"), SQL("(%s::uuid, %s::timestamptz, %s::smallint)"),
+                    SQL("SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::smallint[])")),
+            "done": (SQL("ANY(ARRAY[{}])"), SQL("%s::uuid"), SQL("ANY(%s::uuid[])")),
+        }
+        self._id_type = id_type
+        self._append_sql: dict[tuple[int, int, int], str] = {}
         self._notify = self._render(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
         self._notifier = _Notifier(self.datastore, self._notify)
 
@@ -260,6 +270,26 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         # Plain strings: psycopg caches their conversion, a Composed is rebuilt every time.
         return query.as_string()
 
+    def _build_append(self, shape: tuple[int, int, int]) -> str:
+        """The append statement for (events, due items, done items); -1 means many."""
+        ctes = []
+        for part, n in zip(("events", "due", "done"), shape, strict=True):
+            if n == 0:
+                continue
+            many, one, arrays = self._append_rows[part]
+            if n < 0:
+                rows = arrays.format(self._id_type) if part == "events" else arrays
+            elif part == "events":
+                rows = many.format(SQL(", ").join(one.format(self._id_type, Literal(i + 1))
+                                                  for i in range(n)))
+            else:
+                rows = many.format(SQL(", ").join([one] * n))
+            ctes.append(SQL(self._append_parts[part].as_string()).format(rows=rows))
+        select = SQL(" SELECT notification_id FROM inserted" if shape[0] else " SELECT 1")
+        query = self._render(SQL("WITH ") + SQL(", ").join(ctes) + select)
+        self._append_sql[shape] = query
+        return query
+
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         # Several processes may start at once; CREATE OR REPLACE FUNCTION does not like that.
         curs.execute("SELECT pg_advisory_xact_lock(%s)", (self._ddl_key,))
@@ -308,24 +338,36 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         items = {item.workflow_id: item for item in work}  # one row per workflow: the last
         if not stored_events and not items:
             return None
-        params: dict[str, Any] = {}
-        if items:
-            due = [item for item in items.values() if item.due_at is not None]
-            params.update(
-                due_ids=[item.workflow_id for item in due], due_at=[item.due_at for item in due],
-                priorities=[item.priority for item in due],
-                done_ids=[item.workflow_id for item in items.values() if item.due_at is None])
+        due = [item for item in items.values() if item.due_at is not None]
+        done = [item.workflow_id for item in items.values() if item.due_at is None]
+        shape = tuple(n if n <= _SCALAR_ROWS else -1
+                      for n in (len(stored_events), len(due), len(done)))
+        query = self._append_sql.get(shape) or self._build_append(shape)  # type: ignore[arg-type]
+        params: list[Any] = []
         if stored_events:
-            params.update(
-                n=len(stored_events), ids=[e.originator_id for e in stored_events],
-                versions=[e.originator_version for e in stored_events],
-                topics=[e.topic for e in stored_events], states=[e.state for e in stored_events])
-            query = self._append_events_and_work if items else self._append_events
-        else:
-            query = self._append_work
+            params.append(len(stored_events))
+            if shape[0] > 0:
+                for e in stored_events:
+                    params += (e.originator_id, e.originator_version, e.topic, e.state)
+            else:
+                params += ([e.originator_id for e in stored_events],
+                           [e.originator_version for e in stored_events],
+                           [e.topic for e in stored_events], [e.state for e in stored_events])
+        if due:
+            if shape[1] > 0:
+                for item in due:
+                    params += (item.workflow_id, item.due_at, item.priority)
+            else:
+                params += ([item.workflow_id for item in due], [item.due_at for item in due],
+                           [item.priority for item in due])
+        if done:
+            if shape[2] > 0:
+                params += done
+            else:
+                params.append(done)
         try:
             curs = conn.cursor(row_factory=tuple_row)
-            curs.execute(query, params, prepare=True)
+            curs.execute(query, params, prepare=shape[0] >= 0)
             if not stored_events:
                 return None
             positions = sorted(row[0] for row in curs.fetchall())
