@@ -84,6 +84,7 @@ class ProjectorRunner:
         for projector in self._projectors:
             projector.join(timeout)
         if self._owns_read_models:
+            self._owns_read_models = False
             self.read_models.close()
 
     def states(self) -> dict[str, str]:

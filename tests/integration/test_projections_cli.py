@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -11,6 +13,16 @@ from application.database import Database
 from application.workflows import Workflows
 from cli.main import app as wes
 from tests.support.projection_history import completed_orders
+
+
+@pytest.fixture(autouse=True)
+def _logging() -> Iterator[None]:
+    """The CLI points logging at the runner's stderr, closed after each invocation: put
+    logging back as it was, or later tests' log lines would go to a closed stream."""
+    handlers, level = list(logging.root.handlers), logging.root.level
+    yield
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
 
 
 @pytest.fixture
