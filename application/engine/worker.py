@@ -190,7 +190,9 @@ class Worker:
 
     def drive(self, workflow_id: UUID) -> None:
         """Takes actions for one workflow until it must wait (timer, operator, or done)."""
-        for _ in range(MAX_ACTIONS_PER_CLAIM):
+        for taken in range(MAX_ACTIONS_PER_CLAIM):
+            if taken and self._stopping.is_set():
+                return  # shutting down: the step in hand is recorded; others take the rest
             try:
                 wf = self.app.get_workflow(workflow_id)
             except WorkflowNotFound:

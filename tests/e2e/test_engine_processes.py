@@ -187,3 +187,27 @@ class TestCrashes:
         third = [e for e in app.history(wf_id) if e.event_type == "StepStarted"
                  and e.data["step_id"] == "reserve-inventory"][2]
         assert third.timestamp >= due
+
+
+class TestGracefulShutdown:
+    def test_sigterm_finishes_the_step_in_flight_records_it_and_stops_claiming(
+            self, app, db, simulator):
+        simulator.add_fault("warehouse-service", "latency", "pick", latency_ms=1500,
+                            match={"orderId": "ORD-TERM"})
+        worker = spawn_worker(db, simulator.base_url)
+        wf_id = start(app, "ORD-TERM")
+        wait_for(lambda: step_running(app, wf_id, "pick-items"), timeout=20,
+                 message="pick in flight")
+        code = stop(worker, timeout=15)
+        assert code == 0, output(worker)
+        wf = app.get_workflow(wf_id)
+        assert wf.step("pick-items").status == "COMPLETED"
+        assert wf.step("pack-items").status == "PENDING"
+        assert outcomes(app, wf_id)[("StepExecuted", "pick-items", 1)] == 1
+        assert len(simulator.calls(order_id="ORD-TERM", operation="pick")) == 1
+        # Whoever comes next finishes the workflow.
+        successor = spawn_worker(db, simulator.base_url)
+        try:
+            wait_for_status(app, wf_id, "COMPLETED", timeout=30)
+        finally:
+            stop(successor)
