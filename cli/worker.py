@@ -19,11 +19,17 @@ def worker(
     simulator_url: str = typer.Option(
         None, envvar="WES_SIMULATOR_URL",
         help="Base URL of simulated services when WES_SERVICES is not set."),
+    rebuild_queue: bool = typer.Option(
+        False, "--rebuild-queue",
+        help="Re-derive the engine's work queue from the event streams before starting."),
 ) -> None:
     """Run an engine worker until SIGTERM/SIGINT (then finish the current steps and exit)."""
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_json)
     container = Container.build(settings, simulator_url=simulator_url)
+    if rebuild_queue:
+        due = container.workflows.rebuild_work_queue()
+        typer.echo(f"work queue rebuilt from the events: {due} workflows have work", err=True)
     engine = container.worker(concurrency=concurrency)
     read_models = ReadModels(container.db.env(), container.workflows)
     releaser = container.releaser(waveless_signals(read_models))

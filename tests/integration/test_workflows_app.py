@@ -255,3 +255,19 @@ class TestIdempotentStart:
         assert first.created and not second.created
         assert first.workflow_id == second.workflow_id
         assert len(app.workflow_ids()) == 1
+
+
+class TestWorkQueue:
+    def test_the_work_queue_is_rebuilt_exactly_from_the_events(self, app):
+        running = app.start_workflow(definition="order-fulfillment",
+                                     input={"orderId": "Q1", "items": ITEMS}).workflow_id
+        paused = app.start_workflow(definition="order-fulfillment",
+                                    input={"orderId": "Q2", "items": ITEMS}).workflow_id
+        app.pause(paused)
+        start(app)  # caller-driven: never queued
+        assert app.store.work_queue_size() == 1
+        app.store.replace_work_queue([])
+        assert app.store.work_queue_size() == 0
+        assert app.rebuild_work_queue() == 1
+        claims = app.store.claim("test", app.clock(), 10, 1.0)
+        assert [c.workflow_id for c in claims] == [running]
