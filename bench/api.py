@@ -15,13 +15,13 @@ import socket
 import subprocess
 import sys
 import time
-from urllib.parse import quote
 from uuid import UUID
 
 import httpx
 
 from application.database import Database
 from bench.api_server import CONSTANT_PATH
+from bench.pg import database_url
 from bench.report import Figure, median, percentile, ratio
 
 CLIENTS = 32
@@ -82,7 +82,7 @@ def _free_port() -> int:
 
 def measure(db: Database, workflow_ids: list[UUID], *, seconds: float, rounds: int) -> Figure:
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": _url(db)}
+    env = {**os.environ, "DATABASE_URL": database_url(db)}
     server = subprocess.Popen([sys.executable, "-m", "bench.api_server", str(port), db.schema],
                               env=env)
     try:
@@ -117,16 +117,6 @@ def measure(db: Database, workflow_ids: list[UUID], *, seconds: float, rounds: i
                  "bare_p50_ms": round(percentile(bare_lat, 50) * 1000, 2),
                  "bare_p99_ms": round(percentile(bare_lat, 99) * 1000, 2),
                  "non_200_responses": len(errors), "workflows": len(workflow_ids)})
-
-
-def _url(db: Database) -> str:
-    """DATABASE_URL for the server process (with the password, unlike `Database.url`)."""
-    credentials = quote(db.user, safe="")
-    if db.password:
-        credentials += ":" + quote(db.password, safe="")
-    if db.host.startswith("/"):
-        return f"postgresql://{credentials}@/{db.dbname}?host={quote(db.host)}&port={db.port}"
-    return f"postgresql://{credentials}@{db.host}:{db.port}/{db.dbname}"
 
 
 def _wait_ready(port: int, server: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

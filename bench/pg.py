@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import quote
 
 from psycopg import sql
 
@@ -28,6 +29,16 @@ def throwaway_database() -> Iterator[Database]:
         yield db
     finally:
         database.drop_database(db)
+
+
+def database_url(db: Database) -> str:
+    """DATABASE_URL for a child process (with the password, unlike `Database.url`)."""
+    credentials = quote(db.user, safe="")
+    if db.password:
+        credentials += ":" + quote(db.password, safe="")
+    if db.host.startswith("/"):
+        return f"postgresql://{credentials}@/{db.dbname}?host={quote(db.host)}&port={db.port}"
+    return f"postgresql://{credentials}@{db.host}:{db.port}/{db.dbname}"
 
 
 def server_facts(db: Database) -> tuple[str, dict[str, str]]:
