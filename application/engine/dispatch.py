@@ -30,6 +30,10 @@ class Dispatcher:
             return StepOutcome.failure(error, 0)
         return self.remote(call)
 
+    def is_local(self, service: str, operation: str) -> bool:
+        """Whether calls of this operation run as local activities (see PythonHandler)."""
+        return self.python.is_local(service, operation)
+
     def _run_python(self, call: StepCall) -> StepOutcome:
         started = time.perf_counter()
         future = self._pool.submit(self.python, call)

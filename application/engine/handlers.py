@@ -81,15 +81,29 @@ class PythonHandler:
     def __init__(self) -> None:
         self._by_operation: dict[tuple[str, str], PythonStep] = {}
         self._by_service: dict[str, PythonStep] = {}
+        self._local: set[tuple[str, str | None]] = set()
 
-    def register(self, service: str, fn: PythonStep, operation: str | None = None) -> None:
+    def register(self, service: str, fn: PythonStep, operation: str | None = None, *,
+                 local: bool = False) -> None:
+        """`local=True` makes it a local activity (as in Temporal): its start and outcome
+        are recorded together with the engine's next save instead of the start being saved
+        before the call. Much cheaper; the price is that a handler whose result could not
+        be saved (a concurrent pause, a crash) runs again. Use it for fast, idempotent
+        in-process work."""
         if operation is None:
             self._by_service[service] = fn
         else:
             self._by_operation[(service, operation)] = fn
+        if local:
+            self._local.add((service, operation))
 
     def handles(self, service: str, operation: str) -> bool:
         return (service, operation) in self._by_operation or service in self._by_service
+
+    def is_local(self, service: str, operation: str) -> bool:
+        if (service, operation) in self._by_operation:
+            return (service, operation) in self._local
+        return service in self._by_service and (service, None) in self._local
 
     def __call__(self, call: StepCall) -> StepOutcome:
         fn = self._by_operation.get((call.service, call.operation)) \

@@ -15,6 +15,7 @@ stops, the next one to start picks the timers up at (never before) their due tim
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -189,43 +190,70 @@ class Worker:
                     return
 
     def drive(self, workflow_id: UUID) -> None:
-        """Takes actions for one workflow until it must wait (timer, operator, or done)."""
-        for taken in range(MAX_ACTIONS_PER_CLAIM):
-            if taken and self._stopping.is_set():
-                return  # shutting down: the step in hand is recorded; others take the rest
-            try:
-                wf = self.app.get_workflow(workflow_id)
-            except WorkflowNotFound:
-                return
-            now = self.clock()
-            action = d.next_action(wf, now)
-            if action.kind in (d.IDLE, d.WAIT):
-                # The last save already put the right wake-up time in the queue.
-                return
-            with workflow_context(workflow_id=wf.id, correlation_id=wf.correlation_id):
-                try:
-                    self._act(wf, action, now)
-                except ConcurrencyConflict:
-                    continue  # someone else changed it first: decide again on fresh state
-                except DomainError as e:
-                    # The fresh state no longer allows what we decided (e.g. paused meanwhile).
-                    log.info("decision no longer applies", extra={"reason": str(e)})
-                    continue
-        # Still busy: leave it due so it is claimed again (by us or another worker).
+        """Takes actions for one workflow until it must wait (timer, operator, or done).
 
-    def _act(self, wf: Workflow, action: d.Action, now: datetime) -> None:
+        Decisions that call nothing (start, complete, fail, time out, begin or finish
+        compensating) and local steps (Python handlers registered as local activities) are
+        applied to the aggregate in memory and saved together, in one transaction, before
+        the next remote call or when the workflow must wait. A remote call always has its
+        StepStarted saved first. The aggregate is reused after our own saves; a concurrent
+        change shows up as a conflict on the next save, and then we reload and decide again
+        (unsaved local results are dropped and their handlers run again: at-least-once).
+        """
+        wf: Workflow | None = None
+        unsaved = False
+        try:
+            for taken in range(MAX_ACTIONS_PER_CLAIM):
+                if taken and self._stopping.is_set():
+                    break  # shutting down: what is in hand gets saved below
+                if wf is None:
+                    try:
+                        wf = self.app.get_workflow(workflow_id)
+                    except WorkflowNotFound:
+                        return
+                now = self.clock()
+                action = d.next_action(wf, now)
+                if action.kind in (d.IDLE, d.WAIT):
+                    break
+                with workflow_context(workflow_id=wf.id, correlation_id=wf.correlation_id):
+                    try:
+                        if self._decide_in_memory(wf, action, now):
+                            unsaved = True
+                            continue
+                        if unsaved:
+                            self.app.save_workflow(wf, now)
+                            unsaved = False
+                        self._act(wf, action, now)
+                        wf = None  # the call's outcome was recorded on fresh state
+                    except ConcurrencyConflict:
+                        wf, unsaved = None, False  # someone else changed it first
+                    except DomainError as e:
+                        # The fresh state no longer allows what we decided (paused, say).
+                        log.info("decision no longer applies", extra={"reason": str(e)})
+                        wf, unsaved = None, False
+        finally:
+            if unsaved and wf is not None:
+                # On a conflict the work item stays due: the next claim decides again.
+                with contextlib.suppress(ConcurrencyConflict):
+                    self.app.save_workflow(wf, self.clock())
+        # When still busy the work item stays due, so it is claimed again.
+
+    def _decide_in_memory(self, wf: Workflow, action: d.Action, now: datetime) -> bool:
+        """Applies a decision that needs no remote call; False if it needs one."""
         kind = action.kind
         if kind == d.START:
             wf.start(now, actor="engine")
-            self.app.save_workflow(wf, now)
-        elif kind == d.RUN_STEP:
+        elif kind == d.COMPLETE:
+            wf.complete(now)
+            log.info("workflow completed")
+        elif kind == d.FAIL:
             assert action.step_id is not None
-            self._run_step(wf, action.step_id, now)
-        elif kind == d.RESUME_STEP:
-            assert action.step_id is not None and action.attempt is not None
-            log.info("re-invoking step left by a lost worker",
-                     extra={"step_id": action.step_id, "attempt": action.attempt})
-            self._call_and_record(wf, action.step_id, action.attempt)
+            wf.fail_failed_step(action.step_id, now)
+        elif kind == d.START_COMPENSATION:
+            wf.compensate(now, reason=wf.cancel_reason or "failed")
+        elif kind == d.COMPLETE_COMPENSATION:
+            wf.complete_compensation(now)
+            log.info("workflow compensated")
         elif kind == d.TIMEOUT_STEP:
             assert action.step_id is not None
             step = wf.step(action.step_id)
@@ -234,24 +262,6 @@ class Worker:
                 f"step {action.step_id!r} attempt {action.attempt} passed its deadline "
                 f"({step.spec.timeout_ms} ms)", ErrorType.TIMEOUT, True, occurred_at=now)
             wf.handle_step_failure(action.step_id, error, now, attempt=action.attempt)
-            self.app.save_workflow(wf, now)
-        elif kind == d.FAIL:
-            assert action.step_id is not None
-            wf.fail_failed_step(action.step_id, now)
-            self.app.save_workflow(wf, now)
-        elif kind == d.COMPLETE:
-            wf.complete(now)
-            self.app.save_workflow(wf, now)
-            log.info("workflow completed")
-        elif kind == d.START_COMPENSATION:
-            wf.compensate(now, reason=wf.cancel_reason or "failed")
-            self.app.save_workflow(wf, now)
-        elif kind == d.COMPENSATE_STEP:
-            assert action.step_id is not None
-            self._run_compensation(wf, action.step_id, now)
-        elif kind == d.RESUME_COMPENSATION:
-            assert action.step_id is not None and action.attempt is not None
-            self._call_compensation_and_record(wf, action.step_id, action.attempt)
         elif kind == d.TIMEOUT_COMPENSATION:
             assert action.step_id is not None
             action_def = wf.get_compensation_action(action.step_id)
@@ -260,25 +270,85 @@ class Worker:
                 f"compensation of {action.step_id!r} passed its deadline", ErrorType.TIMEOUT,
                 True, occurred_at=now)
             wf.handle_compensation_failure(action.step_id, error, now, attempt=action.attempt)
-            self.app.save_workflow(wf, now)
-        elif kind == d.COMPLETE_COMPENSATION:
-            wf.complete_compensation(now)
-            self.app.save_workflow(wf, now)
-            log.info("workflow compensated")
-        else:  # pragma: no cover - next_action returns only the kinds above
+        elif kind in (d.RUN_STEP, d.RESUME_STEP) and self._is_local_step(wf, action):
+            assert action.step_id is not None
+            self._run_local_step(wf, action, now)
+        elif kind in (d.COMPENSATE_STEP, d.RESUME_COMPENSATION) \
+                and self._is_local_compensation(wf, action):
+            assert action.step_id is not None
+            self._run_local_compensation(wf, action, now)
+        else:
+            return False
+        return True
+
+    def _is_local_step(self, wf: Workflow, action: d.Action) -> bool:
+        spec = wf.step(action.step_id or "").spec
+        return self._local(spec.service, spec.operation)
+
+    def _is_local_compensation(self, wf: Workflow, action: d.Action) -> bool:
+        compensation = wf.get_compensation_action(action.step_id or "")
+        return self._local(compensation.service, compensation.operation)
+
+    def _local(self, service: str, operation: str) -> bool:
+        is_local = getattr(self.handler, "is_local", None)
+        return bool(is_local and is_local(service, operation))
+
+    def _run_local_step(self, wf: Workflow, action: d.Action, now: datetime) -> None:
+        """A local activity: start, call and outcome recorded together, in memory."""
+        step_id = action.step_id or ""
+        if action.kind == d.RUN_STEP:
+            try:
+                wf.start_step(step_id, now)
+            except InvalidValue as e:
+                self._fail_unresolvable_input(wf, step_id, e, now)
+                return
+        outcome = self._invoke(self._step_call(wf, step_id, wf.step(step_id).attempts))
+        self.steps_run += 1
+        self._apply_outcome(wf, step_id, wf.step(step_id).attempts, outcome, self.clock(),
+                            compensation=False)
+
+    def _run_local_compensation(self, wf: Workflow, action: d.Action, now: datetime) -> None:
+        step_id = action.step_id or ""
+        if action.kind == d.COMPENSATE_STEP:
+            wf.start_step_compensation(step_id, now)
+        attempt = wf.step(step_id).compensation_attempts
+        outcome = self._compensation_outcome(wf, step_id, attempt)
+        self._apply_outcome(wf, step_id, attempt, outcome, self.clock(), compensation=True)
+
+    def _act(self, wf: Workflow, action: d.Action, now: datetime) -> None:
+        """A remote call: its start is saved before calling, its outcome after."""
+        kind = action.kind
+        assert action.step_id is not None
+        if kind == d.RUN_STEP:
+            self._run_step(wf, action.step_id, now)
+        elif kind == d.RESUME_STEP:
+            assert action.attempt is not None
+            log.info("re-invoking step left by a lost worker",
+                     extra={"step_id": action.step_id, "attempt": action.attempt})
+            self._call_and_record(wf, action.step_id, action.attempt)
+        elif kind == d.COMPENSATE_STEP:
+            self._run_compensation(wf, action.step_id, now)
+        elif kind == d.RESUME_COMPENSATION:
+            assert action.attempt is not None
+            self._call_compensation_and_record(wf, action.step_id, action.attempt)
+        else:  # pragma: no cover - next_action returns only the kinds handled above
             raise AssertionError(f"unknown action {kind}")
 
     # ------------------------------------------------------------------ steps
+
+    def _fail_unresolvable_input(self, wf: Workflow, step_id: str, e: InvalidValue,
+                                 now: datetime) -> None:
+        # The input does not resolve: no call can succeed, so fail the step for good.
+        error = WorkflowError.create(step_id, wf.step(step_id).spec.service,
+                                     "INPUT_MAPPING_FAILED", str(e),
+                                     ErrorType.VALIDATION_ERROR, False, occurred_at=now)
+        wf.handle_step_failure(step_id, error, now)
 
     def _run_step(self, wf: Workflow, step_id: str, now: datetime) -> None:
         try:
             wf.start_step(step_id, now)
         except InvalidValue as e:
-            # The input does not resolve: no call can succeed, so fail the step for good.
-            error = WorkflowError.create(step_id, wf.step(step_id).spec.service,
-                                         "INPUT_MAPPING_FAILED", str(e),
-                                         ErrorType.VALIDATION_ERROR, False, occurred_at=now)
-            wf.handle_step_failure(step_id, error, now)
+            self._fail_unresolvable_input(wf, step_id, e, now)
             self.app.save_workflow(wf, now)
             return
         # Record the start before calling: if we die during the call, the next worker
@@ -286,16 +356,18 @@ class Worker:
         self.app.save_workflow(wf, now)
         self._call_and_record(wf, step_id, wf.step(step_id).attempts)
 
-    def _call_and_record(self, wf: Workflow, step_id: str, attempt: int) -> None:
+    def _step_call(self, wf: Workflow, step_id: str, attempt: int) -> StepCall:
         step = wf.step(step_id)
         assert step.deadline is not None
         remaining = (step.deadline - self.clock()).total_seconds()
-        call = StepCall(
+        return StepCall(
             workflow_id=wf.id, step_id=step_id, attempt=attempt, service=step.spec.service,
             operation=step.spec.operation, input=step.input_data or {},
             timeout_s=max(remaining, 0.001), correlation_id=wf.correlation_id,
         )
-        outcome = self._invoke(call)
+
+    def _call_and_record(self, wf: Workflow, step_id: str, attempt: int) -> None:
+        outcome = self._invoke(self._step_call(wf, step_id, attempt))
         self.steps_run += 1
         self._record(wf.id, step_id, attempt, outcome, compensation=False)
 
@@ -305,6 +377,10 @@ class Worker:
         self._call_compensation_and_record(wf, step_id, wf.step(step_id).compensation_attempts)
 
     def _call_compensation_and_record(self, wf: Workflow, step_id: str, attempt: int) -> None:
+        outcome = self._compensation_outcome(wf, step_id, attempt)
+        self._record(wf.id, step_id, attempt, outcome, compensation=True)
+
+    def _compensation_outcome(self, wf: Workflow, step_id: str, attempt: int) -> StepOutcome:
         step = wf.step(step_id)
         action = wf.get_compensation_action(step_id)
         assert step.compensation_deadline is not None
@@ -312,17 +388,14 @@ class Worker:
         try:
             body = wf.compensation_request(step_id)
         except InvalidValue as e:
-            outcome = StepOutcome.failure(WorkflowError.create(
+            return StepOutcome.failure(WorkflowError.create(
                 step_id, action.service, "COMPENSATION_INPUT_FAILED", str(e),
                 ErrorType.VALIDATION_ERROR, False), 0)
-        else:
-            call = StepCall(
-                workflow_id=wf.id, step_id=step_id, attempt=attempt, service=action.service,
-                operation=action.operation, input=body, timeout_s=max(remaining, 0.001),
-                correlation_id=wf.correlation_id, compensation=True,
-            )
-            outcome = self._invoke(call)
-        self._record(wf.id, step_id, attempt, outcome, compensation=True)
+        return self._invoke(StepCall(
+            workflow_id=wf.id, step_id=step_id, attempt=attempt, service=action.service,
+            operation=action.operation, input=body, timeout_s=max(remaining, 0.001),
+            correlation_id=wf.correlation_id, compensation=True,
+        ))
 
     def _invoke(self, call: StepCall) -> StepOutcome:
         started = time.perf_counter()
@@ -345,6 +418,26 @@ class Worker:
         })
         return outcome
 
+    @staticmethod
+    def _apply_outcome(wf: Workflow, step_id: str, attempt: int, outcome: StepOutcome,
+                       now: datetime, *, compensation: bool) -> None:
+        """Records an outcome on the aggregate; raises a DomainError if the attempt is no
+        longer the current one."""
+        if compensation:
+            if outcome.ok:
+                wf.mark_step_compensated(step_id, now, outcome.output, attempt=attempt)
+            else:
+                assert outcome.error is not None
+                wf.handle_compensation_failure(step_id, outcome.error, now, attempt)
+        elif outcome.ok:
+            assert outcome.output is not None
+            wf.record_step_result(step_id, StepResult(step_id, outcome.output, outcome.duration_ms),
+                                  now, attempt=attempt, instance=outcome.instance)
+        else:
+            assert outcome.error is not None
+            wf.handle_step_failure(step_id, outcome.error, now, attempt=attempt,
+                                   instance=outcome.instance, duration_ms=outcome.duration_ms)
+
     def _record(self, workflow_id: UUID, step_id: str, attempt: int, outcome: StepOutcome,
                 *, compensation: bool) -> None:
         """Records an outcome exactly once: on a conflict, reload and re-check the attempt.
@@ -357,22 +450,8 @@ class Worker:
             try:
                 wf = self.app.get_workflow(workflow_id)
                 now = self.clock()
-                if compensation:
-                    if outcome.ok:
-                        wf.mark_step_compensated(step_id, now, outcome.output, attempt=attempt)
-                    else:
-                        assert outcome.error is not None
-                        wf.handle_compensation_failure(step_id, outcome.error, now, attempt)
-                elif outcome.ok:
-                    assert outcome.output is not None
-                    wf.record_step_result(
-                        step_id, StepResult(step_id, outcome.output, outcome.duration_ms), now,
-                        attempt=attempt, instance=outcome.instance)
-                else:
-                    assert outcome.error is not None
-                    wf.handle_step_failure(step_id, outcome.error, now, attempt=attempt,
-                                           instance=outcome.instance,
-                                           duration_ms=outcome.duration_ms)
+                self._apply_outcome(wf, step_id, attempt, outcome, now,
+                                    compensation=compensation)
                 self.app.save_workflow(wf, now)
                 return
             except ConcurrencyConflict:

@@ -262,3 +262,44 @@ class TestCallerDrivenWorkflows:
         time.sleep(0.5)
         assert event_types(app, wf_id) == ["Created", "Started"]
         assert services.calls == []
+
+
+class TestLocalActivities:
+    @pytest.fixture
+    def local_worker(self, app: Workflows, services: Services) -> Iterator[Worker]:
+        python = PythonHandler()
+        for service in ("inventory-service", "robotics-service", "warehouse-service",
+                        "packing-service"):
+            python.register(service, services, local=True)
+        engine = Worker(app, Dispatcher(python), concurrency=1, lease_seconds=1.0,
+                        poll_seconds=0.05)
+        yield engine
+        engine.stop()
+
+    def test_a_saga_of_local_steps_is_saved_in_one_transaction_with_the_same_events(
+            self, app, local_worker, services, monkeypatch):
+        saves = []
+        original = app.save_workflow
+        monkeypatch.setattr(app, "save_workflow",
+                            lambda wf, now=None: saves.append(wf.version) or original(wf, now))
+        wf_id = start(app)
+        saves.clear()
+        local_worker.start()
+        wait_for_status(app, wf_id, "COMPLETED")
+        assert len(saves) == 1
+        assert event_types(app, wf_id) == [
+            "Created", "Started",
+            "StepStarted", "StepExecuted", "StepStarted", "StepExecuted",
+            "StepStarted", "StepExecuted", "StepStarted", "StepExecuted", "Completed"]
+
+    def test_local_steps_retry_and_compensate_like_remote_ones(self, app, local_worker,
+                                                               services):
+        services.fail_next("reserve", ConnectionError("blip"))
+        services.fail_next("pick", BusinessRuleViolation("item damaged"))
+        local_worker.start()
+        wf_id = start(app)
+        wf = wait_for_status(app, wf_id, "COMPENSATED")
+        assert services.operations() == ["reserve", "reserve", "assign", "pick",
+                                         "undo:unassign", "undo:release"]
+        assert wf.step("reserve-inventory").attempts == 2
+        assert event_types(app, wf_id).count("StepRetryScheduled") == 1
