@@ -47,7 +47,7 @@ class Container:
         workflows = Workflows(env=env)
         workflows.ensure_builtin_definitions()
         registry = ServiceRegistry.from_settings(settings, simulator_url or DEFAULT_SIMULATOR_URL)
-        balancer = LoadBalancer(workflows, registry.to_dict())
+        balancer = LoadBalancer(workflows, registry.to_dict(), breaker=settings.breaker)
         registry.use_selector(balancer)
         http_handler = HttpStepHandler(registry, observer=balancer.observe)
         python_handlers = PythonHandler()

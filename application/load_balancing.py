@@ -175,6 +175,21 @@ class LoadBalancer:
         return InstanceLoad(state.instance_id, state.effective(now), state.observed_latency_ms(),
                             circuit_open=not state.breaker.would_allow(now))
 
+    def unavailable_for(self, service: str) -> float | None:
+        """None when some instance of `service` can take work now; otherwise seconds until
+        one may (the earliest end of an open circuit, else a short re-check)."""
+        now = self.clock()
+        self._refresh_reported(now)
+        with self._lock:
+            states = [s for s in self._instances.values() if s.service == service]
+            if not states or choose([self._load(s, now) for s in states]) is not None:
+                return None
+            reopen = [s.breaker.opened_at + timedelta(seconds=s.breaker.config.open_seconds)
+                      for s in states
+                      if s.breaker.state == CircuitState.OPEN and s.breaker.opened_at]
+        wait = (min(reopen) - now).total_seconds() if reopen else 1.0
+        return max(wait, 0.2)
+
     # ---- observing (Observer callback of the HTTP handler)
 
     def observe(self, instance: str, service: str, duration_ms: float, ok: bool | None) -> None:
@@ -183,7 +198,10 @@ class LoadBalancer:
             state = self._state(instance, service)
             state.in_flight = max(state.in_flight - 1, 0)
             if ok is None:
-                return  # no request went out: nothing to learn about the instance
+                # No request went out: nothing to learn, but a half-open trial slot taken
+                # for it must be given back, or the instance would never be tried again.
+                state.breaker.give_back_trial()
+                return
             state.recent.append((now, float(duration_ms), ok))
             state.breaker.record(ok, now)
             transitions = state.breaker.drain_transitions()

@@ -145,9 +145,26 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             "UPDATE {schema}.{work} SET lease_until = now() + make_interval(secs => %s)"
             " WHERE lease_owner = %s AND workflow_id = ANY(%s)"
         ).format(schema=schema, work=work)
+        # Releasing may hold the item back a while (`not_before`): backpressure, when no
+        # instance of the step's service can take work, costs no event and no retry.
         self._release = SQL(
-            "UPDATE {schema}.{work} SET lease_owner = NULL, lease_until = NULL"
+            "UPDATE {schema}.{work} SET lease_owner = NULL, lease_until = %s"
             " WHERE workflow_id = %s AND lease_owner = %s"
+        ).format(schema=schema, work=work)
+        # Settling an item whose workflow had nothing to do: due_at, unchanged since the
+        # claim, is the optimistic token (any save rewrites it), so a command saved
+        # meanwhile is never overwritten.
+        self._settle = SQL(
+            "UPDATE {schema}.{work} SET due_at = %s, lease_owner = NULL, lease_until = NULL"
+            " WHERE workflow_id = %s AND lease_owner = %s AND due_at = %s"
+        ).format(schema=schema, work=work)
+        self._settle_delete = SQL(
+            "DELETE FROM {schema}.{work}"
+            " WHERE workflow_id = %s AND lease_owner = %s AND due_at = %s"
+        ).format(schema=schema, work=work)
+        self._insert_missing_work = SQL(
+            "INSERT INTO {schema}.{work} (workflow_id, due_at, priority) VALUES (%s, %s, %s)"
+            " ON CONFLICT (workflow_id) DO NOTHING"
         ).format(schema=schema, work=work)
         self._next_due = SQL(
             "SELECT min(greatest(due_at, coalesce(lease_until, due_at))) AS next FROM {schema}.{work}"
@@ -528,9 +545,22 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(self._renew, (lease_seconds, owner, list(workflow_ids)), prepare=True)
 
-    def release(self, owner: str, workflow_id: UUID) -> None:
+    def release(self, owner: str, workflow_id: UUID, not_before: datetime | None = None) -> None:
+        """Gives the item up; with `not_before`, nobody may claim it before then."""
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._release, (workflow_id, owner), prepare=True)
+            curs.execute(self._release, (not_before, workflow_id, owner), prepare=True)
+
+    def settle(self, owner: str, workflow_id: UUID, claimed_due: datetime,
+               due_at: datetime | None) -> bool:
+        """Reschedules (or removes, for None) an item we hold whose workflow had nothing to
+        do, unless a save changed it since we claimed it; True if it was settled."""
+        with self.datastore.transaction(commit=True) as curs:
+            if due_at is None:
+                curs.execute(self._settle_delete, (workflow_id, owner, claimed_due), prepare=True)
+            else:
+                curs.execute(self._settle, (due_at, workflow_id, owner, claimed_due),
+                             prepare=True)
+            return curs.rowcount == 1
 
     def next_due(self) -> datetime | None:
         """The earliest time any item becomes claimable (None when the queue is empty)."""
@@ -546,12 +576,25 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             return int(row["n"]) if row else 0
 
     def replace_work_queue(self, items: Sequence[WorkItem]) -> None:
-        """Rebuild: the queue becomes exactly `items` (derived from the event streams)."""
+        """The queue becomes exactly `items` (tests; use `add_missing_work` on a live system)."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(self._truncate_work)
             for item in items:
                 if item.due_at is not None:
                     curs.execute(self._upsert_work, (item.workflow_id, item.due_at, item.priority))
+
+    def add_missing_work(self, items: Sequence[WorkItem]) -> int:
+        """Repair on a live system: inserts items for workflows missing from the queue and
+        touches no existing item (nor its lease); a stale item left over is settled by the
+        next worker that claims it. Returns how many were added."""
+        added = 0
+        with self.datastore.transaction(commit=True) as curs:
+            for item in items:
+                if item.due_at is not None:
+                    curs.execute(self._insert_missing_work,
+                                 (item.workflow_id, item.due_at, item.priority))
+                    added += curs.rowcount
+        return added
 
     # ---- audit reads
 

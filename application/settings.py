@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from application.errors import ConfigurationError
+from domain.circuit_breaker import BreakerConfig
+from domain.exceptions import InvalidValue
 
 
 @dataclass(frozen=True)
@@ -23,11 +25,11 @@ class Settings:
     log_level: str = "INFO"
     worker_lease_seconds: float = 3.0
     worker_poll_seconds: float = 0.5
-    snapshot_interval: int = 50
     waveless_batch_size: int = 10
     waveless_interval_ms: int = 1000
     waveless_ageing_ms: int = 60_000
     wip_caps: dict[str, int] = field(default_factory=dict)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -44,11 +46,11 @@ class Settings:
             log_level=env.get("WES_LOG_LEVEL", "INFO").upper(),
             worker_lease_seconds=float(env.get("WES_WORKER_LEASE_SECONDS", "3")),
             worker_poll_seconds=float(env.get("WES_WORKER_POLL_SECONDS", "0.5")),
-            snapshot_interval=int(env.get("WES_SNAPSHOT_INTERVAL", "50")),
             waveless_batch_size=_int(env, "WES_WAVELESS_BATCH_SIZE", 10),
             waveless_interval_ms=_int(env, "WES_WAVELESS_INTERVAL_MS", 1000),
             waveless_ageing_ms=_int(env, "WES_WAVELESS_AGEING_MS", 60_000),
             wip_caps=_caps(env.get("WES_WIP_CAPS")),
+            breaker=_breaker(env),
         )
 
 
@@ -60,6 +62,22 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _breaker(env: dict[str, str]) -> BreakerConfig:
+    """`WES_BREAKER_*`: the per-instance circuit breaker (defaults from the seed facts)."""
+    default = BreakerConfig()
+    try:
+        return BreakerConfig(
+            window=_int(env, "WES_BREAKER_WINDOW", default.window),
+            minimum_calls=_int(env, "WES_BREAKER_MIN_CALLS", default.minimum_calls),
+            failure_rate_threshold=float(env.get("WES_BREAKER_FAILURE_RATE",
+                                                 default.failure_rate_threshold)),
+            open_seconds=float(env.get("WES_BREAKER_OPEN_SECONDS", default.open_seconds)),
+            half_open_calls=_int(env, "WES_BREAKER_HALF_OPEN_CALLS", default.half_open_calls),
+        )
+    except (InvalidValue, ValueError) as e:
+        raise ConfigurationError(f"circuit breaker settings: {e}") from None
 
 
 def _caps(raw: str | None) -> dict[str, int]:

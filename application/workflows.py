@@ -344,14 +344,15 @@ class Workflows(Application[UUID]):
         return self.store.aggregate_ids(get_topic(Workflow.Created))
 
     def rebuild_work_queue(self) -> int:
-        """Re-derives the engine's work queue from every workflow's events."""
+        """Re-derives the engine's work queue from every workflow's events, safely while
+        workers run: missing wake-ups are added, existing items (and leases) are left
+        alone. Returns how many items were added."""
         now = self.clock()
         items = []
         for workflow_id in self.workflow_ids():
             wf = self.get_workflow(workflow_id)
             items.append(WorkItem(wf.id, wakeup_at(wf, now), wf.priority.rank))
-        self.store.replace_work_queue(items)
-        return sum(1 for i in items if i.due_at is not None)
+        return self.store.add_missing_work(items)
 
 
 _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}

@@ -82,6 +82,11 @@ class CircuitBreaker:
             return True
         return False
 
+    def give_back_trial(self) -> None:
+        """A half-open trial slot was taken but no call was made."""
+        if self.state == CircuitState.HALF_OPEN and self.trials_started > self.trials_succeeded:
+            self.trials_started -= 1
+
     def would_allow(self, now: datetime) -> bool:
         """Like `allow`, without taking a half-open trial slot (for ranking instances)."""
         state = self.current_state(now)

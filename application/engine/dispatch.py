@@ -30,6 +30,11 @@ class Dispatcher:
             return StepOutcome.failure(error, 0)
         return self.remote(call)
 
+    def unavailable_for(self, service: str) -> float | None:
+        """Seconds to wait before a remote call to `service` can be routed (None: go)."""
+        probe = getattr(self.remote, "unavailable_for", None)
+        return probe(service) if probe is not None else None
+
     def is_local(self, service: str, operation: str) -> bool:
         """Whether calls of this operation run as local activities (see PythonHandler)."""
         return self.python.is_local(service, operation)

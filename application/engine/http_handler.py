@@ -124,6 +124,10 @@ class HttpStepHandler:
         self._observe(instance, call.service, elapsed_ms, healthy)
         return outcome
 
+    def unavailable_for(self, service: str) -> float | None:
+        """Backpressure: seconds until an instance may take work (see the registry)."""
+        return self.registry.unavailable_for(service)
+
     def close(self) -> None:
         self._client.close()
 

@@ -93,6 +93,12 @@ class ServiceRegistry:
         """The instance to call next, as the selector decides (round-robin by default)."""
         return self._selector(service, self.instances(service))
 
+    def unavailable_for(self, service: str) -> float | None:
+        """Seconds until some instance of `service` may take work, when the selector knows
+        none can now (load-aware routing); None when a call can go ahead."""
+        probe = getattr(self._selector, "unavailable_for", None)
+        return probe(service) if probe is not None and service in self._services else None
+
     def use_selector(self, selector: InstanceSelector) -> None:
         """Replaces the selection policy (e.g. with load-aware routing)."""
         self._selector = selector

@@ -23,15 +23,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import psycopg
+from eventsourcing import persistence as es_persistence
 
 from application.engine.handlers import StepCall, StepHandler, StepOutcome
 from application.errors import ConcurrencyConflict, DatabaseUnavailable, WorkflowNotFound
 from application.logs import workflow_context
 from application.metrics import STEP_DURATION, STEPS_RUN
+from application.persistence import Claim
 from application.workflows import Workflows, utc_now
 from domain import decisions as d
 from domain.enums import ErrorType
@@ -43,7 +46,26 @@ from domain.workflow_error import WorkflowError
 log = logging.getLogger(__name__)
 
 MAX_ACTIONS_PER_CLAIM = 64
-_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable)
+# The library translates driver errors into its own; both kinds may reach us.
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable,
+              es_persistence.OperationalError, es_persistence.InterfaceError)
+
+
+@dataclass
+class _Drive:
+    """How driving a workflow ended, for releasing its work item."""
+
+    saved: bool = False
+    wakeup: datetime | None = None  # when it next has something to do (None: never)
+    idle: bool = False  # it ended with nothing to do now
+    not_before: datetime | None = None  # backpressure: no instance can take the call
+
+
+class _Backpressure(Exception):
+    """No instance of the step's service can take work now: wait, do not spend a retry."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
 
 class Worker:
@@ -111,26 +133,22 @@ class Worker:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
-                claimed = self.run_once(limit=1)
+                if not self.run_once(limit=1):
+                    self._sleep_until_work()
                 backoff = 0.1
             except _TRANSIENT as e:
-                log.warning("database unavailable, retrying", extra={"error": str(e)[:200]})
+                log.warning("database unavailable, retrying in %.1f s", backoff,
+                            extra={"error": str(e)[:200]})
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
-                continue
             except Exception:  # the loop must survive anything one workflow throws
                 log.exception("worker loop error")
-                self._stopping.wait(0.5)
-                continue
-            if not claimed:
-                self._sleep_until_work()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def _sleep_until_work(self) -> None:
         timeout = self.poll_seconds
-        try:
-            nxt = self.app.store.next_due()
-        except _TRANSIENT:
-            nxt = None
+        nxt = self.app.store.next_due()  # a database error goes to the loop's backoff
         if nxt is not None:
             timeout = max(0.0, min(timeout, (nxt - self.clock()).total_seconds()))
         if timeout > 0:
@@ -170,18 +188,24 @@ class Worker:
         for claim in claims:
             with self._held_lock:
                 self._held.add(claim.workflow_id)
+            result = _Drive()
             try:
-                self.drive(claim.workflow_id)
+                result = self.drive(claim.workflow_id)
             finally:
                 with self._held_lock:
                     self._held.discard(claim.workflow_id)
-                self._release(claim.workflow_id)
+                self._release(claim, result)
         return len(claims)
 
-    def _release(self, workflow_id: UUID) -> None:
+    def _release(self, claim: Claim, result: _Drive) -> None:
         for attempt in range(20):
             try:
-                self.app.store.release(self.worker_id, workflow_id)
+                if result.idle and not result.saved and self.app.store.settle(
+                        self.worker_id, claim.workflow_id, claim.due_at, result.wakeup):
+                    # Nothing to do and nothing saved: the item was stale (a repair, say);
+                    # now it says when the workflow next has work, or is gone.
+                    return
+                self.app.store.release(self.worker_id, claim.workflow_id, result.not_before)
                 return
             except _TRANSIENT:
                 # Unreleased, the lease simply expires; retry briefly to hand over sooner.
@@ -189,7 +213,7 @@ class Worker:
                 if self._stopping.is_set():
                     return
 
-    def drive(self, workflow_id: UUID) -> None:
+    def drive(self, workflow_id: UUID) -> _Drive:
         """Takes actions for one workflow until it must wait (timer, operator, or done).
 
         Decisions that call nothing (start, complete, fail, time out, begin or finish
@@ -202,6 +226,7 @@ class Worker:
         """
         wf: Workflow | None = None
         unsaved = False
+        result = _Drive()
         try:
             for taken in range(MAX_ACTIONS_PER_CLAIM):
                 if taken and self._stopping.is_set():
@@ -210,10 +235,13 @@ class Worker:
                     try:
                         wf = self.app.get_workflow(workflow_id)
                     except WorkflowNotFound:
-                        return
+                        result.idle = True
+                        return result
                 now = self.clock()
                 action = d.next_action(wf, now)
                 if action.kind in (d.IDLE, d.WAIT):
+                    result.idle = True
+                    result.wakeup = d.wakeup_at(wf, now)
                     break
                 with workflow_context(workflow_id=wf.id, correlation_id=wf.correlation_id):
                     try:
@@ -222,9 +250,16 @@ class Worker:
                             continue
                         if unsaved:
                             self.app.save_workflow(wf, now)
-                            unsaved = False
+                            result.saved, unsaved = True, False
+                        self._check_capacity(wf, action)
                         self._act(wf, action, now)
+                        result.saved = True
                         wf = None  # the call's outcome was recorded on fresh state
+                    except _Backpressure as e:
+                        log.info("no instance can take the call; waiting %.1f s", e.seconds,
+                                 extra={"step_id": action.step_id})
+                        result.not_before = self.clock() + timedelta(seconds=e.seconds)
+                        break
                     except ConcurrencyConflict:
                         wf, unsaved = None, False  # someone else changed it first
                     except DomainError as e:
@@ -236,7 +271,23 @@ class Worker:
                 # On a conflict the work item stays due: the next claim decides again.
                 with contextlib.suppress(ConcurrencyConflict):
                     self.app.save_workflow(wf, self.clock())
+                    result.saved = True
         # When still busy the work item stays due, so it is claimed again.
+        return result
+
+    def _check_capacity(self, wf: Workflow, action: d.Action) -> None:
+        """Before a remote call starts an attempt: if no instance of the service can take
+        work (all overloaded or circuits open), wait instead of spending a retry."""
+        if action.kind not in (d.RUN_STEP, d.COMPENSATE_STEP) or action.step_id is None:
+            return
+        if action.kind == d.RUN_STEP:
+            service = wf.step(action.step_id).spec.service
+        else:
+            service = wf.get_compensation_action(action.step_id).service
+        unavailable_for = getattr(self.handler, "unavailable_for", None)
+        seconds = unavailable_for(service) if unavailable_for else None
+        if seconds:
+            raise _Backpressure(seconds)
 
     def _decide_in_memory(self, wf: Workflow, action: d.Action, now: datetime) -> bool:
         """Applies a decision that needs no remote call; False if it needs one."""

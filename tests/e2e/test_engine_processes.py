@@ -131,6 +131,8 @@ class TestCompetingWorkers:
         for wf_id in ids:
             counted = outcomes(app, wf_id)
             assert all(n == 1 for n in counted.values()), counted
+            per_attempt = Counter((step, attempt) for _, step, attempt in counted.elements())
+            assert all(n == 1 for n in per_attempt.values()), counted  # one outcome each
             statuses[str(app.get_workflow(wf_id).status)] += 1
         # A 20 % failure rate can, rarely, exhaust all 3 retries of one workflow: then it
         # is compensated, which is also a correct, terminal outcome.

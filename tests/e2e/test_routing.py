@@ -120,3 +120,34 @@ class TestRouting:
         balancer.refresh_every = timedelta(0)
         ids = run(app, 6, "ELSEWHERE")
         assert set(instances_used(app, ids)) == {url2}
+
+
+class TestBackpressure:
+    def test_when_no_instance_can_take_work_the_step_waits_without_spending_retries(
+            self, app, two_inventories):
+        url1, _, c1, _ = two_inventories
+        registry = ServiceRegistry({"inventory-service": [url1]})
+        balancer = LoadBalancer(app, registry.to_dict(), breaker=BreakerConfig(open_seconds=1.5))
+        registry.use_selector(balancer)
+        handler = HttpStepHandler(registry, observer=balancer.observe)
+        worker = Worker(app, Dispatcher(PythonHandler(), handler), concurrency=1,
+                        lease_seconds=1.0, poll_seconds=0.05)
+        fault = c1.add_fault("inventory-service", "outage")
+        worker.start()
+        try:
+            # Five failures open the only instance's circuit; the steps then wait for it
+            # instead of burning their remaining retries against a known-open circuit.
+            ids = [app.start_workflow(steps=STEPS, input={"orderId": f"BP-{i}"}).workflow_id
+                   for i in range(3)]
+            deadline = time.monotonic() + 10
+            while balancer.circuit_state(url1) != "OPEN" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert balancer.circuit_state(url1) == "OPEN"
+            c1.remove_fault(fault)
+            for wf_id in ids:
+                wait_for_status(app, wf_id, "COMPLETED", timeout=20)
+        finally:
+            worker.stop()
+            handler.close()
+        failures = [e for i in ids for e in app.history(i) if e.event_type == "StepFailed"]
+        assert all(e.data["error"]["code"] != "NO_INSTANCE_AVAILABLE" for e in failures)

@@ -20,7 +20,8 @@ def worker_env(db: Database, simulator_url: str, **extra: str) -> dict[str, str]
         "inventory-service", "robotics-service", "warehouse-service", "packing-service")}
     env = {**os.environ, "DATABASE_URL": db.dsn, "WES_SCHEMA": db.schema,
            "WES_SERVICES": json.dumps(services), "WES_LOG_JSON": "1",
-           "WES_WORKER_LEASE_SECONDS": "1.5", "WES_WORKER_POLL_SECONDS": "0.2"}
+           "WES_WORKER_LEASE_SECONDS": "1.5", "WES_WORKER_POLL_SECONDS": "0.2",
+           "WES_BREAKER_OPEN_SECONDS": "2"}
     env.update(extra)
     return env
 
