@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -155,7 +156,7 @@ class Releaser:
     def _record_batch(self, plan: BatchPlan, members: list[Workflow], score: float | None,
                       now: datetime, *, retry: bool = True) -> None:
         batch = WavelessBatch.release(
-            [m.id for m in members], batch_size=plan.batch_size, interval_ms=plan.interval_ms,
+            uuid.uuid4(), [m.id for m in members], batch_size=plan.batch_size, interval_ms=plan.interval_ms,
             candidates=len(plan.order), load_score=score, now=now)
         for position, wf in enumerate(members, start=1):
             wf.release_in_batch(now, str(batch.id), position)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.enums import DrivenBy, StepStatus, WorkflowStatus
+from domain.step import StepExecution
 from domain.workflow import Workflow
 
 
@@ -51,8 +52,7 @@ def next_action(wf: Workflow, now: datetime) -> Action:
     if status in (WorkflowStatus.EXECUTING, WorkflowStatus.PAUSED, WorkflowStatus.CANCELLED):
         running = _running(wf)
         if running is not None:
-            assert running.deadline is not None
-            if now >= running.deadline:
+            if running.deadline is None or now >= running.deadline:
                 return Action(TIMEOUT_STEP, running.step_id, running.attempts)
             return Action(RESUME_STEP, running.step_id, running.attempts, running.deadline)
         if status == WorkflowStatus.CANCELLED:
@@ -78,8 +78,8 @@ def next_action(wf: Workflow, now: datetime) -> Action:
             if step.status == StepStatus.COMPENSATED:
                 continue
             if step.status == StepStatus.COMPENSATING:
-                assert step.compensation_deadline is not None
-                if now >= step.compensation_deadline:
+                deadline = step.compensation_deadline
+                if deadline is None or now >= deadline:
                     return Action(TIMEOUT_COMPENSATION, step_id, step.compensation_attempts)
                 return Action(RESUME_COMPENSATION, step_id, step.compensation_attempts,
                               step.compensation_deadline)
@@ -107,7 +107,7 @@ def wakeup_at(wf: Workflow, now: datetime) -> datetime | None:
     return now
 
 
-def _running(wf: Workflow):  # type: ignore[no-untyped-def]
+def _running(wf: Workflow) -> StepExecution | None:
     for step in wf.steps.values():
         if step.status == StepStatus.EXECUTING:
             return step

@@ -30,9 +30,10 @@ class WavelessBatch(Aggregate):
         self.load_score = load_score
 
     @classmethod
-    def release(cls, members: list[uuid.UUID], *, batch_size: int, interval_ms: int,
-                candidates: int, load_score: float | None, now: datetime) -> WavelessBatch:
-        return cls._create(cls.Released, id=uuid.uuid4(), timestamp=now,
+    def release(cls, batch_id: uuid.UUID, members: list[uuid.UUID], *, batch_size: int,
+                interval_ms: int, candidates: int, load_score: float | None,
+                now: datetime) -> WavelessBatch:
+        return cls._create(cls.Released, id=batch_id, timestamp=now,
                            members=[str(m) for m in members], batch_size=batch_size,
                            interval_ms=interval_ms, candidates=candidates, load_score=load_score)
 

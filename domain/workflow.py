@@ -31,6 +31,7 @@ from domain.exceptions import (
     StepNotFound,
 )
 from domain.input_mapping import UnresolvedReference, resolve
+from domain.retry_policy import RetryPolicy
 from domain.step import StepExecution, StepResult, StepSpec
 from domain.waveless import can_transition_to_waveless
 from domain.workflow_error import WorkflowError
@@ -458,7 +459,7 @@ class Workflow(Aggregate):
             return cls(  # type: ignore[call-arg]
                 originator_id=wf.id,
                 originator_version=wf.version,
-                timestamp=cls.create_timestamp(),
+                timestamp=wf.modified_on,
                 topic=Workflow.TOPIC_NAME,
                 state=wf.snapshot_state(),
             )
@@ -539,11 +540,12 @@ class Workflow(Aggregate):
         if input is not None and not isinstance(input, Mapping):
             raise InvalidValue("input", input, "must be an object")
         specs = _specs(steps)
+        workflow_id = workflow_id or cls.create_id()
         return cls._create(
             cls.Created,
             id=workflow_id,
             timestamp=now,
-            correlation_id=correlation_id or f"corr-{uuid.uuid4().hex[:12]}",
+            correlation_id=correlation_id or f"wf-{workflow_id}",
             definition_id=definition_id,
             definition_version=definition_version,
             name=name or definition_id,
@@ -575,9 +577,15 @@ class Workflow(Aggregate):
         self._trigger(self.Paused, now, reason=reason, actor=actor)
 
     def resume(self, now: datetime, actor: str = "operator") -> None:
-        """PAUSED -> EXECUTING."""
+        """PAUSED -> EXECUTING. A step that failed for good while paused fails the saga
+        now (its decision waited for the resume), for engine and caller alike."""
         self._check("resume")
         self._trigger(self.Resumed, now, actor=actor)
+        if self._step_in_flight() is None:
+            failed = next((s for s in self.steps.values() if s.status == StepStatus.FAILED),
+                          None)
+            if failed is not None:
+                self.fail_failed_step(failed.step_id, now)
 
     def cancel(self, now: datetime, reason: str | None = None, actor: str = "operator",
                compensate: bool = False) -> None:
@@ -814,6 +822,11 @@ class Workflow(Aggregate):
         if self.status != S.COMPENSATING:
             raise InvalidTransition(self.id, self.status, f"mark step {step_id!r} compensated")
         if step.status == StepStatus.COMPLETED and step_id in self.compensation_queue:
+            if attempt is not None:
+                # An outcome for a given attempt, but that attempt is over (timed out):
+                # it must not start and complete a new one behind the caller's back.
+                raise InvalidStepTransition(self.id, step_id, step.status,
+                                            f"mark compensated for stale attempt {attempt}")
             self.start_step_compensation(step_id, now)
         elif step.status != StepStatus.COMPENSATING:
             raise InvalidStepTransition(self.id, step_id, step.status, "mark compensated")
@@ -835,8 +848,11 @@ class Workflow(Aggregate):
                                         f"fail compensation for stale attempt {attempt}")
         action = self.get_compensation_action(step_id)
         retries_so_far = step.compensation_attempts - 1
-        can_retry = error.recoverable and retries_so_far < action.max_retries
-        delay = step.spec.retry_policy.calculate_delay(retries_so_far) if can_retry else None
+        # The compensation's own budget (max_retries of its action), with the default
+        # backoff: 1 s, 2 s, 4 s, ... capped at 10 s.
+        policy = RetryPolicy(max_retries=action.max_retries)
+        can_retry = error.recoverable and policy.can_retry(retries_so_far)
+        delay = policy.calculate_delay(retries_so_far) if can_retry else None
         error = WorkflowError(step_id, error.service or action.service, error.code, error.message,
                               error.error_type, error.recoverable, error.occurred_at or now,
                               error.detail)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from domain import decisions as d
 from domain.retry_policy import RetryPolicy
+from domain.step import StepResult
 from tests.unit.sagas import (
     NOW,
     ms,
@@ -25,9 +26,21 @@ class TestPausedWorkflowWhoseStepRunsOutOfRetries:
         assert decision.decision == "fail" and wf.status == "PAUSED"
         assert d.next_action(wf, NOW + ms(10)).kind == d.IDLE
         wf.resume(NOW + ms(20))
-        action = d.next_action(wf, NOW + ms(30))
-        assert (action.kind, action.step_id) == (d.FAIL, "reserve-inventory")
-        wf.fail_failed_step("reserve-inventory", NOW + ms(30))
-        assert wf.status == "COMPENSATED"  # nothing was completed, so nothing to undo
+        # The resume takes the decision that waited: the saga fails, and with nothing
+        # completed there is nothing to undo.
+        assert wf.status == "COMPENSATED"
         assert wf.errors[-1].code == "RETRIES_EXHAUSTED"
         assert wf.errors[-1].recoverable is False
+        assert d.next_action(wf, NOW + ms(30)).kind == d.IDLE
+
+    def test_a_caller_driven_workflow_is_not_left_stuck_after_resume(self):
+        wf = executing(order_fulfillment_steps(RetryPolicy(0, 10, 10, 1.0)), driven_by="caller")
+        wf.start_step("reserve-inventory", NOW)
+        wf.record_step_result("reserve-inventory",
+                              StepResult.success("reserve-inventory", {}, 5), NOW)
+        wf.start_step("assign-robot", NOW)
+        wf.pause(NOW)
+        wf.handle_step_failure("assign-robot", recoverable("assign-robot"), NOW + ms(5))
+        wf.resume(NOW + ms(10))
+        assert wf.status == "COMPENSATING"
+        assert [s.step_id for s in wf.steps_requiring_compensation()] == ["reserve-inventory"]
