@@ -431,10 +431,10 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         found: list[Notification] = []
         wanted = set(topics)
         while True:
-            window = self._window(first, limit, stop, topics)
+            window = self._read_window(first, limit, stop, topics)
             if not window:
                 return found, None
-            rows, blocked = self._settle(first, window)
+            rows, blocked = self._resolve_gaps(first, window)
             for row in rows:
                 if not wanted or row[3] in wanted:
                     found.append(Notification(id=row[0], originator_id=row[1],
@@ -450,7 +450,7 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             # Topics are filtered here, so a window may hold fewer matches than asked for.
             first = last + 1
 
-    def _window(self, first: int, limit: int, stop: int | None,
+    def _read_window(self, first: int, limit: int, stop: int | None,
                 topics: Sequence[str]) -> list[tuple[Any, ...]]:
         params: list[Any] = [list(topics)] if topics else []
         params.append(first)
@@ -463,7 +463,7 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
                          binary=True)
             return curs.fetchall()
 
-    def _settle(self, first: int, rows: list[tuple[Any, ...]]
+    def _resolve_gaps(self, first: int, rows: list[tuple[Any, ...]]
                 ) -> tuple[list[tuple[Any, ...]], int | None]:
         """Resolves the positions missing below the last row read (see the module notes)."""
         gaps: list[tuple[int, int]] = []
@@ -474,18 +474,18 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             expected = row[0] + 1
         if not gaps:
             return rows, None
-        blocked = self._first_held(gaps)
+        blocked = self._first_in_flight(gaps)
         if blocked is not None:
             rows = [row for row in rows if row[0] < blocked]
             gaps = [(lo, min(hi, blocked - 1)) for lo, hi in gaps if lo < blocked]
         if gaps:
             # Those writers have finished: what they committed is visible to a new snapshot.
-            late = self._reread(gaps)
+            late = self._reread_gaps(gaps)
             if late:
                 rows = sorted(rows + late, key=lambda row: row[0])
         return rows, blocked
 
-    def _first_held(self, gaps: list[tuple[int, int]]) -> int | None:
+    def _first_in_flight(self, gaps: list[tuple[int, int]]) -> int | None:
         """The lowest missing position whose block marker is held (its append is in flight)."""
         with self.datastore.get_connection() as conn:
             if sum(hi - lo + 1 for lo, hi in gaps) <= _PROBE_LIMIT:
@@ -506,7 +506,7 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
                     break
         return min(candidates, default=None)
 
-    def _reread(self, gaps: list[tuple[int, int]]) -> list[tuple[Any, ...]]:
+    def _reread_gaps(self, gaps: list[tuple[int, int]]) -> list[tuple[Any, ...]]:
         with self.datastore.get_connection() as conn:
             curs = conn.cursor(row_factory=tuple_row)
             curs.execute(self._reread_sql, ([lo for lo, _ in gaps], [hi for _, hi in gaps]),
