@@ -15,21 +15,30 @@ from application.waveless import LoadSignals
 from projections.read_models import ReadModels
 
 PENDING_PAGE = 500
+MIN_CALLS = 5
 
 
 def waveless_signals(models: ReadModels) -> LoadSignals:
     """LoadSignals backed by the progress and load read models."""
 
     def pending() -> list[UUID]:
-        ids: list[UUID] = []
-        cursor = None
-        while True:
-            page = models.progress.list(status="PENDING", sort="created_at", descending=False,
-                                        limit=PENDING_PAGE, cursor=cursor)
-            ids.extend(row.id for row in page.items if row.waveless)
-            cursor = page.next_cursor
-            if cursor is None or len(ids) >= 5 * PENDING_PAGE:
-                return ids
+        """Waiting waveless workflows: the oldest (for ageing and first come, first served)
+        and the highest priority, so a long queue cannot hide urgent work."""
+        ids: dict[UUID, None] = {}
+        for sort, descending in (("created_at", False), ("priority", True)):
+            cursor = None
+            taken = 0
+            while taken < 5 * PENDING_PAGE:
+                page = models.progress.list(status="PENDING", sort=sort, descending=descending,
+                                            limit=PENDING_PAGE, cursor=cursor)
+                for row in page.items:
+                    if row.waveless:
+                        ids.setdefault(row.id)
+                taken += len(page.items)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        return list(ids)
 
     def in_flight() -> Mapping[str, int]:
         counts: dict[str, int] = defaultdict(int)
@@ -43,17 +52,22 @@ def waveless_signals(models: ReadModels) -> LoadSignals:
         return max(durations) if durations else None
 
     def load() -> tuple[float | None, float | None]:
-        rows = models.load.list()
-        scores = [row.load_score for row in rows if row.load_score is not None]
-        errors = [row.error_rate for row in rows if row.error_rate is not None]
-        # Release pauses only when every instance of some service is in trouble: the
-        # least-loaded instance is what new work would be routed to.
-        by_service: dict[str, list[float]] = defaultdict(list)
-        for row in rows:
+        """The worst service's best instance: release pauses only when every instance of
+        some service is overloaded or failing, since new work is routed to the best one.
+        Only real instances with enough recent calls count (a row named after its service
+        holds failures that never reached an instance, such as unresolvable input)."""
+        scores: dict[str, list[float]] = defaultdict(list)
+        errors: dict[str, list[float]] = defaultdict(list)
+        for row in models.load.list():
+            if row.instance == row.service:
+                continue
             if row.load_score is not None:
-                by_service[row.service].append(row.load_score)
-        worst_best = max((min(v) for v in by_service.values()), default=None)
-        return (worst_best if scores else None, max(errors) if errors else None)
+                scores[row.service].append(row.load_score)
+            if row.error_rate is not None and row.completed + row.failed >= MIN_CALLS:
+                errors[row.service].append(row.error_rate)
+        worst_score = max((min(v) for v in scores.values()), default=None)
+        worst_errors = max((min(v) for v in errors.values()), default=None)
+        return worst_score, worst_errors
 
     return LoadSignals(pending=pending, in_flight=in_flight, step_estimate_ms=step_estimate_ms,
                        load=load)

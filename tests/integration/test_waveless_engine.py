@@ -75,3 +75,15 @@ def test_the_running_engine_releases_waveless_work_in_batches_at_the_interval(ap
     engine.wait(app.recorder.max_notification_id(), timeout=10)
     rows = [engine.progress.get(i) for i in ids]
     assert all(row is not None and row.batch_id for row in rows)
+
+
+def test_failures_that_never_reached_an_instance_do_not_pause_release(app, engine):
+    bad = [{"step_id": "pick", "service": "warehouse-service", "operation": "pick",
+            "input": {"sku": "${input.missing}"}}]
+    failed = [app.start_workflow(steps=bad, input={}).workflow_id for _ in range(6)]
+    for wf_id in failed:
+        wait_for_status(app, wf_id, "COMPENSATED", timeout=20)
+    engine.wait(app.recorder.max_notification_id(), timeout=10)
+    assert waveless_signals(engine).load() == (None, None)
+    waiting = app.start_workflow(steps=STEPS, waveless=True, input={}).workflow_id
+    wait_for_status(app, waiting, "COMPLETED", timeout=20)
