@@ -562,6 +562,16 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
                              prepare=True)
             return curs.rowcount == 1
 
+    def wait_for_appends(self, stop: threading.Event, on_append: Callable[[], None]) -> None:
+        """LISTENs on the events channel until `stop`, calling `on_append` whenever appends
+        are notified (workers wake up on them: a new event may mean new work)."""
+        with self.datastore.get_connection() as conn:
+            conn.execute(SQL("LISTEN {}").format(Identifier(self.channel_name)))
+            conn.commit()
+            while not stop.is_set():
+                for _ in conn.notifies(timeout=0.5, stop_after=1):
+                    on_append()
+
     def next_due(self) -> datetime | None:
         """The earliest time any item becomes claimable (None when the queue is empty)."""
         with self.datastore.transaction(commit=False) as curs:

@@ -35,14 +35,29 @@ def references(template: Any) -> list[str]:
     return found
 
 
+def _strings(template: Any) -> list[str]:
+    if isinstance(template, str):
+        return [template]
+    if isinstance(template, Mapping):
+        return [t for value in template.values() for t in _strings(value)]
+    if isinstance(template, list | tuple):
+        return [t for value in template for t in _strings(value)]
+    return []
+
+
 def check_references(field: str, template: Any, step_id: str, earlier_steps: Sequence[str],
                      later_steps: Sequence[str], *, allow_self: bool = False) -> None:
     """Rejects references to unknown roots, to the step itself or to later steps (a cycle).
 
     A compensation may refer to its own step's output (`allow_self`): it runs afterwards."""
+    for text in _strings(template):
+        if "${" in _REFERENCE.sub("", text):
+            raise InvalidDefinition(field, f"{text!r} has an unclosed '${{' reference")
     for expression in references(template):
         parts = expression.split(".")
         root = parts[0]
+        if any(not part for part in parts):
+            raise InvalidDefinition(field, f"reference ${{{expression}}} has an empty path part")
         if root == "input":
             continue
         if root != "steps" or len(parts) < 2 or not parts[1]:

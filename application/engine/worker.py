@@ -157,17 +157,10 @@ class Worker:
 
     def _listen_loop(self) -> None:
         """LISTENs on the event store's channel: a new event may mean new work."""
-        store = self.app.store
         while not self._stopping.is_set():
             try:
-                with store.datastore.get_connection() as conn:
-                    conn.execute(psycopg.sql.SQL("LISTEN {}").format(
-                        psycopg.sql.Identifier(store.channel_name)))
-                    conn.commit()
-                    while not self._stopping.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self._wake.set()
-            except Exception:
+                self.app.store.wait_for_appends(self._stopping, self._wake.set)
+            except Exception:  # reconnect after a database restart
                 self._stopping.wait(1.0)
 
     def _renew_loop(self) -> None:

@@ -209,3 +209,12 @@ class TestInputMapping:
         found = references({"a": "${input.orderId}", "b": ["x-${ steps.reserve.id }-${input.n}"]})
 
         assert found == ["input.orderId", "steps.reserve.id", "input.n"]
+
+
+class TestMalformedReferences:
+    @pytest.mark.parametrize("value", ["${input.}", "${steps..x}", "${", "order-${input.id",
+                                       "${}"])
+    def test_a_malformed_reference_is_refused_when_the_definition_is_registered(self, value):
+        with pytest.raises(InvalidDefinition, match=r"steps\[0\]\.input"):
+            WorkflowDefinition.from_dict({"name": "d", "steps": [
+                {"step_id": "a", "service": "s", "operation": "o", "input": {"x": value}}]})
