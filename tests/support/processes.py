@@ -28,11 +28,17 @@ def worker_env(db: Database, simulator_url: str, **extra: str) -> dict[str, str]
 
 def spawn_worker(db: Database, simulator_url: str, concurrency: int = 2,
                  **extra: str) -> subprocess.Popen[bytes]:
-    """Starts `wes worker` as its own process; its log goes to a temporary file (a pipe
-    nobody reads would fill up and stall the worker)."""
+    """Starts `wes worker` as its own process."""
+    return spawn_wes(db, simulator_url, "worker", "--concurrency", str(concurrency), **extra)
+
+
+def spawn_wes(db: Database, simulator_url: str, *args: str,
+              **extra: str) -> subprocess.Popen[bytes]:
+    """Starts `wes <args>` as its own process; its log goes to a temporary file (a pipe
+    nobody reads would fill up and stall it)."""
     log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "worker", "--concurrency", str(concurrency)],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=ROOT, env=worker_env(db, simulator_url, **extra),
         stdout=subprocess.DEVNULL, stderr=log)
     process.log = log  # type: ignore[attr-defined]
