@@ -96,7 +96,7 @@ class Fault:
             return False
         if spec.operation is not None and spec.operation != operation:
             return False
-        return all(body.get(k, _MISSING) == v for k, v in spec.match.items())
+        return all(_matches(body, k, v) for k, v in spec.match.items())
 
     def strikes(self) -> bool:
         """Flips the fault's coin (its `rate`); a strike counts against its `count`."""
@@ -111,6 +111,16 @@ class Fault:
 
 
 _MISSING = object()
+
+
+def _matches(body: Mapping[str, Any], key: str, value: Any) -> bool:
+    """A top-level field equals `value`, or one of the order's `items` has that field
+    (`{"sku": "SKU-9"}` matches an order with SKU-9 among its items)."""
+    if body.get(key, _MISSING) == value:
+        return True
+    items = body.get("items")
+    return isinstance(items, list) and any(
+        isinstance(item, Mapping) and item.get(key, _MISSING) == value for item in items)
 
 
 @dataclass(frozen=True)

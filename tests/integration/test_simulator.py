@@ -475,3 +475,13 @@ class TestInstances:
             assert other_answer.json()["reservationId"] != first_answer.json()["reservationId"]
             assert [c["instance"] for c in other.calls()] == ["inv-02"]
             assert [c["repeated"] for c in simulator.calls()] == [False]
+
+
+def test_a_fault_can_target_one_sku_inside_an_orders_items(simulator) -> None:
+    simulator.add_fault("warehouse-service", "unrecoverable", "pick", match={"sku": "SKU-9"})
+    hit = simulator.call("warehouse-service", "pick",
+                         {"orderId": "A", "items": [{"sku": "SKU-1"}, {"sku": "SKU-9"}]})
+    spared = simulator.call("warehouse-service", "pick",
+                            {"orderId": "B", "items": [{"sku": "SKU-1"}]})
+    assert hit.status_code == 422
+    assert spared.status_code == 200
