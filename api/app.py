@@ -33,7 +33,8 @@ An event-sourced saga orchestration engine for warehouse execution systems.
 * **Audit replay** (`/history`, `/state?version=N` or `?at=TIME`) and the **event feed**
   (`/v1/events`, `/v1/events/stream`) read the event store itself.
 * **Lists** are paged: `?limit=` (default 50, max 500) and `?cursor=` (the previous page's
-  `next_cursor`), answering `{"items": [...], "next_cursor": "..." | null}`.
+  `next_cursor`), answering `{"items": [...], "next_cursor": "..." | null}`. The short
+  lists `/v1/load` and `/v1/projections` are always a single page.
 * **Errors** are `application/problem+json` (RFC 9457): `type`, `title`, `status`, `detail`.
 * **Auth**: `Authorization: Bearer <key>` or `X-API-Key: <key>`, keys from `WES_API_KEYS`
   with roles reader < operator < admin: reader for queries and the feed, operator for

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Response, status
 
 from api.dependencies import Admin, Reader, StoreFresh, WorkflowsDep
-from api.errors import ApiProblem, responses
+from api.errors import responses
 from api.pagination import Cursor, Limit, offset_of
 from api.schemas.common import Page
 from api.schemas.definitions import DefinitionIn, DefinitionOut, DefinitionRegistered
@@ -29,8 +29,6 @@ def list_definitions(_: Reader, __: StoreFresh, workflows: WorkflowsDep, limit: 
                      cursor: Cursor = None) -> Page[DefinitionOut]:
     """Every registered version of every definition, by name then version."""
     start = offset_of(cursor)
-    if start is None:
-        raise ApiProblem(422, "validation", "Invalid request", f"unknown cursor {cursor!r}")
     definitions = workflows.list_definitions()
     versions: dict[str, list[int]] = {}
     for d in definitions:

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.dependencies import Components, ComponentsDep, Reader, StoreFresh
 from api.errors import ApiProblem, responses
 from api.feed import SCAN_BATCH, EventFilter
+from api.pagination import decimal_of
 from api.schemas.common import INT64, EventTypeName, ShortText
 from api.schemas.events import EventPage, FeedEvent
 
@@ -87,13 +88,18 @@ async def stream_events(
     event_type: TypeFilter = None,
     last_event_id: Annotated[str | None, Header(
         alias="Last-Event-ID", max_length=20,
-        description="Resume after this position (sent by EventSource on reconnect).")] = None,
+        description="Resume after this position (sent by EventSource on reconnect): up to "
+                    "18 ASCII digits, else 422.")] = None,
 ) -> EventSourceResponse:
-    if last_event_id is not None and last_event_id.strip():
-        if not last_event_id.strip().isdigit():
+    # Only spaces and tabs are whitespace around a header value (RFC 9110).
+    resume = last_event_id.strip(" \t") if last_event_id is not None else ""
+    if resume:
+        position = decimal_of(resume)
+        if position is None:
             raise ApiProblem(422, "validation", "Invalid request",
-                             "Last-Event-ID must be a global position (an integer)")
-        start = int(last_event_id)
+                             "Last-Event-ID must be a global position (an integer)",
+                             field="Last-Event-ID")
+        start = position
     elif after is not None:
         start = after
     else:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query
 
 from api.dependencies import ComponentsDep, LoadFresh, Operator, Reader, ReadModelsDep, load_commands
 from api.errors import responses
+from api.schemas.common import Page
 from api.schemas.load import (
     LoadMetricsIn,
     LoadRow,
@@ -20,16 +21,18 @@ from domain.load import LoadMetrics
 router = APIRouter(prefix="/v1/load", tags=["load"])
 
 
-@router.get("", response_model=list[LoadRow], responses=responses(403, 504),
+@router.get("", response_model=Page[LoadRow], responses=responses(403, 504),
             summary="Load per service instance")
 def list_load(
     _: Reader, __: LoadFresh, views: ReadModelsDep,
     window_seconds: Annotated[float, Query(gt=0, le=86_400, description=(
         "Durations and error rate over this many recent seconds."))] = 300.0,
-) -> list[LoadRow]:
+) -> Page[LoadRow]:
     """Per service and instance: calls in flight and queued, completed and failed, average
-    and p95 duration, error rate, load score, circuit state and target share."""
-    return [LoadRow.model_validate(r) for r in views.load.list(window_seconds=window_seconds)]
+    and p95 duration, error rate, load score, circuit state and target share. One row per
+    configured instance, so the whole list is one page (`next_cursor` is always null)."""
+    rows = views.load.list(window_seconds=window_seconds)
+    return Page[LoadRow](items=[LoadRow.model_validate(r) for r in rows], next_cursor=None)
 
 
 @router.post("/metrics", response_model=MetricsRecorded, responses=responses(403, 404),

@@ -8,17 +8,21 @@ from fastapi import APIRouter, Path, status
 
 from api.dependencies import Admin, Reader, ReadModelsDep
 from api.errors import not_found, responses
+from api.schemas.common import Page
 from api.schemas.projections import ProjectionStatus, RebuildStarted
 
 router = APIRouter(prefix="/v1/projections", tags=["projections"])
 
 
-@router.get("", response_model=list[ProjectionStatus], responses=responses(403),
+@router.get("", response_model=Page[ProjectionStatus], responses=responses(403),
             summary="Projection status")
-def list_projections(_: Reader, views: ReadModelsDep) -> list[ProjectionStatus]:
+def list_projections(_: Reader, views: ReadModelsDep) -> Page[ProjectionStatus]:
     """Per projection: the last position applied, the store's head, the lag in events and
-    seconds, and its state."""
-    return [ProjectionStatus.model_validate(s) for s in views.projections.statuses()]
+    seconds, and its state. There are a handful, so the whole list is one page
+    (`next_cursor` is always null)."""
+    return Page[ProjectionStatus](
+        items=[ProjectionStatus.model_validate(s) for s in views.projections.statuses()],
+        next_cursor=None)
 
 
 @router.post("/{name}/rebuild", status_code=status.HTTP_202_ACCEPTED,

@@ -50,7 +50,13 @@ def record_result(workflow_id: UUID, step_id: StepId, _: Operator, workflows: Wo
 def record_failure(workflow_id: UUID, step_id: StepId, _: Operator, workflows: WorkflowsDep,
                    body: Annotated[StepFailureIn, Body()]) -> FailureDecisionOut:
     """Seed handleStepFailure: a recoverable error with retries left is retried after a
-    backoff delay (`retry`); otherwise the saga fails and compensation starts (`fail`)."""
+    backoff delay (`retry`); otherwise the saga fails and compensation starts (`fail`).
+
+    `status` is the workflow's real status after the decision, which extends the
+    contract's `COMPENSATING` | `FAILED` for `fail`: a workflow with no completed step to
+    undo is `COMPENSATED` at once, and a paused workflow stays `PAUSED` (the saga fails
+    when it is resumed). A failure recorded after a cancel answers `recorded` and
+    `CANCELLED`."""
     e = body.error
     error = WorkflowError.create(step_id, e.service, e.code, e.message, e.error_type.value,
                                  e.recoverable, detail=e.detail)

@@ -51,7 +51,7 @@ def list_workflows(
     definition: Annotated[Name | None, Query(description="Definition name.")] = None,
     correlation_id: Annotated[ShortText | None, Query()] = None,
     created_after: Annotated[Time | None, Query(
-        description="ISO 8601 time (UTC when it has no zone); exclusive.")] = None,
+        description="ISO 8601 time (UTC when it has no zone); inclusive.")] = None,
     created_before: Annotated[Time | None, Query(
         description="ISO 8601 time (UTC when it has no zone); exclusive.")] = None,
     sort: Annotated[Literal["created_at", "updated_at", "priority"], Query()] = "created_at",

@@ -132,13 +132,22 @@ class FailureDecisionOut(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"decision": "retry", "delay_ms": 1000, "status": "EXECUTING", "position": 61},
-        {"decision": "fail", "delay_ms": None, "status": "COMPENSATING", "position": 64}]})
+        {"decision": "fail", "delay_ms": None, "status": "COMPENSATING", "position": 64},
+        {"decision": "fail", "delay_ms": None, "status": "COMPENSATED", "position": 12},
+        {"decision": "fail", "delay_ms": None, "status": "PAUSED", "position": 30},
+        {"decision": "recorded", "delay_ms": None, "status": "CANCELLED", "position": 41}]})
 
     decision: Literal["retry", "fail", "recorded"] = Field(
         description="`retry` after `delay_ms`; `fail`: the saga failed (compensation "
                     "starts); `recorded`: the workflow was cancelled meanwhile.")
-    delay_ms: int | None = None
-    status: WorkflowStatus | None = None
+    delay_ms: int | None = Field(None, description="With `retry`: the backoff before the "
+                                                   "next attempt may start.")
+    status: WorkflowStatus | None = Field(None, description=(
+        "The workflow's status right after the decision; it may be any workflow status. "
+        "Beyond the contract's `COMPENSATING` | `FAILED` for `fail`: `COMPENSATED` when no "
+        "completed step needs undoing (compensation completes at once), `PAUSED` when the "
+        "workflow is paused (the saga fails when it is resumed); `CANCELLED` with "
+        "`recorded`; `EXECUTING` or `PAUSED` with `retry`."))
     position: int | None
 
 

@@ -106,6 +106,12 @@ def assert_problem(response: httpx.Response, status: int, slug: str | None = Non
     return body
 
 
+# Numbers a client might send where the API expects a count or a position: digits that are
+# not ASCII (`str.isdigit()` accepts them, `int()` does not), signs, separators, too many.
+NOT_POSITIONS = ["\u00b2", "\u0661\u0662", "\U0001d7d9", "-1", "+1", "1_0", "1.0", "0x1",
+                 "9" * 19]
+
+
 @dataclass
 class SseEvent:
     id: int

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from application.workflows import Workflows
 from cli.background import BackgroundServer
 from tests.e2e import api_support
-from tests.e2e.api_support import assert_problem, start_caller_driven
+from tests.e2e.api_support import NOT_POSITIONS, assert_problem, start_caller_driven
 
 # Fixtures this module uses.
 api = api_support.api
@@ -223,6 +223,42 @@ class TestManualStepApi:
         assert api.post(f"/v1/workflows/{wid}/compensation/complete").status_code == 200
         assert app.get_workflow(UUID(wid)).status == "COMPENSATED"
 
+    UNRECOVERABLE = {"error": {"code": "ROBOT_UNAVAILABLE", "message": "All robots are offline",
+                               "error_type": "SERVICE_UNAVAILABLE", "recoverable": False}}
+
+    def test_a_failure_answers_the_workflows_real_status(
+            self, api: TestClient, app: Workflows) -> None:
+        # Nothing completed, so nothing to undo: compensation is complete at once.
+        wid = start_caller_driven(api)["id"]
+        steps = f"/v1/workflows/{wid}/steps"
+        api.post(f"{steps}/reserve-inventory/start")
+        fail = api.post(f"{steps}/reserve-inventory/failure", json=self.UNRECOVERABLE)
+        assert fail.status_code == 200, fail.text
+        assert (fail.json()["decision"], fail.json()["status"]) == ("fail", "COMPENSATED")
+        assert app.get_workflow(UUID(wid)).status == "COMPENSATED"
+
+    def test_a_paused_workflow_stays_paused_until_resumed(
+            self, api: TestClient, app: Workflows) -> None:
+        wid = start_caller_driven(api)["id"]
+        steps = f"/v1/workflows/{wid}/steps"
+        api.post(f"{steps}/reserve-inventory/start")
+        assert api.post(f"/v1/workflows/{wid}/pause").status_code == 200
+        fail = api.post(f"{steps}/reserve-inventory/failure", json=self.UNRECOVERABLE)
+        assert fail.status_code == 200, fail.text
+        assert (fail.json()["decision"], fail.json()["status"]) == ("fail", "PAUSED")
+        assert app.get_workflow(UUID(wid)).status == "PAUSED"
+        assert api.post(f"/v1/workflows/{wid}/resume").status_code == 200
+        assert app.get_workflow(UUID(wid)).status == "COMPENSATED"
+
+    def test_a_failure_after_a_cancel_is_recorded(self, api: TestClient, app: Workflows) -> None:
+        wid = start_caller_driven(api)["id"]
+        steps = f"/v1/workflows/{wid}/steps"
+        api.post(f"{steps}/reserve-inventory/start")
+        assert api.post(f"/v1/workflows/{wid}/cancel").status_code == 200
+        fail = api.post(f"{steps}/reserve-inventory/failure", json=self.UNRECOVERABLE)
+        assert fail.status_code == 200, fail.text
+        assert (fail.json()["decision"], fail.json()["status"]) == ("recorded", "CANCELLED")
+
     def test_step_rules_are_enforced(self, api: TestClient, app: Workflows) -> None:
         wid = start_caller_driven(api)["id"]
         steps = f"/v1/workflows/{wid}/steps"
@@ -279,6 +315,12 @@ class TestDefinitions:
                 break
         assert len(seen) == len(set(seen)) == 4
         assert_problem(api.get("/v1/definitions", params={"cursor": "bogus"}), 422)
+
+    def test_a_cursor_that_is_not_an_ascii_offset_is_422(self, api: TestClient) -> None:
+        for cursor in ["bogus", *NOT_POSITIONS]:
+            body = assert_problem(api.get("/v1/definitions", params={"cursor": cursor}), 422,
+                                  "validation")
+            assert body["field"] == "cursor", cursor
 
     def test_other_content_under_a_registered_version_is_409(self, api: TestClient) -> None:
         api.post("/v1/definitions", json=self.DEFINITION)

@@ -8,7 +8,13 @@ from fastapi.testclient import TestClient
 from application.workflows import Workflows
 from cli.background import BackgroundServer
 from tests.e2e import api_support
-from tests.e2e.api_support import SseEvent, assert_problem, read_sse, start_caller_driven
+from tests.e2e.api_support import (
+    NOT_POSITIONS,
+    SseEvent,
+    assert_problem,
+    read_sse,
+    start_caller_driven,
+)
 
 # Fixtures this module uses.
 api = api_support.api
@@ -108,6 +114,11 @@ class TestEventStream:
             assert events[0].data["event_type"] == "Started"
 
     def test_a_malformed_last_event_id_is_422(self, live_api: BackgroundServer) -> None:
-        answer = httpx.get(f"{live_api.url}/v1/events/stream",
-                           headers={"Last-Event-ID": "abc"}, timeout=5)
-        assert_problem(answer, 422)
+        # Raw bytes beyond ASCII reach the app as Latin-1 text: b"\xb2" arrives as "²".
+        hostile: list[str | bytes] = ["abc", b"\xb2", b"\xa0", b"1\xb9", *NOT_POSITIONS,
+                                      "1 2", "0" * 21]
+        for value in hostile:
+            raw = value if isinstance(value, bytes) else value.encode()
+            answer = httpx.get(f"{live_api.url}/v1/events/stream",
+                               headers=[(b"Last-Event-ID", raw)], timeout=5)
+            assert_problem(answer, 422, "validation")

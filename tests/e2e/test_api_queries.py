@@ -129,6 +129,17 @@ class TestProgress:
         assert_problem(api.get("/v1/workflows", params={"status": "DONE"}), 422)
         assert_problem(api.get("/v1/workflows", params={"created_after": "soon"}), 422)
 
+    def test_a_time_is_iso_8601_never_a_unix_timestamp(self, api: TestClient) -> None:
+        wid = start_caller_driven(api)["id"]
+        for number in ("0", "1.5", "1700000000"):
+            for path, name in (("/v1/workflows", "created_after"),
+                               ("/v1/workflows", "created_before"), ("/v1/audit", "after"),
+                               ("/v1/audit", "before"), (f"/v1/workflows/{wid}/state", "at")):
+                assert_problem(api.get(path, params={name: number}), 422, "validation")
+        assert api.get("/v1/audit", params={"after": "2000-01-01"}).status_code == 200
+        assert api.get("/v1/audit", params={"after": "2000-01-01T00:00:00+02:00"}
+                       ).status_code == 200
+
     def test_min_position_waits_then_times_out_with_504(
             self, app: Workflows, read_models: api_support.ReadModelSet) -> None:
         quick = ApiConfig(min_position_timeout=0.3)
@@ -195,7 +206,8 @@ class TestLoadAndProjections:
         wid = start_caller_driven(api)["id"]
         started = api.post(f"/v1/workflows/{wid}/steps/reserve-inventory/start").json()
         rows = api.get("/v1/load", params=fresh(started["position"])).json()
-        inventory = [r for r in rows if r["service"] == "inventory-service"]
+        assert rows["next_cursor"] is None
+        inventory = [r for r in rows["items"] if r["service"] == "inventory-service"]
         assert inventory and inventory[0]["in_flight"] == 1
         assert_problem(api.get("/v1/load", params={"window_seconds": 0}), 422)
 
@@ -220,7 +232,7 @@ class TestLoadAndProjections:
             assert (reported.json()["load_score"], reported.json()["health"]) == (
                 43.5, "HEALTHY")
             rows = client.get("/v1/load", params=fresh(reported.json()["position"])).json()
-            row = next(r for r in rows if r["instance"] == instances[0])
+            row = next(r for r in rows["items"] if r["instance"] == instances[0])
             assert (row["service"], row["metrics"]["cpu_percent"]) == ("inventory-service", 75)
             assert_problem(client.post("/v1/load/metrics", json={
                 **metrics, "instance_id": "http://elsewhere"}), 404)
@@ -237,7 +249,9 @@ class TestLoadAndProjections:
         started = start_caller_driven(api)
         api.get("/v1/workflows", params=fresh(started["position"]))
         api.get("/v1/audit", params=fresh(started["position"]))
-        statuses = {s["name"]: s for s in api.get("/v1/projections").json()}
+        listed = api.get("/v1/projections").json()
+        assert listed["next_cursor"] is None
+        statuses = {s["name"]: s for s in listed["items"]}
         assert set(statuses) == {"progress", "load", "audit"}
         for status in statuses.values():
             assert status["head"] >= started["position"]
@@ -249,7 +263,8 @@ class TestLoadAndProjections:
         api.get("/v1/workflows", params=fresh(started["position"]))
 
         def progress() -> dict[str, Any]:
-            return next(s for s in api.get("/v1/projections").json() if s["name"] == "progress")
+            listed = api.get("/v1/projections").json()["items"]
+            return next(s for s in listed if s["name"] == "progress")
 
         before = progress()["generation"]
         answer = api.post("/v1/projections/progress/rebuild")

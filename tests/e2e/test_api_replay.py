@@ -12,7 +12,7 @@ from api.routers.replay import state_of
 from application.workflows import Workflows
 from domain.workflow import Workflow
 from tests.e2e import api_support
-from tests.e2e.api_support import assert_problem, start_caller_driven
+from tests.e2e.api_support import NOT_POSITIONS, assert_problem, start_caller_driven
 
 # Fixtures this module uses.
 api = api_support.api
@@ -75,6 +75,13 @@ class TestHistory:
                        params={"limit": 500, "cursor": first["next_cursor"]}).json()
         versions = [e["version"] for e in first["items"] + rest["items"]]
         assert versions == list(range(1, len(versions) + 1))
+
+    def test_a_cursor_that_is_not_an_ascii_offset_is_422(self, api: TestClient) -> None:
+        wid = start_caller_driven(api)["id"]
+        for cursor in ["bogus", *NOT_POSITIONS]:
+            body = assert_problem(api.get(f"/v1/workflows/{wid}/history",
+                                          params={"cursor": cursor}), 422, "validation")
+            assert body["field"] == "cursor", cursor
 
     def test_an_unknown_workflow_is_404(self, api: TestClient) -> None:
         unknown = "7d3c8f7e-0000-4000-8000-000000000001"
