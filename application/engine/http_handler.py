@@ -138,6 +138,23 @@ class HttpStepHandler:
                  tb: TracebackType | None) -> None:
         self.close()
 
+    def _post(self, url: str, content: bytes, headers: dict[str, str],
+              timeout_s: float) -> httpx.Response:
+        """POSTs within an overall deadline: httpx's timeouts bound each phase (connect,
+        write, every read), so a service trickling its answer byte by byte is cut off
+        here once the step's whole timeout has passed."""
+        deadline = time.monotonic() + timeout_s
+        with self._client.stream("POST", url, content=content, headers=headers,
+                                 timeout=timeout_s) as streamed:
+            chunks = []
+            for chunk in streamed.iter_raw():  # raw: the new Response decodes it
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the answer did not complete within the step "
+                                            "timeout", request=streamed.request)
+            return httpx.Response(streamed.status_code, headers=streamed.headers,
+                                  content=b"".join(chunks), request=streamed.request)
+
     def _call(self, instance: str, call: StepCall) -> tuple[StepOutcome, bool | None]:
         """The outcome (its duration filled in by the caller) and whether the instance was ok.
 
@@ -154,8 +171,7 @@ class HttpStepHandler:
         if call.correlation_id:
             headers["X-Correlation-ID"] = call.correlation_id
         try:
-            response = self._client.post(url, content=content, headers=headers,
-                                         timeout=call.timeout_s)
+            response = self._post(url, content, headers, call.timeout_s)
         except httpx.PoolTimeout:
             # Every pooled connection was busy: our congestion, not the instance's health.
             return self._failed(call, "TIMEOUT", f"no free connection to {where} within "

@@ -349,3 +349,37 @@ class TestRouting:
 
         service_registry.use_selector(always_spare)
         assert handler(step_call()).instance == spare
+
+
+class TestOverallDeadline:
+    def test_a_service_trickling_its_answer_is_cut_off_at_the_step_timeout(self) -> None:
+        import asyncio
+
+        from fastapi import FastAPI
+        from fastapi.responses import StreamingResponse
+
+        from cli.background import serve_in_background
+
+        trickle = FastAPI()
+
+        @trickle.post("/slow-service/op")
+        async def slow() -> StreamingResponse:
+            async def drip():  # type: ignore[no-untyped-def]
+                for _ in range(30):
+                    yield b" "
+                    await asyncio.sleep(0.1)
+                yield b"{}"
+            return StreamingResponse(drip(), media_type="application/json")
+
+        server = serve_in_background(trickle)
+        try:
+            registry = ServiceRegistry({"slow-service": [f"{server.url}/slow-service"]})
+            with HttpStepHandler(registry) as handler:
+                started = time.perf_counter()
+                outcome = handler(step_call("slow-service", "op", timeout_s=0.5))
+                elapsed = time.perf_counter() - started
+        finally:
+            server.stop()
+        assert outcome.error is not None
+        assert (outcome.error.error_type, outcome.error.recoverable) == (ErrorType.TIMEOUT, True)
+        assert elapsed < 1.5
