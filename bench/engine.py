@@ -19,7 +19,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -30,7 +29,7 @@ from application.database import Database
 from application.engine.dispatch import Dispatcher
 from application.engine.handlers import PythonHandler, StepCall
 from application.engine.worker import Worker
-from application.persistence import Claim, WesApplicationRecorder
+from application.persistence import WesApplicationRecorder
 from application.workflows import Workflows
 from bench import pg
 from bench.report import Figure, percentile, ratio
@@ -52,18 +51,22 @@ class CountingRecorder(WesApplicationRecorder):
         next(CountingRecorder.writes)
         return super().insert_events(stored_events, **kwargs)
 
-    def claim(self, owner: str, now: datetime, limit: int, lease_seconds: float) -> list[Claim]:
+    def claim(self, *args: Any, **kwargs: Any) -> Any:
         next(CountingRecorder.writes)
-        return super().claim(owner, now, limit, lease_seconds)
+        return super().claim(*args, **kwargs)
 
-    def renew(self, owner: str, workflow_ids: Sequence[UUID], lease_seconds: float) -> None:
+    def renew(self, owner: str, workflow_ids: Sequence[UUID], *args: Any, **kwargs: Any) -> Any:
         if workflow_ids:
             next(CountingRecorder.writes)
-        super().renew(owner, workflow_ids, lease_seconds)
+        return super().renew(owner, workflow_ids, *args, **kwargs)
 
-    def release(self, owner: str, workflow_id: UUID) -> None:
+    def release(self, *args: Any, **kwargs: Any) -> Any:
         next(CountingRecorder.writes)
-        super().release(owner, workflow_id)
+        return super().release(*args, **kwargs)
+
+    def settle(self, *args: Any, **kwargs: Any) -> Any:
+        next(CountingRecorder.writes)
+        return super().settle(*args, **kwargs)
 
 
 def _count(counter: itertools.count[int]) -> int:
@@ -145,6 +148,20 @@ class LagProbe:
             time.sleep(0.002)
 
 
+def _wait_until_done(app: Workflows, stall_seconds: float) -> None:
+    """Until the work queue is empty; raises if it stops shrinking for `stall_seconds`."""
+    left = app.store.work_queue_size()
+    moved = time.monotonic()
+    while left > 0:
+        time.sleep(0.02)
+        now_left = app.store.work_queue_size()
+        if now_left != left:
+            left, moved = now_left, time.monotonic()
+        elif time.monotonic() - moved > stall_seconds:
+            raise RuntimeError(f"the engine made no progress for {stall_seconds:.0f} s "
+                               f"({left} workflows left)")
+
+
 def _xact_commits(db: Database) -> int:
     with db.connect(autocommit=True) as conn:
         row = conn.execute("SELECT xact_commit FROM pg_stat_database"
@@ -193,8 +210,7 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4, seconds: float,
         worker.start()
         if probe is not None:
             probe.start()
-        while app.store.work_queue_size() > 0:
-            time.sleep(0.02)
+        _wait_until_done(app, stall_seconds=30.0)
         elapsed = time.perf_counter() - began
         writes = _count(CountingRecorder.writes) - writes_before
         worker.stop()
