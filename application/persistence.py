@@ -73,8 +73,9 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 _POSITION_BITS = 0x7FFFFFFF
 # Appends with up to this many events (or work items) send them as scalar parameters.
 _SCALAR_ROWS = 8
-# Reads check markers one by one up to this many missing positions, then read pg_locks.
-_PROBE_LIMIT = 256
+# Reads try markers one by one up to this many missing positions (each try holds a lock
+# slot until the statement's transaction ends), then read pg_locks instead.
+_PROBE_LIMIT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +271,7 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         self._probe_markers_sql = self._render(SQL(
             "SELECT g FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi),"
             " generate_series(r.lo, r.hi) AS g"
-            " WHERE CASE WHEN pg_try_advisory_lock_shared({m})"
-            " THEN NOT pg_advisory_unlock_shared({m}) ELSE true END"
+            " WHERE NOT pg_try_advisory_xact_lock_shared({m})"
         ).format(m=marker))
         self._held_markers_sql = self._render(SQL(
             "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
