@@ -178,7 +178,8 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4, seconds: float,
     clock = StepClock()
     python = PythonHandler()
     for service in SERVICES:
-        python.register(service, clock)
+        # In-process handlers run as local activities: the engine's path for them.
+        python.register(service, clock, local=True)
     dispatcher = Dispatcher(python)
     runner = probe = read_models = None
     idle_lags: list[float] = []
