@@ -1,5 +1,11 @@
-"""Fixtures of this directory: the simulated warehouse services (tests/conftest_simulator.py)."""
+"""Fixtures of this directory: the simulated warehouse services, and the projected mixed history."""
 
+from collections.abc import Iterator
+
+import pytest
+
+from application.database import Database
+from projections.read_models import ReadModels
 from tests.conftest_simulator import (  # noqa: F401
     service_registry,
     simulator,
@@ -7,3 +13,18 @@ from tests.conftest_simulator import (  # noqa: F401
     simulator_url,
     start_simulator,
 )
+from tests.support.projection_history import Projected, live_projection
+
+
+@pytest.fixture(scope="module")
+def projected(server: Database) -> Iterator[Projected]:
+    """The mixed history of tests/support/projection_history.py, projected live once for
+    the read-only tests of one module."""
+    with live_projection(server) as done:
+        yield done
+
+
+@pytest.fixture
+def models(projected: Projected) -> ReadModels:
+    """The read models of that history (a module may define its own `models`)."""
+    return projected.models

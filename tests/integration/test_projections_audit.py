@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
 
-from application.database import Database
 from domain.exceptions import InvalidValue
 from projections.read_models import ReadModels
 from tests.support.projection_history import (
@@ -17,19 +15,7 @@ from tests.support.projection_history import (
     RESERVE,
     Projected,
     all_pages,
-    live_projection,
 )
-
-
-@pytest.fixture(scope="module")
-def projected(server: Database) -> Iterator[Projected]:
-    with live_projection(server) as done:
-        yield done
-
-
-@pytest.fixture
-def models(projected: Projected) -> ReadModels:
-    return projected.models
 
 
 class TestAuditRows:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
@@ -22,12 +21,6 @@ from tests.support.projection_history import (
     start,
     timeout,
 )
-
-
-@pytest.fixture(scope="module")
-def projected(server: Database) -> Iterator[Projected]:
-    with live_projection(server) as done:
-        yield done
 
 
 def counters(rows: list[LoadRow]) -> dict[tuple[str, str], tuple[int, int, int, int]]:

@@ -20,22 +20,9 @@ from tests.support.projection_history import (
     RESERVE,
     Projected,
     all_pages,
-    live_projection,
     start,
     timeout,
 )
-
-
-@pytest.fixture(scope="module")
-def projected(server: Database) -> Iterator[Projected]:
-    """The mixed history, projected live once for this module's read-only tests."""
-    with live_projection(server) as done:
-        yield done
-
-
-@pytest.fixture
-def models(projected: Projected) -> ReadModels:
-    return projected.models
 
 
 @pytest.fixture
