@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -45,6 +45,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def fold(aggregate: Any, events: Iterable[Any]) -> Any:
+    """Applies events in turn: the library's projector, without its per-event runtime
+    Protocol isinstance check (~15 us an event, a quarter of a command's CPU)."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
 @dataclass(frozen=True, slots=True)
 class Started:
     """The answer to a start command."""
@@ -75,6 +83,7 @@ class Workflows(Application[UUID]):
     }
     # SystemLoad streams grow with every metrics report: snapshots keep them quick to load.
     snapshotting_intervals = {Workflow: 50, SystemLoad: 100}  # type: ignore[dict-item]
+    snapshotting_projectors = {Workflow: fold, SystemLoad: fold}  # type: ignore[dict-item]
 
     def __init__(self, env: Mapping[str, str] | None = None, clock: Clock = utc_now) -> None:
         super().__init__(env)
@@ -291,7 +300,7 @@ class Workflows(Application[UUID]):
 
     def get_workflow(self, workflow_id: UUID, version: int | None = None) -> Workflow:
         try:
-            wf = self.repository.get(workflow_id, version=version)
+            wf = self.repository.get(workflow_id, version=version, projector_func=fold)
         except AggregateNotFoundError:
             raise WorkflowNotFound(workflow_id) from None
         if not isinstance(wf, Workflow):
