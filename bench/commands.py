@@ -9,8 +9,8 @@ the same run.
 
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Callable
 from uuid import UUID
 
 from application.database import Database
@@ -26,16 +26,13 @@ def run_commands(app: Workflows, ids: list[list[UUID]], paused: dict[UUID, bool]
     """Commands per second over `seconds`, and each command's latency (seconds).
     `paused` says which workflows are paused (each belongs to one client)."""
     clients = len(ids)
-    counts = [0] * clients
     latencies: list[list[float]] = [[] for _ in range(clients)]
-    start = threading.Barrier(clients + 1)
-    deadline: list[float] = []
 
-    def client(i: int) -> None:
+    def client(i: int, ready: Callable[[], None], running: Callable[[], bool]) -> int:
         mine = ids[i]
-        start.wait()
+        ready()
         n = 0
-        while time.perf_counter() < deadline[0]:
+        while running():
             workflow_id = mine[n % len(mine)]
             began = time.perf_counter()
             if paused[workflow_id]:
@@ -45,17 +42,10 @@ def run_commands(app: Workflows, ids: list[list[UUID]], paused: dict[UUID, bool]
             paused[workflow_id] = not paused[workflow_id]
             latencies[i].append(time.perf_counter() - began)
             n += 1
-        counts[i] = n
+        return n
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    deadline.append(time.perf_counter() + seconds)
-    began = time.perf_counter()
-    start.wait()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - began), [x for xs in latencies for x in xs]
+    rate = pg.run_clients(clients, seconds, client)
+    return rate, [x for xs in latencies for x in xs]
 
 
 def measure(db: Database, *, clients: int = 8, seconds: float, rounds: int) -> Figure:

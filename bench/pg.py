@@ -6,7 +6,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
 
@@ -52,26 +52,20 @@ def server_facts(db: Database) -> tuple[str, dict[str, str]]:
     return str(version), settings
 
 
-def raw_commits(db: Database, clients: int, seconds: float) -> float:
-    """Single-row INSERT commits per second with `clients` connections (threads)."""
-    with db.connect(autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS bench_raw_commits"
-                     " (id bigserial PRIMARY KEY, payload bytea NOT NULL)")
+def run_clients(clients: int, seconds: float,
+                work: Callable[[int, Callable[[], None], Callable[[], bool]], int]) -> float:
+    """Runs `work(i, ready, running)` in `clients` threads that start together: each sets
+    itself up, calls `ready()`, works while `running()` and returns how many operations it
+    did. Answers operations per second over the run."""
     counts = [0] * clients
     start = threading.Barrier(clients + 1)
     deadline: list[float] = []
 
+    def running() -> bool:
+        return time.perf_counter() < deadline[0]
+
     def client(i: int) -> None:
-        with db.connect(autocommit=True) as conn:
-            conn.execute("INSERT INTO bench_raw_commits (payload) VALUES (%s)", (PAYLOAD,),
-                         prepare=True)
-            start.wait()
-            n = 0
-            while time.perf_counter() < deadline[0]:
-                conn.execute("INSERT INTO bench_raw_commits (payload) VALUES (%s)", (PAYLOAD,),
-                             prepare=True)
-                n += 1
-            counts[i] = n
+        counts[i] = work(i, start.wait, running)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
@@ -82,6 +76,27 @@ def raw_commits(db: Database, clients: int, seconds: float) -> float:
     for thread in threads:
         thread.join()
     return sum(counts) / (time.perf_counter() - began)
+
+
+def raw_commits(db: Database, clients: int, seconds: float) -> float:
+    """Single-row INSERT commits per second with `clients` connections (threads)."""
+    with db.connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_raw_commits"
+                     " (id bigserial PRIMARY KEY, payload bytea NOT NULL)")
+
+    def client(i: int, ready: Callable[[], None], running: Callable[[], bool]) -> int:
+        with db.connect(autocommit=True) as conn:
+            conn.execute("INSERT INTO bench_raw_commits (payload) VALUES (%s)", (PAYLOAD,),
+                         prepare=True)
+            ready()
+            n = 0
+            while running():
+                conn.execute("INSERT INTO bench_raw_commits (payload) VALUES (%s)", (PAYLOAD,),
+                             prepare=True)
+                n += 1
+            return n
+
+    return run_clients(clients, seconds, client)
 
 
 def raw_copy(db: Database, rows: int) -> float:
