@@ -66,6 +66,11 @@ CHECKS = [no_server_error, checks.status_code_conformance,
           checks.content_type_conformance, checks.response_headers_conformance,
           checks.response_schema_conformance, checks.negative_data_rejection,
           checks.ignored_auth]
+# Random negative generation "breaks" a string query parameter into `false` or `[]`, but on
+# the wire that is still the text "false": a valid string the API rightly accepts. So the
+# random run leaves out the negative-data check (ST201); the deterministic coverage run,
+# whose invalid cases are truly invalid on the wire, keeps it.
+RANDOM_CHECKS = [check for check in CHECKS if check is not checks.negative_data_rejection]
 
 
 @pytest.fixture
@@ -93,10 +98,10 @@ class Exercised:
         self.statuses: Counter[int] = Counter()
         self.failures: dict[str, list[str]] = {}
 
-    def call(self, case: Case) -> None:
+    def call(self, case: Case, contract: list = CHECKS) -> None:  # type: ignore[type-arg]
         """Sends the case with the admin key and checks the answer against the contract."""
         self.headers |= {name.lower() for name in case.headers or {}}
-        response = case.call_and_validate(headers=ADMIN, checks=CHECKS)
+        response = case.call_and_validate(headers=ADMIN, checks=contract)
         self.statuses[response.status_code] += 1
 
     def fail(self, operation: APIOperation, error: BaseException) -> None:
@@ -151,7 +156,7 @@ def test_generated_requests_keep_the_contract(api_schema: BaseSchema) -> None:
         @settings(max_examples=EXAMPLES, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def keeps_contract(case: Case) -> None:
-            seen.call(case)
+            seen.call(case, RANDOM_CHECKS)
 
         try:
             keeps_contract()
