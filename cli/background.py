@@ -1,4 +1,4 @@
-"""Running an ASGI app on a free loopback port in a background thread (demo, bench, tests)."""
+"""Running an ASGI app on a loopback port in a background thread (demo, tests, simulator)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import uvicorn
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now (for a server started in another process)."""
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
@@ -23,24 +24,38 @@ class BackgroundServer:
 
     server: uvicorn.Server
     thread: threading.Thread
-    url: str
+    host: str
+    port: int
 
-    def stop(self) -> None:
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True
-        self.thread.join(10)
+        self.thread.join(timeout)
 
 
-def serve_in_background(app: Any, host: str = "127.0.0.1", port: int | None = None,
-                        timeout: float = 10.0) -> BackgroundServer:
-    port = port or free_port(host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="on")
+def serve_in_background(app: Any, host: str = "127.0.0.1", port: int = 0,
+                        timeout: float = 10.0, *, lifespan: str = "on",
+                        graceful_seconds: int | None = None,
+                        name: str = "uvicorn") -> BackgroundServer:
+    """Serves `app`; port 0 picks a free port, bound before the thread starts (no race)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = int(sock.getsockname()[1])
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan,
+                            timeout_graceful_shutdown=graceful_seconds)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name=f"{name}-{bound}", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"server on {host}:{port} did not start")
-        time.sleep(0.02)
-    return BackgroundServer(server, thread, f"http://{host}:{port}")
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError(f"{name} did not start on {host}:{bound}")
+        time.sleep(0.01)
+    return BackgroundServer(server, thread, host, bound)

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from types import TracebackType
 
-import uvicorn
 from fastapi import FastAPI
 
+from cli.background import BackgroundServer, serve_in_background
 from simulator.server import DEFAULT_INSTANCE_ID, SimulatorState, create_app
 
 
 class RunningSimulator:
-    """A simulator served by uvicorn in a daemon thread; `base_url` is where it answers."""
+    """A simulator served in a daemon thread; `base_url` is where it answers."""
 
-    def __init__(self, app: FastAPI, server: uvicorn.Server, thread: threading.Thread,
-                 host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, running: BackgroundServer) -> None:
         self.app = app
-        self.server = server
-        self.thread = thread
-        self.host = host
-        self.port = port
-        self.base_url = f"http://{host}:{port}"
+        self.running = running
+        self.host = running.host
+        self.port = running.port
+        self.base_url = running.url
 
     @property
     def state(self) -> SimulatorState:
@@ -41,8 +36,7 @@ class RunningSimulator:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stops serving and waits for the thread to end."""
-        self.server.should_exit = True
-        self.thread.join(timeout)
+        self.running.stop(timeout)
 
     def __enter__(self) -> RunningSimulator:
         return self
@@ -57,22 +51,7 @@ def start_simulator(instance_id: str = DEFAULT_INSTANCE_ID, *, seed: int | None 
                     startup_timeout: float = 10.0) -> RunningSimulator:
     """Starts a simulator instance; port 0 picks a free port (bound before the thread starts)."""
     app = create_app(instance_id, seed=seed)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound_port = int(sock.getsockname()[1])
     # A short graceful shutdown: a call held by a latency fault must not hold up the stop.
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name=f"simulator-{instance_id}-{bound_port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise RuntimeError(f"simulator {instance_id} did not start on {host}:{bound_port}")
-        time.sleep(0.01)
-    return RunningSimulator(app, server, thread, host, bound_port)
+    running = serve_in_background(app, host, port, startup_timeout, lifespan="off",
+                                  graceful_seconds=1, name=f"simulator-{instance_id}")
+    return RunningSimulator(app, running)
