@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,11 +48,18 @@ class Result:
     failures: list[str]
 
 
-def run(quick: bool = False, console: Console | None = None, sizes: Sizes | None = None
-        ) -> Result:
-    """Measures every figure; a figure whose part is missing is reported as not available."""
+def run(quick: bool = False, console: Console | None = None, sizes: Sizes | None = None,
+        only: Collection[str] = ()) -> Result:
+    """Measures every figure (or those in `only`; `api` needs the engine's workflows, so it
+    runs the engine too); a figure whose part is missing is reported as not available."""
     console = console or Console(stderr=True)
     sizes = sizes or Sizes.of(quick)
+    unknown = set(only) - set(ORDER)
+    if unknown:
+        raise ValueError(f"unknown figure(s): {', '.join(sorted(unknown))}; known: {', '.join(ORDER)}")
+    wanted = set(only or ORDER)
+    if "api" in wanted:
+        wanted |= {"engine", "lag"}
     found: dict[str, Figure] = {}
     failures: list[str] = []
     with pg.throwaway_database() as db:
@@ -84,28 +91,24 @@ def run(quick: bool = False, console: Console | None = None, sizes: Sizes | None
 
         from bench import commands, engine, replay
 
-        figure = attempt(("commands",), lambda: commands.measure(
-            schema("commands"), seconds=sizes.seconds, rounds=sizes.rounds))
-        if figure:
+        if "commands" in wanted and (figure := attempt(("commands",), lambda: commands.measure(
+                schema("commands"), seconds=sizes.seconds, rounds=sizes.rounds))):
             found["commands"] = figure
-        ran = attempt(("engine", "lag"), lambda: engine.measure(
-            schema("engine"), sagas=sizes.sagas, seconds=sizes.seconds))
         ids = []
-        if ran:
+        if wanted & {"engine", "lag"} and (ran := attempt(("engine", "lag"), lambda: engine.measure(
+                schema("engine"), sagas=sizes.sagas, seconds=sizes.seconds))):
             found["engine"], found["lag"], ids = ran
-        figure = attempt(("rebuild",), lambda: _rebuild(schema("rebuild"), sizes))
-        if figure:
+        if "rebuild" in wanted and (figure := attempt(
+                ("rebuild",), lambda: _rebuild(schema("rebuild"), sizes))):
             found["rebuild"] = figure
-        if ids:
-            figure = attempt(("api",), lambda: _api(db.with_schema("engine"), ids, sizes))
-            if figure:
-                found["api"] = figure
-        figure = attempt(("replay",), lambda: replay.measure(
-            schema("replay"), samples=sizes.replay_samples))
-        if figure:
+        if "api" in wanted and ids and (figure := attempt(
+                ("api",), lambda: _api(db.with_schema("engine"), ids, sizes))):
+            found["api"] = figure
+        if "replay" in wanted and (figure := attempt(("replay",), lambda: replay.measure(
+                schema("replay"), samples=sizes.replay_samples))):
             found["replay"] = figure
     figures = [found.get(name) or Figure.unavailable(name, *TARGETS[name], "not measured")
-               for name in ORDER]
+               for name in ORDER if name in wanted]
     return Result(info, figures, failures)
 
 

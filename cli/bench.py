@@ -15,6 +15,9 @@ def bench(
                      ] = False,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results here.")
                          ] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Measure only this figure (repeatable): commands, engine, rebuild, lag, "
+                       "api, replay.")] = None,
 ) -> None:
     """Run the benchmarks on a throw-away database and print each figure with its baseline."""
     from bench import runner
@@ -22,7 +25,10 @@ def bench(
     from cli.main import fail
 
     console = Console(width=None if sys.stdout.isatty() else 120)
-    result = runner.run(quick=quick, console=Console(stderr=True))
+    try:
+        result = runner.run(quick=quick, console=Console(stderr=True), only=only or ())
+    except ValueError as e:
+        fail(str(e))
     console.print(runner.table(result))
     for line in runner.baselines(result):
         console.print(f"  baseline of {line}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from rich.console import Console
 
 from bench import runner
@@ -23,3 +24,15 @@ def test_every_figure_is_measured_with_its_baseline_and_written_as_json() -> Non
         assert figure["baseline"] is not None and figure["baseline"] > 0, figure
         assert figure["ratio"] == figure["value"] / figure["baseline"]
     assert data["machine"]["cpus"] and data["machine"]["postgresql"]
+
+
+def test_only_measures_the_figures_asked_for_and_the_engine_the_api_needs() -> None:
+    result = runner.run(console=Console(quiet=True), sizes=TINY, only=["replay", "api"])
+    assert result.failures == []
+    assert [f.name for f in result.figures] == ["engine", "lag", "api", "replay"]
+    assert all(f.value is not None for f in result.figures)
+
+
+def test_only_rejects_an_unknown_figure_before_measuring_anything() -> None:
+    with pytest.raises(ValueError, match=r"latency.*known: commands"):
+        runner.run(console=Console(quiet=True), sizes=TINY, only=["latency"])
