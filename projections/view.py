@@ -21,7 +21,7 @@ import re
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -30,7 +30,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from projections.locks import LockKey, LockRole, lock_key
 from projections.waiting import poll_until
@@ -40,6 +40,7 @@ TABLE_PREFIX = "wes_"
 SWITCH_LOCK_TIMEOUT = "5s"
 
 S = TypeVar("S")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,15 @@ class ProjectionStatus:
     error_position: int | None = None
 
 
+def _as_strings(statements: T) -> T:
+    """The same statements as plain strings. psycopg caches the conversion of a string
+    query, but turns a `Composed` into bytes again on every execute (measured: 15 % of a
+    live projector's time went there)."""
+    return replace(statements, **{  # type: ignore[type-var]
+        f.name: value.as_string() for f in fields(statements)  # type: ignore[arg-type]
+        if isinstance(value := getattr(statements, f.name), Composable)})
+
+
 class BatchTransaction(Generic[S]):
     """Writes to one generation in one transaction; events up to `after` are already in."""
 
@@ -149,7 +159,8 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
             "SELECT generation, building, error, error_position FROM {} WHERE name = %s"
         ).format(pointer)
         self._select_pointer = select_pointer
-        self._select_pointer_for_share = select_pointer + SQL(" FOR SHARE")
+        # Every live batch runs it: a string, whose conversion psycopg caches.
+        self._select_pointer_for_share = (select_pointer + SQL(" FOR SHARE")).as_string()
         self._select_pointer_for_update = select_pointer + SQL(" FOR UPDATE")
         self._set_building = SQL("UPDATE {} SET building = %s WHERE name = %s").format(pointer)
         self._switch_pointer = SQL(
@@ -355,7 +366,8 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
                 position=SQL("SELECT notification_id FROM {} WHERE application_name = %s"
                              ).format(tables.tracking),
             )
-            cached = (tables, tracking, self.generation_statements(tables))
+            cached = (tables, _as_strings(tracking),
+                      _as_strings(self.generation_statements(tables)))
             self._generations[generation] = cached
         return cached
 
