@@ -67,6 +67,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
+from application.connection_check import check_now_and_then
+
 # Markers live in the two-int advisory-lock space (classid = a hash of the table, objid =
 # the position's low 31 bits). A hash collision can only make a reader or writer wait for
 # another transaction to end; it can never make a reader pass over an event.
@@ -111,6 +113,7 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
+        check_now_and_then(datastore)
         schema = Identifier(datastore.schema)
         self.work_table_name = events_table_name.rsplit("_events", 1)[0] + "_work_queue"
         work = Identifier(self.work_table_name)

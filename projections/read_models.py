@@ -9,6 +9,7 @@ from typing import Any
 from eventsourcing.postgres import PostgresFactory
 from eventsourcing.utils import Environment
 
+from application.connection_check import check_now_and_then
 from application.workflows import Workflows
 from projections.audit import AuditProjection, PostgresAuditView
 from projections.base import BatchProjection
@@ -43,6 +44,7 @@ class ReadModels:
 
     def __init__(self, env: Mapping[str, str], app: Workflows | None = None) -> None:
         self._factory = PostgresFactory(Environment("WES_PROJECTIONS", dict(env)))
+        check_now_and_then(self._factory.datastore)
         self.progress: PostgresProgressView = self._factory.tracking_recorder(
             PostgresProgressView)
         self.load: PostgresLoadView = self._factory.tracking_recorder(PostgresLoadView)
