@@ -73,6 +73,29 @@ class HistoryEvent:
     data: dict[str, Any]
 
 
+class _DefinitionCache:
+    """A loaded catalog and the definitions parsed from it (definition versions never
+    change once registered, so a parsed one stays valid)."""
+
+    def __init__(self, catalog: DefinitionCatalog) -> None:
+        self.catalog = catalog
+        self._parsed: dict[tuple[str, int], WorkflowDefinition] = {}
+
+    def get(self, name: str, version: int | None) -> WorkflowDefinition | None:
+        if version is None:
+            versions = self.catalog.versions(name)
+            if not versions:
+                return None
+            version = versions[-1]
+        key = (name, version)
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            parsed = self.catalog.get(name, version)
+            if parsed is not None:
+                self._parsed[key] = parsed
+        return parsed
+
+
 class Workflows(Application[UUID]):
     """Event-sourced workflows and definitions, on PostgreSQL."""
 
@@ -88,6 +111,7 @@ class Workflows(Application[UUID]):
     def __init__(self, env: Mapping[str, str] | None = None, clock: Clock = utc_now) -> None:
         super().__init__(env)
         self.clock = clock
+        self._definition_cache: _DefinitionCache | None = None
 
     @property
     def store(self) -> WesApplicationRecorder:
@@ -128,10 +152,28 @@ class Workflows(Application[UUID]):
             self.register_definition(data, actor="system")
 
     def _catalog(self) -> DefinitionCatalog:
+        """A fresh copy of the catalog, to register a definition on."""
         try:
             return cast(DefinitionCatalog, self.repository.get(CATALOG_ID))
         except AggregateNotFoundError:
             return DefinitionCatalog()
+
+    def _definitions(self) -> _DefinitionCache:
+        """The catalog to read from: the one last loaded, for as long as its stream has no
+        newer event (one indexed query per start, instead of loading and folding the
+        stream and parsing the definition again). Never mutated: registering loads a copy."""
+        cached = self._definition_cache
+        if cached is not None and not self._catalog_moved_past(cached.catalog.version):
+            return cached
+        try:
+            catalog = cast(DefinitionCatalog, self.repository.get(CATALOG_ID))
+        except AggregateNotFoundError:
+            return _DefinitionCache(DefinitionCatalog())  # nothing to keep yet
+        cached = self._definition_cache = _DefinitionCache(catalog)
+        return cached
+
+    def _catalog_moved_past(self, version: int) -> bool:
+        return bool(self.recorder.select_events(CATALOG_ID, gt=version, limit=1))
 
     def register_definition(self, data: Mapping[str, Any] | WorkflowDefinition,
                             actor: str = "admin") -> tuple[WorkflowDefinition, int | None]:
@@ -150,15 +192,16 @@ class Workflows(Application[UUID]):
         raise ConcurrencyConflict(CATALOG_ID)
 
     def get_definition(self, name: str, version: int | None = None) -> WorkflowDefinition:
-        definition = self._catalog().get(name, version)
+        definition = self._definitions().get(name, version)
         if definition is None:
             raise DefinitionNotFound(name, version)
         return definition
 
     def list_definitions(self) -> list[WorkflowDefinition]:
-        catalog = self._catalog()
+        definitions = self._definitions()
+        catalog = definitions.catalog
         return [d for n in catalog.names() for v in catalog.versions(n)
-                if (d := catalog.get(n, v)) is not None]
+                if (d := definitions.get(n, v)) is not None]
 
     # ------------------------------------------------------------------ starting
 

@@ -239,6 +239,22 @@ class TestDefinitions:
             app.register_definition(data)
         assert app.recorder.max_notification_id() == head
 
+    def test_a_definition_another_process_registers_is_seen_at_once(self, app, db):
+        app.get_definition("order-fulfillment")  # this process has read the catalog
+        other = Workflows(env=db.env())
+        try:
+            data = other.get_definition("order-fulfillment").to_dict() | {"version": 2}
+            data["steps"] = data["steps"][:1]
+            other.register_definition(data)
+            other.register_definition(data | {"name": "single-pick"})
+        finally:
+            other.close()
+        assert app.get_definition("order-fulfillment").version == 2
+        assert app.get_definition("order-fulfillment", 1).version == 1
+        assert len(app.get_definition("single-pick").steps) == 1
+        wf_id = app.start_workflow(definition="single-pick", input={"orderId": "o-1"}).workflow_id
+        assert app.get_workflow(wf_id).definition_id == "single-pick"
+
     def test_registering_the_same_version_again_is_idempotent(self, app):
         head = app.recorder.max_notification_id()
         _definition, position = app.register_definition(
