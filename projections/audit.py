@@ -3,6 +3,7 @@ event type and time (API.md `GET /v1/audit`, `GET /v1/workflows/{id}/audit`)."""
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from datetime import datetime
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
+import orjson
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 
@@ -23,6 +25,12 @@ COLUMNS = ("position", "workflow_id", "version", "event_type", "timestamp", "act
            "correlation_id", "step_id", "data")
 # Rows per batch above which COPY beats a pipelined INSERT (a rebuild's batches).
 COPY_THRESHOLD = 64
+_BASE_FIELDS = frozenset(("originator_id", "originator_version", "timestamp", "originator_topic"))
+# Datetimes go through `default` (isoformat, exactly as `event_data`), and dataclasses are
+# refused as `json.dumps` refuses them; the other types orjson writes natively (str, int,
+# float, bool, None, dict, list, tuple, UUID, str/int enums) come out as `event_data` +
+# `json.dumps` write them, which the tests check value for value.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +157,30 @@ class PostgresAuditView(GenerationalView[_AuditSQL], AuditView):
         return _page(rows, limit, "audit", key)
 
 
+def _isoformat(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def event_json(event: Event) -> bytes:
+    """The audit row's `data`: `event_data(event)` as JSON, written by orjson from the
+    event's fields in one C call (walking and re-encoding them in Python cost a rebuild
+    over a fifth of its time). Anything orjson will not write the same way (non-str keys,
+    64-bit overflow, other types) takes the `event_data` + `json.dumps` path, which
+    succeeds or fails as it always did."""
+    fields = {k: v for k, v in vars(event).items() if k not in _BASE_FIELDS}
+    try:
+        return orjson.dumps(fields, default=_isoformat, option=_ORJSON_OPTIONS)
+    except TypeError:
+        return json.dumps(event_data(event)).encode()
+
+
+def _passthrough(data: bytes) -> bytes:
+    """The Jsonb dumper for data already serialised by `event_json`."""
+    return data
+
+
 def _page(rows: Sequence[Mapping[str, Any]], limit: int, kind: str,
           key: Mapping[str, Any]) -> Page[AuditRow]:
     items = tuple(AuditRow(**{c: r[c] for c in COLUMNS}) for r in rows[:limit])
@@ -181,7 +213,7 @@ class AuditProjection(BatchProjection[PostgresAuditView]):
         state.rows.append((
             position, event.originator_id, event.originator_version, type(event).__name__,
             event.timestamp, actor, event.correlation_id, getattr(event, "step_id", None),
-            Jsonb(event_data(event)),
+            Jsonb(event_json(event), _passthrough),
         ))
 
     def save(self, tx: BatchTransaction[Any], state: _Batch) -> None:
