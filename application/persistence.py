@@ -131,12 +131,12 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         ).format(idx=Identifier(self.work_table_name + "_due_idx"), schema=schema, work=work))
         # An upsert keeps any lease: a command saved while a worker holds the item must not
         # take it away from that worker.
-        self._upsert_work = SQL(
+        self._upsert_work = self._render(SQL(
             "INSERT INTO {schema}.{work} (workflow_id, due_at, priority) VALUES (%s, %s, %s) "
             "ON CONFLICT (workflow_id) DO UPDATE SET due_at = EXCLUDED.due_at, "
             "priority = EXCLUDED.priority"
-        ).format(schema=schema, work=work)
-        self._claim = SQL(
+        ).format(schema=schema, work=work))
+        self._claim = self._render(SQL(
             "WITH c AS (SELECT workflow_id FROM {schema}.{work}"
             " WHERE due_at <= %s AND (lease_until IS NULL OR lease_until < now())"
             " ORDER BY priority, due_at LIMIT %s FOR UPDATE SKIP LOCKED)"
@@ -144,47 +144,47 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             " lease_until = now() + make_interval(secs => %s), claims = w.claims + 1"
             " FROM c WHERE w.workflow_id = c.workflow_id"
             " RETURNING w.workflow_id, w.due_at, w.priority"
-        ).format(schema=schema, work=work)
-        self._renew = SQL(
+        ).format(schema=schema, work=work))
+        self._renew = self._render(SQL(
             "UPDATE {schema}.{work} SET lease_until = now() + make_interval(secs => %s)"
             " WHERE lease_owner = %s AND workflow_id = ANY(%s)"
-        ).format(schema=schema, work=work)
+        ).format(schema=schema, work=work))
         # Releasing may hold the item back a while (`not_before`): backpressure, when no
         # instance of the step's service can take work, costs no event and no retry.
-        self._release = SQL(
+        self._release = self._render(SQL(
             "UPDATE {schema}.{work} SET lease_owner = NULL, lease_until = %s"
             " WHERE workflow_id = %s AND lease_owner = %s"
-        ).format(schema=schema, work=work)
+        ).format(schema=schema, work=work))
         # Settling an item whose workflow had nothing to do: due_at, unchanged since the
         # claim, is the optimistic token (any save rewrites it), so a command saved
         # meanwhile is never overwritten.
-        self._settle = SQL(
+        self._settle = self._render(SQL(
             "UPDATE {schema}.{work} SET due_at = %s, lease_owner = NULL, lease_until = NULL"
             " WHERE workflow_id = %s AND lease_owner = %s AND due_at = %s"
-        ).format(schema=schema, work=work)
-        self._settle_delete = SQL(
+        ).format(schema=schema, work=work))
+        self._settle_delete = self._render(SQL(
             "DELETE FROM {schema}.{work}"
             " WHERE workflow_id = %s AND lease_owner = %s AND due_at = %s"
-        ).format(schema=schema, work=work)
-        self._insert_missing_work = SQL(
+        ).format(schema=schema, work=work))
+        self._insert_missing_work = self._render(SQL(
             "INSERT INTO {schema}.{work} (workflow_id, due_at, priority) VALUES (%s, %s, %s)"
             " ON CONFLICT (workflow_id) DO NOTHING"
-        ).format(schema=schema, work=work)
-        self._next_due = SQL(
+        ).format(schema=schema, work=work))
+        self._next_due = self._render(SQL(
             "SELECT min(greatest(due_at, coalesce(lease_until, due_at))) AS next FROM {schema}.{work}"
-        ).format(schema=schema, work=work)
-        self._count_work = SQL("SELECT count(*) AS n FROM {schema}.{work}").format(
-            schema=schema, work=work)
+        ).format(schema=schema, work=work))
+        self._count_work = self._render(SQL("SELECT count(*) AS n FROM {schema}.{work}").format(
+            schema=schema, work=work))
         self._truncate_work = SQL("TRUNCATE {schema}.{work}").format(schema=schema, work=work)
         events = Identifier(self.events_table_name)
-        self._history = SQL(
+        self._history = self._render(SQL(
             "SELECT notification_id, originator_version, topic, state FROM {schema}.{events}"
             " WHERE originator_id = %s ORDER BY originator_version"
-        ).format(schema=schema, events=events)
-        self._positions = SQL(
+        ).format(schema=schema, events=events))
+        self._positions = self._render(SQL(
             "SELECT originator_version, notification_id FROM {schema}.{events}"
             " WHERE originator_id = %s AND originator_version = ANY(%s)"
-        ).format(schema=schema, events=events)
+        ).format(schema=schema, events=events))
         self._aggregate_ids = SQL(
             "SELECT DISTINCT originator_id FROM {schema}.{events} WHERE topic = %s"
         ).format(schema=schema, events=events)

@@ -58,6 +58,7 @@ class _Drive:
     saved: bool = False
     wakeup: datetime | None = None  # when it next has something to do (None: never)
     idle: bool = False  # it ended with nothing to do now
+    removed: bool = False  # its last save removed its work item: nothing left to release
     not_before: datetime | None = None  # backpressure: no instance can take the call
 
 
@@ -193,6 +194,8 @@ class Worker:
     def _release(self, claim: Claim, result: _Drive) -> None:
         for attempt in range(20):
             try:
+                if result.removed:
+                    return  # the save that ended it deleted the item, and our lease with it
                 if result.idle and not result.saved and self.app.store.settle(
                         self.worker_id, claim.workflow_id, claim.due_at, result.wakeup):
                     # Nothing to do and nothing saved: the item was stale (a repair, say);
@@ -265,6 +268,9 @@ class Worker:
                 with contextlib.suppress(ConcurrencyConflict):
                     self.app.save_workflow(wf, self.clock())
                     result.saved = True
+                    # Saved with no wake-up (finished, or waiting for an operator): the same
+                    # statement deleted the work item (see Workflows.save_workflow).
+                    result.removed = result.idle and result.wakeup is None
         # When still busy the work item stays due, so it is claimed again.
         return result
 

@@ -120,6 +120,24 @@ class TestHappyPath:
         wait_for(lambda: app.store.work_queue_size() == 0, 5, message="empty work queue")
 
 
+    def test_a_saga_finished_in_one_claim_needs_no_release_after_its_last_save(
+            self, app, services, monkeypatch):
+        released: list[Any] = []
+        release = app.store.release
+        monkeypatch.setattr(app.store, "release",
+                            lambda *a, **k: released.append(a) or release(*a, **k))
+        python = PythonHandler()
+        for service in ("inventory-service", "robotics-service", "warehouse-service",
+                        "packing-service"):
+            python.register(service, services, local=True)
+        engine = Worker(app, Dispatcher(python), concurrency=1, poll_seconds=0.05)
+        wf_id = start(app)
+        assert engine.run_once() == 1
+        assert app.get_workflow(wf_id).status.value == "COMPLETED"
+        assert app.store.work_queue_size() == 0  # the last save deleted the item
+        assert released == []
+
+
 class TestRetries:
     def test_retries_a_recoverable_failure_and_then_completes(self, app, worker, services):
         services.fail_next("pick", ConnectionError("robot network down"))
