@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import Notification, OperationalError
 
-from projections.base import BatchProjection, to_events
+from projections.base import BatchProjection, Item, UnhandledEvent, to_events
 from projections.locks import LockRole, LockSession
 from projections.read_models import PROJECTION_NAMES, ReadModels
 
@@ -127,30 +128,49 @@ def _prepare(projection: BatchProjection[Any], application_name: str,
 def _replay(read_models: ReadModels, targets: Sequence[_Target], batch_size: int,
             on_progress: Progress | None, events: int) -> int:
     """Feeds the history after the targets' positions to them, batch by batch, until a
-    short batch shows the head is near; returns the events read so far."""
+    short batch shows the head is near; returns the events read so far.
+
+    The work overlaps: while the targets write one batch (each in a thread and a
+    transaction of its own), the next batch is read and decoded. Each target still takes
+    its batches in order, one transaction each, so nothing changes about what it writes;
+    only waits on PostgreSQL (a COPY, a commit) no longer hold the others up.
+    """
     app = read_models.app
-    position = min(t.position for t in targets)
-    head = app.recorder.max_notification_id() or 0
-    while True:
+    label = ",".join(t.projection.name for t in targets)
+
+    def read(after: int) -> tuple[Sequence[Notification], list[Item], UnhandledEvent | None]:
         notifications = app.recorder.select_notifications(
-            start=position, limit=batch_size, inclusive_of_start=False)
-        if not notifications:
-            break
-        items, unreadable = to_events(app, ",".join(t.projection.name for t in targets),
-                                      notifications)
-        for target in targets:
-            target.projection.process_batch(items, generation=target.generation)
+            start=after, limit=batch_size, inclusive_of_start=False)
+        return (notifications, *to_events(app, label, notifications))
+
+    head = app.recorder.max_notification_id() or 0
+    with ThreadPoolExecutor(max_workers=len(targets) + 1,
+                            thread_name_prefix="rebuild") as pool:
+        pending = pool.submit(read, min(t.position for t in targets))
+        while True:
+            notifications, items, unreadable = pending.result()
+            if not notifications:
+                break
+            position = notifications[-1].id
+            full = len(notifications) == batch_size
+            if full and unreadable is None:
+                pending = pool.submit(read, position)
+            writes = [pool.submit(t.projection.process_batch, items, generation=t.generation)
+                      for t in targets]
+            failures = [e for e in (w.exception() for w in writes) if e is not None]
+            if failures:
+                raise failures[0]
             if items:
-                target.position = max(target.position, items[-1][1].notification_id)
-        if unreadable is not None:
-            raise unreadable
-        position = notifications[-1].id
-        events += len(notifications)
-        head = max(head, position)
-        if on_progress is not None:
-            on_progress(events, position, head)
-        if len(notifications) < batch_size:
-            break
+                for target in targets:
+                    target.position = max(target.position, items[-1][1].notification_id)
+            if unreadable is not None:
+                raise unreadable
+            events += len(notifications)
+            head = max(head, position)
+            if on_progress is not None:
+                on_progress(events, position, head)
+            if not full:
+                break
     return events
 
 
