@@ -242,6 +242,7 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         columns = SQL("SELECT originator_version, topic, state FROM {}.{} WHERE originator_id = %s"
                       ).format(schema, events)
         self._select_events_sql: dict[tuple[bool, bool, bool, bool], str] = {}
+        self._latest_sql: dict[str, str] = {}
         for gt in (False, True):
             for lte in (False, True):
                 for desc in (False, True):
@@ -406,6 +407,37 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         return positions
 
     # ---- the event log: reading
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_latest(self, originator_id: UUID, snapshots_table: str
+                      ) -> tuple[StoredEvent | None, list[StoredEvent]]:
+        """An aggregate's latest snapshot (in `snapshots_table`) and its events after it, in
+        one statement: the library's repository asks twice (a round trip each, on every
+        load of a workflow)."""
+        query = self._latest_sql.get(snapshots_table)
+        if query is None:
+            schema = Identifier(self.datastore.schema)
+            query = self._latest_sql[snapshots_table] = self._render(SQL(
+                "WITH s AS (SELECT originator_version, topic, state FROM {schema}.{snapshots}"
+                " WHERE originator_id = %s ORDER BY originator_version DESC LIMIT 1)"
+                " SELECT true AS snapshot, originator_version, topic, state FROM s"
+                " UNION ALL"
+                " SELECT false, originator_version, topic, state FROM {schema}.{events}"
+                " WHERE originator_id = %s"
+                " AND originator_version > COALESCE((SELECT originator_version FROM s), 0)"
+                " ORDER BY snapshot DESC, originator_version"
+            ).format(schema=schema, snapshots=Identifier(snapshots_table),
+                     events=Identifier(self.events_table_name)))
+        with self.datastore.get_connection() as conn:
+            curs = conn.cursor(row_factory=tuple_row)
+            curs.execute(query, (originator_id, originator_id), prepare=True, binary=True)
+            rows = curs.fetchall()
+        snapshot = None
+        if rows and rows[0][0]:
+            _, version, topic, state = rows.pop(0)
+            snapshot = StoredEvent(originator_id, version, topic, state)
+        return snapshot, [StoredEvent(originator_id, version, topic, state)
+                          for _, version, topic, state in rows]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_events(self, originator_id: UUID | str, *, gt: int | None = None,

@@ -104,6 +104,8 @@ class TestPersistence:
         for event in app.events.get(wf_id):
             full = event.mutate(full)
         assert from_snapshot.snapshot_state() == full.snapshot_state()
+        # The engine's load (snapshot and later events in one statement) agrees.
+        assert app.get_workflow(wf_id).snapshot_state() == full.snapshot_state()
         assert app.state_at(wf_id, version=10).snapshot_state() == app.repository.get(
             wf_id, version=10).snapshot_state()
 
