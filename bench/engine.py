@@ -1,12 +1,14 @@
 """Figures `engine` and `lag`: sagas driven by one worker, with the projections running.
 
 `engine`: the built-in four-step order-fulfillment saga with in-process no-op handlers,
-one worker, the three projections following live in the same process. Sagas are started
-first; the clock runs from the worker's start until the work queue is empty. Reported:
-sagas/s, write transactions and all database transactions per saga, and the latency the
-engine adds between one step's handler returning and the next step's handler being called.
-The baseline is what the database could commit if each of the engine's write transactions
-per saga were a bare single-row INSERT, with as many clients as the worker has threads.
+one worker, the three projections following live. They run as deployed (docker-compose):
+`wes projections run` in a process of its own; the same run is repeated with them in the
+worker's process (as `wes serve` runs them) for comparison. Sagas are started first; the
+clock runs from the worker's start until the work queue is empty. Reported: sagas/s, write
+transactions and all database transactions per saga, and the latency the engine adds
+between one step's handler returning and the next step's handler being called. The
+baseline is what the database could commit if each of the engine's write transactions per
+saga were a bare single-row INSERT, with as many clients as the worker has threads.
 
 `lag`: meanwhile a probe issues a command every few milliseconds and times how long its
 event takes to show in the progress read model (commit -> visible).
@@ -15,10 +17,15 @@ event takes to show in the progress read model (commit -> visible).
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -169,9 +176,50 @@ def _xact_commits(db: Database) -> int:
     return int(row[0]) if row else 0
 
 
-def measure(db: Database, *, sagas: int, concurrency: int = 4, seconds: float,
-            projections: bool = True) -> tuple[Figure, Figure, list[UUID]]:
-    """The `engine` and `lag` figures, and the ids of the sagas (for the `api` figure)."""
+@dataclass
+class _Run:
+    """What one engine run measured."""
+
+    rate: float
+    done: int
+    elapsed: float
+    writes_per_saga: float
+    commits_per_saga: float
+    gaps: list[float]
+    lags: list[float] | None  # None: no projections
+    idle_lags: list[float]
+    ids: list[UUID]
+
+
+class _ProjectorProcess:
+    """`wes projections run` in a process of its own, as deployed."""
+
+    def __init__(self, db: Database) -> None:
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "projections", "run"],
+            env={**os.environ, "DATABASE_URL": pg.database_url(db), "WES_SCHEMA": db.schema},
+            stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+    def check(self) -> None:
+        if self.process.poll() is not None:
+            self._log.seek(0)
+            raise RuntimeError("wes projections run exited: "
+                               + self._log.read().decode(errors="replace")[-2000:])
+
+
+def _run(db: Database, *, sagas: int, concurrency: int, seconds: float,
+         projections: str) -> _Run:
+    """One run; `projections` is "process" (own process), "thread" (this one) or "off"."""
     env = {**db.env(), "APPLICATION_RECORDER_TOPIC": get_topic(CountingRecorder),
            "POSTGRES_POOL_SIZE": str(concurrency + 8)}
     app = Workflows(env=env)
@@ -181,29 +229,34 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4, seconds: float,
         # In-process handlers run as local activities: the engine's path for them.
         python.register(service, clock, local=True)
     dispatcher = Dispatcher(python)
-    runner = probe = read_models = None
+    runner: Any = None
+    process: _ProjectorProcess | None = None
+    probe = read_models = None
     idle_lags: list[float] = []
     lags: list[float] = []
     ids: list[UUID] = []
     try:
         app.ensure_builtin_definitions()
-        if projections:
+        if projections != "off":
             from projections.read_models import ReadModels
             from projections.runner import ProjectorRunner
 
             read_models = ReadModels(db.env(), app)
-            runner = ProjectorRunner(read_models=read_models)
-            runner.start()
+            if projections == "process":
+                process = _ProjectorProcess(db)
+            else:
+                runner = ProjectorRunner(read_models=read_models)
+                runner.start()
             probe = LagProbe(app, read_models.progress)
-            runner.wait(app.recorder.max_notification_id() or 0, timeout=60)
+            _caught_up(read_models, app, process, timeout=60)
             probe.start()
             time.sleep(min(seconds, 1.0))
             idle_lags = probe.stop()
         ids = [app.start_workflow(definition="order-fulfillment",
                                   input={"orderId": f"order-{i}", "items": [{"sku": "A", "qty": 1}]}
                                   ).workflow_id for i in range(sagas)]
-        if runner is not None:
-            runner.wait(app.recorder.max_notification_id() or 0, timeout=120)
+        if read_models is not None:
+            _caught_up(read_models, app, process, timeout=120)
         worker = Worker(app, dispatcher, concurrency=concurrency, poll_seconds=0.05)
         time.sleep(1.2)  # let idle backends flush their statistics
         commits_before, writes_before = _xact_commits(db), _count(CountingRecorder.writes)
@@ -223,27 +276,65 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4, seconds: float,
     finally:
         if runner is not None:
             runner.stop()
+        if process is not None:
+            process.stop()
         if read_models is not None:
             read_models.close()
         dispatcher.close()
         app.close()
-    rate = done / elapsed
-    writes_per_saga = writes / max(done, 1)
+    return _Run(done / elapsed, done, elapsed, writes / max(done, 1), commits / max(done, 1),
+                clock.gaps(), lags if probe is not None else None, idle_lags, ids)
+
+
+def _caught_up(read_models: Any, app: Workflows, process: _ProjectorProcess | None,
+               timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    head = app.recorder.max_notification_id() or 0
+    while True:
+        if process is not None:
+            process.check()
+        try:
+            read_models.wait(head, timeout=min(1.0, max(deadline - time.monotonic(), 0.0)))
+            return
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise
+
+
+def measure(db: Database, *, sagas: int, concurrency: int = 4, seconds: float,
+            projections: bool = True) -> tuple[Figure, Figure, list[UUID]]:
+    """The `engine` and `lag` figures (projections in their own process, as deployed; the
+    same run with them in the worker's process is a detail), and the ids of the sagas (for
+    the `api` figure)."""
+    run = _run(db, sagas=sagas, concurrency=concurrency, seconds=seconds,
+               projections="process" if projections else "off")
+    shared = (_run(db, sagas=sagas, concurrency=concurrency, seconds=seconds,
+                   projections="thread") if projections else None)
     raw = pg.raw_commits(db, concurrency, seconds)
-    baseline = raw / writes_per_saga if writes_per_saga else None
-    gaps = clock.gaps()
+    baseline = raw / run.writes_per_saga if run.writes_per_saga else None
+    details: dict[str, Any] = {
+        "sagas": sagas, "completed": run.done, "seconds": round(run.elapsed, 2),
+        "worker_threads": concurrency,
+        "projections": "own process" if projections else "not running",
+        "write_transactions_per_saga": round(run.writes_per_saga, 2),
+        "db_transactions_per_saga": round(run.commits_per_saga, 2),
+        "raw_commits_per_s": round(raw),
+        "step_latency_p50_ms": round(percentile(run.gaps, 50) * 1000, 2),
+        "step_latency_p99_ms": round(percentile(run.gaps, 99) * 1000, 2)}
+    if shared is not None:
+        details |= {
+            "projections_in_worker_process_sagas_per_s": round(shared.rate, 1),
+            "projections_in_worker_process_step_latency_p50_ms":
+                round(percentile(shared.gaps, 50) * 1000, 2),
+            "projections_in_worker_process_lag_p99_ms":
+                round(percentile(shared.lags, 99) * 1000, 2) if shared.lags else None}
     engine = Figure(
-        "engine", rate, "sagas/s", baseline, ratio(rate, baseline), f"value >= {ENGINE_TARGET:.0f}",
+        "engine", run.rate, "sagas/s", baseline, ratio(run.rate, baseline),
+        f"value >= {ENGINE_TARGET:.0f}",
         baseline_name=f"raw {concurrency}-client commits/s / engine write transactions per saga",
-        met=rate >= ENGINE_TARGET and done == sagas,
-        details={"sagas": sagas, "completed": done, "seconds": round(elapsed, 2),
-                 "worker_threads": concurrency, "projections_running": projections,
-                 "write_transactions_per_saga": round(writes_per_saga, 2),
-                 "db_transactions_per_saga": round(commits / max(done, 1), 2),
-                 "raw_commits_per_s": round(raw),
-                 "step_latency_p50_ms": round(percentile(gaps, 50) * 1000, 2),
-                 "step_latency_p99_ms": round(percentile(gaps, 99) * 1000, 2)})
-    if probe is None:
+        met=run.rate >= ENGINE_TARGET and run.done == sagas, details=details)
+    lags, idle_lags = run.lags, run.idle_lags
+    if lags is None:
         lag = Figure.unavailable("lag", "ms", f"p99 <= {LAG_TARGET_MS:.0f} ms",
                                  "projections were not running")
     else:
@@ -259,5 +350,6 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4, seconds: float,
                      "max_ms": round(max(lags) * 1000, 2) if lags else None,
                      "idle_p50_ms": round(percentile(idle_lags, 50) * 1000, 2)
                      if idle_lags else None,
-                     "under": "the engine run of the `engine` figure"})
-    return engine, lag, ids
+                     "under": "the engine run of the `engine` figure (projections in their "
+                              "own process)"})
+    return engine, lag, run.ids
