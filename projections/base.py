@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar, cast
 
+import orjson
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.persistence import (
+    JSONTranscoder,
+    Mapper,
+    Notification,
+    StoredEvent,
+    Tracking,
+    find_id_convertor,
+)
 from eventsourcing.projection import Projection
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import get_topic, resolve_topic
 
 from projections.view import BatchTransaction, GenerationalView
 
@@ -83,12 +91,113 @@ class BatchProjection(Projection[TView]):
 def to_events(app: Application[Any], projection: str,
               notifications: Sequence[Notification]) -> tuple[list[Item], UnhandledEvent | None]:
     """Maps stored events to domain events, up to the first one this version cannot read."""
+    decode = _decoder(app.mapper)
     items: list[Item] = []
     for notification in notifications:
         try:
-            event = app.mapper.to_domain_event(notification)
+            event = decode(notification)
         except Exception as e:
             return items, UnhandledEvent(projection, notification.id, notification.topic,
                                          repr(e))
         items.append((event, Tracking(app.name, notification.id)))
     return items, None
+
+
+def _decoder(mapper: Mapper[Any]) -> Callable[[StoredEvent], Event]:
+    """`mapper.to_domain_event`, or the same mapping done faster when the stored state is
+    plain JSON from the library's own transcoder (no cipher, no compressor)."""
+    if (type(mapper) is not Mapper or type(mapper.transcoder) is not JSONTranscoder
+            or mapper.cipher is not None or mapper.compressor is not None):
+        return mapper.to_domain_event
+    return _FastDecoder(mapper).decode
+
+
+_WRAPPER = b'"_type_"'
+# A translation of every digit to "0" and every other byte to " ": a run of 19 zeros in
+# the translated state is a run of 19 digits (a C scan, ten times quicker than a regex).
+_DIGITS = bytes(ord("0") if chr(byte).isdigit() and byte < 128 else ord(" ")
+                for byte in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
+class _FastDecoder:
+    """Decodes stored events as `Mapper.to_domain_event` does, twice as fast.
+
+    The library's JSON decoder calls a Python hook for every JSON object to turn
+    `{"_type_": name, "_data_": data}` back into a value (a datetime, a UUID). Here orjson
+    parses the state and only the wrappers are turned back: those at the top level (every
+    event's timestamp) directly, any others by a walk that applies the hook's rule bottom
+    up, as the hook does. Whatever this does not parse exactly as the library would (the
+    NaN and Infinity literals, integers beyond 64 bits, an unknown transcoding...) is left
+    to the mapper itself, which then decodes it or raises its own error.
+    """
+
+    def __init__(self, mapper: Mapper[Any]) -> None:
+        self.mapper = mapper
+        self.transcodings = cast(JSONTranscoder, mapper.transcoder).names
+        # (topic, originator id type) -> (class, id convertor, class version)
+        self.classes: dict[tuple[str, type], tuple[type[Any], Callable[[Any], Any], int]] = {}
+
+    def decode(self, stored: StoredEvent) -> Event:
+        try:
+            state = self._state(stored.state)
+        except Exception:
+            return self.mapper.to_domain_event(stored)
+        id_type = type(stored.originator_id)
+        found = self.classes.get((stored.topic, id_type))
+        if found is None:
+            cls = resolve_topic(stored.topic)
+            found = self.classes[(stored.topic, id_type)] = (
+                cls, find_id_convertor(cls, cast(Hashable, id_type)),
+                getattr(cls, "class_version", 1))
+        cls, id_convertor, class_version = found
+        # What Mapper.to_domain_event does with the decoded state, step by step.
+        state["originator_id"] = id_convertor(stored.originator_id)
+        state["originator_version"] = stored.originator_version
+        from_version = state.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", state)
+        return cast(Event, event)
+
+    def _state(self, data: bytes) -> dict[str, Any]:
+        if _LONG_NUMBER in data.translate(_DIGITS):
+            # orjson turns integers beyond 64 bits into floats; json keeps them exact.
+            raise ValueError("a number too long to parse here")
+        state = orjson.loads(data)
+        if type(state) is not dict or _is_wrapper(state):
+            raise ValueError("not an event's state")
+        # Every wrapper has the key "_type_" written literally; inside a JSON string a
+        # quote is escaped, so a count of 0 proves there is none (more only costs a walk).
+        wrappers = data.count(_WRAPPER)
+        if not wrappers:
+            return state
+        if wrappers == 1:  # most events: only the timestamp
+            value = state.get("timestamp")
+            if type(value) is dict and _is_wrapper(value) and type(value["_data_"]) is str:
+                state["timestamp"] = self.transcodings[value["_type_"]].decode(value["_data_"])
+                return state
+        simple = [key for key, value in state.items()
+                  if type(value) is dict and _is_wrapper(value)
+                  and type(value["_data_"]) not in (dict, list)]
+        if len(simple) < wrappers:
+            return {key: self._unwrap(value) for key, value in state.items()}
+        for key in simple:
+            state[key] = self.transcodings[state[key]["_type_"]].decode(state[key]["_data_"])
+        return state
+
+    def _unwrap(self, value: Any) -> Any:
+        if type(value) is dict:
+            value = {key: self._unwrap(item) for key, item in value.items()}
+            if _is_wrapper(value):
+                return self.transcodings[value["_type_"]].decode(value["_data_"])
+            return value
+        if type(value) is list:
+            return [self._unwrap(item) for item in value]
+        return value
+
+
+def _is_wrapper(value: dict[str, Any]) -> bool:
+    return len(value) == 2 and "_type_" in value and "_data_" in value
