@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from application.workflows import event_data
 from domain.workflow import Workflow
-from projections.base import BatchProjection, Event
+from projections.base import BatchProjection, Event, build_indexes_now
 from projections.pagination import Page, check_limit, decode_cursor, encode_cursor
 from projections.view import BatchTransaction, GenerationalView, GenerationTables, TableSpec
 
@@ -126,6 +126,10 @@ class PostgresAuditView(GenerationalView[_AuditSQL], AuditView):
                 tables[""], self._columns, SQL(", ").join(SQL("%s") for _ in COLUMNS)),
             copy=SQL("COPY {} ({}) FROM STDIN").format(tables[""], self._columns),
         )
+
+    def create_generation(self, generation: int) -> None:
+        super().create_generation(generation)
+        build_indexes_now(self, generation, [("", "workflow")])  # the fold's actor lookup
 
     # ------------------------------------------------------------------ queries
 
