@@ -95,6 +95,8 @@ def create_app(
         hub.start()
         started: list[Background] = []
         try:
+            if read_models.open_async is not None:
+                components.fast = await read_models.open_async()
             for part in background:
                 await run_in_threadpool(part.start)
                 started.append(part)
@@ -102,6 +104,9 @@ def create_app(
         finally:
             for part in reversed(started):
                 await run_in_threadpool(part.stop)
+            if components.fast is not None:
+                fast, components.fast = components.fast, None
+                await fast.close()
             await run_in_threadpool(hub.stop)
 
     app = FastAPI(title="WES Orchestrator", version=_version(), description=DESCRIPTION,

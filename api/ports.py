@@ -7,7 +7,7 @@ schemas read them by attribute.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -37,6 +37,17 @@ class ProgressQueries(Protocol):
              created_after: datetime | None = None, created_before: datetime | None = None,
              sort: str = "created_at", descending: bool = False, limit: int = 50,
              cursor: str | None = None) -> PageOf: ...
+
+
+class AsyncQueries(Protocol):
+    """The hottest queries on the event loop, so a request needs no worker thread. An app
+    opens them in its lifespan (in its own event loop) and closes them at shutdown."""
+
+    async def progress_json(self, workflow_id: UUID) -> str | None:
+        """`ProgressQueries.get`'s row as a JSON object, awaited (None: no such workflow)."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class AuditQueries(Protocol):
@@ -90,3 +101,6 @@ class ReadModels:
     audit: AuditQueries
     load: LoadQueries
     projections: ProjectionControl
+    open_async: Callable[[], Awaitable[AsyncQueries]] | None = None
+    """Opens `AsyncQueries` in the running event loop; without it every query runs in a
+    worker thread."""

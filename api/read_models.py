@@ -6,14 +6,17 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
 from api.errors import ApiProblem
 from api.ports import ReadModels as ReadModelPorts
 from application.database import Database
 from application.workflows import Workflows
+from projections.progress import PostgresProgressView
 from projections.read_models import PROJECTION_NAMES, ReadModels
 from projections.rebuild import RebuildInProgress, rebuild
 from projections.runner import ProjectorRunner
+from projections.view import AsyncReadPool
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,27 @@ class ProjectionsControl:
             thread.join(timeout)
 
 
+class AsyncProgressQueries:
+    """`GET /v1/workflows/{id}` on the event loop: the progress view's statement on a pool of
+    asyncio connections of its own (one per app, opened in the app's event loop)."""
+
+    def __init__(self, view: PostgresProgressView, pool: AsyncReadPool) -> None:
+        self.view = view
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, view: PostgresProgressView) -> AsyncProgressQueries:
+        pool = AsyncReadPool(view.datastore)
+        await pool.open()
+        return cls(view, pool)
+
+    async def progress_json(self, workflow_id: UUID) -> str | None:
+        return await self.view.get_json(self.pool, workflow_id)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
 class ReadModelSet:
     """The read models of one database, the API's ports over them, and their runner."""
 
@@ -75,12 +99,16 @@ class ReadModelSet:
         self.models = models
         self.control = ProjectionsControl(models)
         self.ports = ReadModelPorts(progress=models.progress, audit=models.audit,
-                                    load=models.load, projections=self.control)
+                                    load=models.load, projections=self.control,
+                                    open_async=self.open_async)
 
     @classmethod
     def build(cls, workflows: Workflows, db: Database,
               extra_env: Mapping[str, str] | None = None) -> ReadModelSet:
         return cls(ReadModels({**db.env(), **(extra_env or {})}, app=workflows))
+
+    async def open_async(self) -> AsyncProgressQueries:
+        return await AsyncProgressQueries.open(self.models.progress)
 
     def runner(self) -> ProjectorRunner:
         """The projectors, to run in threads of this process (`start()` / `stop()`)."""

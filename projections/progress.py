@@ -22,7 +22,13 @@ from domain.exceptions import InvalidValue
 from domain.workflow import Workflow
 from projections.base import BatchProjection, Event
 from projections.pagination import Page, check_limit, decode_cursor, encode_cursor
-from projections.view import BatchTransaction, GenerationalView, GenerationTables, TableSpec
+from projections.view import (
+    AsyncReadPool,
+    BatchTransaction,
+    GenerationalView,
+    GenerationTables,
+    TableSpec,
+)
 
 SORT_KEYS = ("created_at", "updated_at", "priority", "status")
 _SORT_COLUMNS = {"created_at": ("created_at", "timestamptz"),
@@ -261,7 +267,16 @@ class PostgresProgressView(GenerationalView[_ProgressSQL], ProgressView):
         columns = SQL(", ").join(Identifier(c) for c in COLUMNS)
         view = self.stable_name()
         self._columns = columns
-        self._get = SQL("SELECT {} FROM {} WHERE id = %s").format(columns, view)
+        # Composed once: composing 36 identifiers on every call cost ~60 us per query.
+        self._get = SQL("SELECT {} FROM {} WHERE id = %s").format(columns, view).as_bytes(None)
+        # The same row as one JSON object with ProgressRow's fields, encoded by PostgreSQL
+        # (::text, so that psycopg hands it over undecoded): a reader that only validates and
+        # re-encodes it skips decoding 36 columns in Python (measured: a third of the query's
+        # CPU).
+        self._get_json = SQL(
+            "SELECT row_to_json(r)::text FROM (SELECT {} FROM {} WHERE id = %s) r"
+        ).format(SQL(", ").join(Identifier(c) for c in ProgressRow.__dataclass_fields__),
+                 view).as_bytes(None)
         self._lists: dict[tuple[str, bool], Composed] = {}
         for sort, (column, cast_to) in _SORT_COLUMNS.items():
             for descending in (True, False):
@@ -303,6 +318,12 @@ class PostgresProgressView(GenerationalView[_ProgressSQL], ProgressView):
             curs.execute(self._get, (workflow_id,), prepare=True)
             row = curs.fetchone()
         return _to_dto(row) if row else None
+
+    async def get_json(self, reads: AsyncReadPool, workflow_id: UUID) -> str | None:
+        """`get` on the event loop, as a JSON object with ProgressRow's fields (times in ISO
+        8601 with their offset, `steps` as objects), or None: one statement on `reads`."""
+        row = await reads.fetchone(self._get_json, (workflow_id,))
+        return row["row_to_json"] if row else None
 
     def list(self, *, status: str | Sequence[str] | None = None,
              priority: str | Sequence[str] | None = None,

@@ -25,12 +25,14 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
+import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg import AsyncConnection, Cursor
+from psycopg.rows import DictRow, dict_row
 from psycopg.sql import SQL, Composable, Composed, Identifier
+from psycopg_pool import AsyncConnectionPool
 
 from projections.locks import LockKey, LockRole, lock_key
 from projections.waiting import poll_until
@@ -125,6 +127,58 @@ class BatchTransaction(Generic[S]):
         """Moves the generation's position; commits with the rows written alongside."""
         self.cursor.execute(self._tracking.upsert, (self._application_name, position),
                             prepare=True)
+
+
+class AsyncReadPool:
+    """Connections on the event loop for the read models' hot queries (the API's).
+
+    A query is one statement in autocommit: no BEGIN/ROLLBACK around it and no pre-ping
+    before it, so it costs one round trip (the datastore's pool spends four: the ping,
+    BEGIN, the query, ROLLBACK). Without the ping a connection the server dropped
+    since its last use (a restart) fails its next query: the pool discards it and the read
+    is retried on another connection. Open it in the event loop that will use it.
+    """
+
+    def __init__(self, datastore: PostgresDatastore, *, min_size: int = 1,
+                 max_size: int | None = None) -> None:
+        sync_pool = datastore.pool
+        kwargs: dict[str, Any] = {**(sync_pool.kwargs or {}), "autocommit": True,
+                                  "row_factory": dict_row}
+        if sync_pool.get_password_func is not None:
+            kwargs["password"] = sync_pool.get_password_func()
+        self.pool: AsyncConnectionPool[AsyncConnection[DictRow]] = AsyncConnectionPool(
+            sync_pool.conninfo, kwargs=kwargs,
+            connection_class=AsyncConnection[DictRow],
+            min_size=min_size, max_size=max_size or sync_pool.max_size,
+            timeout=sync_pool.timeout, name=f"{sync_pool.name}-async", open=False,
+        )
+
+    async def open(self) -> None:
+        """Starts connecting in the background; the first query waits for a connection."""
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def fetchone(self, query: Composed | bytes, params: Sequence[Any]) -> DictRow | None:
+        """The first row of one read-only statement (prepared on each connection).
+
+        A connection found broken (the server closed it while it sat in the pool, e.g. a
+        restart) is discarded by the pool and the read, safe to repeat, goes to the next
+        one; after a restart every pooled connection is dead, hence up to one try per
+        connection the pool may hold. Any other error, and PoolTimeout (no connection came
+        in time), is raised at once.
+        """
+        tries = self.pool.max_size + 1
+        for attempt in range(1, tries + 1):
+            async with self.pool.connection() as conn:
+                try:
+                    cursor = await conn.execute(query, params, prepare=True)
+                    return await cursor.fetchone()
+                except psycopg.OperationalError:
+                    if not conn.broken or attempt == tries:
+                        raise
+        raise AssertionError("unreachable: the last try returns or raises")
 
 
 class GenerationalView(PostgresTrackingRecorder, Generic[S]):

@@ -114,8 +114,13 @@ class TestDatabaseDown:
         def down(*args: Any, **kwargs: Any) -> Any:
             raise error
 
+        async def down_async(*args: Any, **kwargs: Any) -> Any:
+            raise error
+
         monkeypatch.setattr(app, "get_workflow", down)
         monkeypatch.setattr(read_models.models.progress, "get", down)
+        # GET /v1/workflows/{id} reads on the event loop (the app's asyncio connections).
+        monkeypatch.setattr(read_models.models.progress, "get_json", down_async)
         monkeypatch.setattr(app.recorder, "max_notification_id", down)
         answer = assert_problem(api.post(f"/v1/workflows/{wid}/pause"), 503,
                                 "database-unavailable")
