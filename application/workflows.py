@@ -22,6 +22,7 @@ from eventsourcing.utils import get_topic
 from application.builtin_definitions import BUILTIN_DEFINITIONS
 from application.errors import ConcurrencyConflict, DefinitionNotFound, WorkflowNotFound
 from application.persistence import WesApplicationRecorder, WorkItem
+from application.repository import LatestInOneReadRepository
 from domain.compensation import CompensationAction
 from domain.decisions import wakeup_at
 from domain.definition import WorkflowDefinition
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
+# Aggregates kept in memory per process (a workflow is a few kilobytes).
+CACHED_AGGREGATES = 2000
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1b1d1e-3c55-4f0e-9a51-7b0c3e1f9a10")
 SAFE_RETRIES = 5
 
@@ -112,6 +115,21 @@ class Workflows(Application[UUID]):
         super().__init__(env)
         self.clock = clock
         self._definition_cache: _DefinitionCache | None = None
+
+    def construct_repository(self) -> LatestInOneReadRepository:
+        """The library's repository and aggregate cache (`AGGREGATE_CACHE_MAXSIZE`, default
+        here `CACHED_AGGREGATES`): a load that hits the cache reads only the events saved
+        since (fast-forward, from any process) and hands out a deep copy, instead of reading
+        the snapshot and events and folding them (measured: a copy costs ~150 us, a load
+        ~1 ms). A miss reads the snapshot and later events with one statement."""
+        maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return LatestInOneReadRepository(
+            event_store=self.events, snapshot_store=self.snapshots,
+            cache_maxsize=int(maxsize) if maxsize else CACHED_AGGREGATES,
+            fastforward=True,  # never serve a cached state without the events saved since
+            fastforward_skipping=False,
+            deepcopy_from_cache=True,  # commands mutate what they get; the cache must not see it
+        )
 
     @property
     def store(self) -> WesApplicationRecorder:
@@ -342,25 +360,13 @@ class Workflows(Application[UUID]):
     # ------------------------------------------------------------------ queries and replay
 
     def get_workflow(self, workflow_id: UUID, version: int | None = None) -> Workflow:
-        if version is None and self.snapshots is not None:
-            wf = self._latest(workflow_id)
-        else:
-            try:
-                wf = self.repository.get(workflow_id, version=version, projector_func=fold)
-            except AggregateNotFoundError:
-                raise WorkflowNotFound(workflow_id) from None
+        try:
+            wf = self.repository.get(workflow_id, version=version, projector_func=fold)
+        except AggregateNotFoundError:
+            raise WorkflowNotFound(workflow_id) from None
         if not isinstance(wf, Workflow):
             raise WorkflowNotFound(workflow_id)
         return wf
-
-    def _latest(self, aggregate_id: UUID) -> Any:
-        """The aggregate now: its latest snapshot and the events after it, read with one
-        statement (what the library's repository does with two)."""
-        assert self.snapshots is not None
-        snapshots_table = self.snapshots.recorder.events_table_name  # type: ignore[attr-defined]
-        snapshot, stored = self.store.select_latest(aggregate_id, snapshots_table)
-        to_event = self.mapper.to_domain_event
-        return fold(None, [to_event(e) for e in ([snapshot] if snapshot else []) + stored])
 
     def history(self, workflow_id: UUID) -> list[HistoryEvent]:
         """Every event of the workflow, with global positions and times."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Self
 
 from domain.enums import CompensationStrategy
 from domain.exceptions import InvalidValue
@@ -28,6 +28,10 @@ class CompensationAction:
     idempotent: bool = True
     max_retries: int = 3
     timeout_ms: int = 5000
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        # Immutable: an aggregate's deep copy (the repository's cache) can share it.
+        return self
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parameters", _frozen(self.parameters))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Self
 
 from domain.exceptions import InvalidValue
 
@@ -19,6 +19,10 @@ class RetryPolicy:
     max_delay_ms: int = 10000
     multiplier: float = 2.0
     exponential: bool = True
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        # Immutable: an aggregate's deep copy (the repository's cache) can share it.
+        return self
 
     def __post_init__(self) -> None:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from copy import deepcopy
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Self
 
 from domain.compensation import CompensationAction
 from domain.enums import StepStatus
@@ -30,6 +31,10 @@ class StepSpec:
     timeout_ms: int = DEFAULT_STEP_TIMEOUT_MS
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy.default)
     compensation: CompensationAction | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        # Immutable: an aggregate's deep copy (the repository's cache) can share it.
+        return self
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", MappingProxyType(dict(self.input)))
@@ -119,6 +124,12 @@ class StepExecution:
     compensation_deadline: datetime | None = None
     compensation_next_attempt_at: datetime | None = None
     compensation_output: dict[str, Any] | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> StepExecution:
+        # The spec, times and error are immutable and shared; only the dicts can change.
+        return replace(self, input_data=deepcopy(self.input_data, memo),
+                       output=deepcopy(self.output, memo),
+                       compensation_output=deepcopy(self.compensation_output, memo))
 
     @property
     def step_id(self) -> str:

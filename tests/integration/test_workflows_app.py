@@ -118,6 +118,36 @@ class TestPersistence:
         assert app.get_workflow(wf_id).version == 62
 
 
+class TestAggregateCache:
+    def test_a_change_saved_by_another_process_is_seen_by_the_next_load(self, app, db):
+        wf_id = start(app)
+        assert app.get_workflow(wf_id).status == "EXECUTING"  # now in this process's cache
+        other = Workflows(env=db.env())
+        try:
+            other.pause(wf_id, reason="elsewhere")
+        finally:
+            other.close()
+        assert app.get_workflow(wf_id).status == "PAUSED"
+        assert app.repository.cache is not None
+
+    def test_changing_a_loaded_workflow_without_saving_it_leaves_the_next_load_clean(self, app):
+        wf_id = start(app)
+        loaded = app.get_workflow(wf_id)
+        loaded.pause(app.clock(), reason="never saved")
+        fresh = app.get_workflow(wf_id)
+        assert fresh.status == "EXECUTING" and not fresh.collect_events()
+        assert fresh is not loaded
+
+    def test_a_rejected_command_leaves_the_cached_state_as_it_was(self, app):
+        wf_id = start(app)
+        app.cancel(wf_id, reason="done with it")
+        head = app.recorder.max_notification_id()
+        with pytest.raises(InvalidTransition):
+            app.resume(wf_id)
+        assert app.get_workflow(wf_id).status == "CANCELLED"
+        assert app.recorder.max_notification_id() == head
+
+
 class TestConcurrency:
     def test_two_connections_deciding_on_the_same_version_cannot_both_win(self, app, db):
         wf_id = start(app)
