@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+from api.batching import Coalescer
 from api.errors import ApiProblem
 from api.ports import ReadModels as ReadModelPorts
 from application.database import Database
@@ -73,11 +74,16 @@ class ProjectionsControl:
 
 class AsyncProgressQueries:
     """`GET /v1/workflows/{id}` on the event loop: the progress view's statement on a pool of
-    asyncio connections of its own (one per app, opened in the app's event loop)."""
+    asyncio connections of its own (one per app, opened in the app's event loop), the
+    lookups in flight together coalesced into one statement."""
 
     def __init__(self, view: PostgresProgressView, pool: AsyncReadPool) -> None:
         self.view = view
         self.pool = pool
+        self._rows: Coalescer[UUID, str] = Coalescer(self._fetch)
+
+    async def _fetch(self, workflow_ids: Sequence[UUID]) -> dict[UUID, str]:
+        return await self.view.get_json_many(self.pool, workflow_ids)
 
     @classmethod
     async def open(cls, view: PostgresProgressView) -> AsyncProgressQueries:
@@ -86,7 +92,7 @@ class AsyncProgressQueries:
         return cls(view, pool)
 
     async def progress_json(self, workflow_id: UUID) -> str | None:
-        return await self.view.get_json(self.pool, workflow_id)
+        return await self._rows.get(workflow_id)
 
     async def close(self) -> None:
         await self.pool.close()

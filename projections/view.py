@@ -160,8 +160,8 @@ class AsyncReadPool:
     async def close(self) -> None:
         await self.pool.close()
 
-    async def fetchone(self, query: Composed | bytes, params: Sequence[Any]) -> DictRow | None:
-        """The first row of one read-only statement (prepared on each connection).
+    async def fetchall(self, query: Composed | bytes, params: Sequence[Any]) -> list[DictRow]:
+        """The rows of one read-only statement (prepared on each connection).
 
         A connection found broken (the server closed it while it sat in the pool, e.g. a
         restart) is discarded by the pool and the read, safe to repeat, goes to the next
@@ -174,7 +174,7 @@ class AsyncReadPool:
             async with self.pool.connection() as conn:
                 try:
                     cursor = await conn.execute(query, params, prepare=True)
-                    return await cursor.fetchone()
+                    return await cursor.fetchall()
                 except psycopg.OperationalError:
                     if not conn.broken or attempt == tries:
                         raise

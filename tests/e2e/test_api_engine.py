@@ -120,7 +120,7 @@ class TestDatabaseDown:
         monkeypatch.setattr(app, "get_workflow", down)
         monkeypatch.setattr(read_models.models.progress, "get", down)
         # GET /v1/workflows/{id} reads on the event loop (the app's asyncio connections).
-        monkeypatch.setattr(read_models.models.progress, "get_json", down_async)
+        monkeypatch.setattr(read_models.models.progress, "get_json_many", down_async)
         monkeypatch.setattr(app.recorder, "max_notification_id", down)
         answer = assert_problem(api.post(f"/v1/workflows/{wid}/pause"), 503,
                                 "database-unavailable")

@@ -7,9 +7,11 @@ the route's auth, waits and errors.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
+import httpx
 from fastapi.testclient import TestClient
 from psycopg import sql
 
@@ -17,6 +19,7 @@ from api.read_models import ReadModelSet
 from api.schemas.workflows import Progress
 from application.database import Database
 from application.workflows import Workflows
+from cli.background import BackgroundServer
 from tests.e2e import api_support
 from tests.e2e.api_support import assert_problem, build_app, start_caller_driven
 
@@ -24,6 +27,7 @@ from tests.e2e.api_support import assert_problem, build_app, start_caller_driven
 api = api_support.api
 read_models = api_support.read_models
 make_client = api_support.make_client
+live_api = api_support.live_api
 
 FAILURE = {"error": {"code": "NO_STOCK", "message": "out of stock",
                      "error_type": "BUSINESS_RULE_VIOLATION", "recoverable": False,
@@ -144,3 +148,27 @@ def test_a_database_error_is_a_problem_not_a_crash(
                               ).format(sql.Identifier(db.schema)))
         answer = client.get("/v1/workflows/7d3c8f7e-0000-4000-8000-000000000002")
         assert_problem(answer, 500, "internal")
+
+
+def test_concurrent_requests_each_get_their_own_row(
+        live_api: BackgroundServer, read_models: ReadModelSet) -> None:
+    """Lookups in flight together share one statement; each answer is still its own."""
+    with httpx.Client(base_url=live_api.url) as client:
+        started = [start_caller_driven(client, correlation_id=f"ord-{i}") for i in range(12)]
+        last = max(s["position"] for s in started)
+        assert client.get(f"/v1/workflows/{started[0]['id']}",
+                          params={"min_position": last}).status_code == 200
+    unknown = "7d3c8f7e-0000-4000-8000-000000000002"
+    wanted = [s["id"] for s in started] * 3 + [unknown] * 3
+
+    async def fetch_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=live_api.url) as client:
+            return list(await asyncio.gather(*(client.get(f"/v1/workflows/{w}")
+                                               for w in wanted)))
+
+    for wid, answer in zip(wanted, asyncio.run(fetch_all()), strict=True):
+        if wid == unknown:
+            assert_problem(answer, 404, "workflow-not-found")
+        else:
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == expected(read_models, wid)
