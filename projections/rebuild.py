@@ -3,11 +3,13 @@
 1. Under the projection's rebuild lock, a new generation of tables is created (or the one a
    crashed rebuild left is resumed) and recorded as `building` in the pointer table. The
    live generation keeps serving queries and keeps being fed by the live projector.
-2. The history is read in large batches (`select_notifications`); each batch is folded in
-   memory and written in one transaction with the generation's tracking position
-   (executemany / COPY), so memory stays flat however long the history is, and an
-   interrupted rebuild resumes where its last batch committed.
-3. Secondary indexes are built once the bulk is loaded, then the generation catches up.
+2. The history is read in large batches (`select_notifications`) and decoded once; each
+   projection folds a batch in memory and writes it in one transaction with its
+   generation's tracking position (executemany / COPY), the projections side by side in
+   threads of their own. Memory stays flat however long the history is, and an
+   interrupted rebuild resumes where each projection's last batch committed.
+3. Secondary indexes are built once the bulk is loaded (but those a projection's own writes
+   read through, built with the tables), then the generation catches up.
 4. The switch (`GenerationalView.switch`) holds the pointer row, catches the generation up
    past the live projector's position, and moves the pointer and the SQL views in one
    commit. The live projector continues on the new generation, skipping what it has.
@@ -26,9 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import Notification, OperationalError
+from eventsourcing.persistence import OperationalError
 
-from projections.base import BatchProjection, Item, UnhandledEvent, to_events
+from projections.base import BatchProjection, to_events
 from projections.locks import LockRole, LockSession
 from projections.read_models import PROJECTION_NAMES, ReadModels
 
@@ -130,31 +132,21 @@ def _replay(read_models: ReadModels, targets: Sequence[_Target], batch_size: int
     """Feeds the history after the targets' positions to them, batch by batch, until a
     short batch shows the head is near; returns the events read so far.
 
-    The work overlaps: while the targets write one batch (each in a thread and a
-    transaction of its own), the next batch is read and decoded. Each target still takes
-    its batches in order, one transaction each, so nothing changes about what it writes;
-    only waits on PostgreSQL (a COPY, a commit) no longer hold the others up.
+    The targets take each batch at the same time, each in a thread and a transaction of its
+    own: while one waits on PostgreSQL (a COPY, a commit), the others fold. Each still
+    takes its batches in order, one transaction each, so what it writes is unchanged.
     """
     app = read_models.app
     label = ",".join(t.projection.name for t in targets)
-
-    def read(after: int) -> tuple[Sequence[Notification], list[Item], UnhandledEvent | None]:
-        notifications = app.recorder.select_notifications(
-            start=after, limit=batch_size, inclusive_of_start=False)
-        return (notifications, *to_events(app, label, notifications))
-
+    position = min(t.position for t in targets)
     head = app.recorder.max_notification_id() or 0
-    with ThreadPoolExecutor(max_workers=len(targets) + 1,
-                            thread_name_prefix="rebuild") as pool:
-        pending = pool.submit(read, min(t.position for t in targets))
+    with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="rebuild") as pool:
         while True:
-            notifications, items, unreadable = pending.result()
+            notifications = app.recorder.select_notifications(
+                start=position, limit=batch_size, inclusive_of_start=False)
             if not notifications:
                 break
-            position = notifications[-1].id
-            full = len(notifications) == batch_size
-            if full and unreadable is None:
-                pending = pool.submit(read, position)
+            items, unreadable = to_events(app, label, notifications)
             writes = [pool.submit(t.projection.process_batch, items, generation=t.generation)
                       for t in targets]
             failures = [e for e in (w.exception() for w in writes) if e is not None]
@@ -165,11 +157,12 @@ def _replay(read_models: ReadModels, targets: Sequence[_Target], batch_size: int
                     target.position = max(target.position, items[-1][1].notification_id)
             if unreadable is not None:
                 raise unreadable
+            position = notifications[-1].id
             events += len(notifications)
             head = max(head, position)
             if on_progress is not None:
                 on_progress(events, position, head)
-            if not full:
+            if len(notifications) < batch_size:
                 break
     return events
 

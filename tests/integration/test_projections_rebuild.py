@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import pytest
@@ -10,6 +11,7 @@ from eventsourcing.persistence import StoredEvent
 
 from application.database import Database
 from application.workflows import Workflows
+from domain.workflow import Workflow
 from projections.base import UnhandledEvent
 from projections.locks import LockRole, LockSession
 from projections.read_models import PROJECTION_NAMES, ReadModels
@@ -192,6 +194,30 @@ class TestRebuild:
             assert (pointer.generation, pointer.building) == (1, 2)
             building = models.progress.generation_position(2, app.name)
             assert building is not None and building < position
+        finally:
+            models.close()
+            app.close()
+
+    def test_an_event_a_fold_cannot_apply_stops_that_projection_before_it(
+            self, db: Database) -> None:
+        app = Workflows(env=db.env())
+        app.ensure_builtin_definitions()
+        completed_orders(app, 2)
+        orphan = Workflow.Started(originator_id=uuid4(), originator_version=2,
+                                  timestamp=datetime.now(UTC), correlation_id="c", actor="a")
+        app.recorder.insert_events([app.mapper.to_stored_event(orphan)])  # no Created
+        position = app.recorder.max_notification_id()
+        assert position is not None
+        completed_orders(app, 1)
+        models = ReadModels(db.env(), app=app)
+        try:
+            with pytest.raises(UnhandledEvent) as raised:
+                rebuild(models, batch_size=7)
+            assert (raised.value.projection, raised.value.position) == ("progress", position)
+            for name in ("progress", "load"):  # both fold into the row Created would make
+                building = models.view(name).generation_position(2, app.name)
+                assert building is not None and building < position
+            assert models.progress.list().items == ()  # the live tables: untouched
         finally:
             models.close()
             app.close()
