@@ -92,8 +92,11 @@ def rebuild(read_models: ReadModels, names: Sequence[str] = PROJECTION_NAMES, *,
                 raise RebuildInProgress(name)
         targets = [_prepare(read_models.projection(name), app.name, restart) for name in names]
         events = _replay(read_models, targets, batch_size, on_progress, 0)
-        for target in targets:
-            target.projection.view.create_indexes(target.generation)
+        # Each projection's indexes on a connection of its own: the server builds them side by side.
+        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            for done in [pool.submit(t.projection.view.create_indexes, t.generation)
+                         for t in targets]:
+                done.result()
         events = _replay(read_models, targets, batch_size, on_progress, events)
         reports = []
         for target in targets:
