@@ -21,10 +21,12 @@ killed leaves the live read model as it was.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,7 @@ from projections.read_models import PROJECTION_NAMES, ReadModels
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 5000
+GC_THRESHOLD = 50_000  # allocations between two collections of the youngest generation
 SWITCH_ATTEMPTS = 3
 Progress = Callable[[int, int, int], None]  # (events read, position, head)
 
@@ -86,7 +89,7 @@ def rebuild(read_models: ReadModels, names: Sequence[str] = PROJECTION_NAMES, *,
     """
     app = read_models.app
     started = time.monotonic()
-    with LockSession(read_models.progress.datastore) as session:
+    with LockSession(read_models.progress.datastore) as session, _rare_collections():
         for name in names:
             if not session.try_lock(read_models.view(name).lock_key(LockRole.REBUILD)):
                 raise RebuildInProgress(name)
@@ -108,6 +111,23 @@ def rebuild(read_models: ReadModels, names: Sequence[str] = PROJECTION_NAMES, *,
                      target.projection.name, target.generation, position)
             _drop_quietly(target, target.previous)
     return reports
+
+
+@contextmanager
+def _rare_collections() -> Iterator[None]:
+    """Runs the cyclic garbage collector every 50,000 allocations instead of every 700.
+
+    A rebuild allocates millions of short-lived objects (events, rows, parameters) that
+    plain reference counting frees; at the default threshold the collector still ran
+    through them over and over: a sixth of the rebuild's CPU. It stays on, just rarer,
+    and the process's own setting comes back afterwards.
+    """
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
 
 
 def _prepare(projection: BatchProjection[Any], application_name: str,
