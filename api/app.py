@@ -14,7 +14,7 @@ from starlette.types import ASGIApp
 
 from api import errors
 from api.auth import KeyRing
-from api.dependencies import ApiConfig, Components
+from api.dependencies import ApiConfig, Components, document_security
 from api.feed import EventHub, EventReader
 from api.metrics import LatencyMiddleware, StoreCollector
 from api.ports import LoadCommands, ReadModels
@@ -117,10 +117,12 @@ def create_app(
     app.state.metrics_registry = registry
     errors.install(app)
     errors.document(app)
+    routers = (workflow_routes.router, steps.router, replay.router, audit.router,
+               events.router, definitions.router, load.router, projections.router,
+               operations.router)
+    document_security(app, routers)
     app.add_middleware(LatencyMiddleware)
-    for router in (workflow_routes.router, steps.router, replay.router, audit.router,
-                   events.router, definitions.router, load.router, projections.router,
-                   operations.router):
+    for router in routers:
         app.include_router(router)
     for path, sub_app in (mounts or {}).items():
         app.mount(path, sub_app)

@@ -121,6 +121,9 @@ class TestTheAnswer:
         assert_problem(api.get(path, params={"min_position": 10**12}), 504,
                        "read-model-behind")
         assert_problem(make_client().get(path), 401, "unauthenticated")
+        # The key is checked first: an unauthenticated caller learns nothing about the rest.
+        assert_problem(make_client().get("/v1/workflows/not-a-uuid",
+                                         params={"min_position": -1}), 401)
         assert_problem(make_client("guess").get(path), 401, "unauthenticated")
         assert make_client("reader-key").get(path).status_code == 200
         assert make_client("reader-key", header="x-api-key").get(path).status_code == 200
@@ -172,3 +175,19 @@ def test_concurrent_requests_each_get_their_own_row(
         else:
             assert answer.status_code == 200, answer.text
             assert answer.json() == expected(read_models, wid)
+
+
+def test_the_openapi_document_shows_the_key_headers_where_a_role_is_checked(
+        api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    keys = [{"APIKeyHeader": []}, {"HTTPBearer": []}]
+    assert spec["paths"]["/v1/workflows/{workflow_id}"]["get"]["security"] == keys
+    assert spec["paths"]["/v1/workflows"]["post"]["security"] == keys
+    assert spec["paths"]["/v1/definitions"]["post"]["security"] == keys
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert "security" not in spec["paths"][path]["get"], path
+    assert spec["components"]["securitySchemes"] == {
+        "APIKeyHeader": {"type": "apiKey", "description": "An API key from WES_API_KEYS.",
+                         "in": "header", "name": "X-API-Key"},
+        "HTTPBearer": {"type": "http", "description": "An API key from WES_API_KEYS, as a "
+                                                     "bearer token.", "scheme": "bearer"}}
