@@ -16,7 +16,7 @@ from projections.base import to_events
 from projections.locks import LockRole, LockSession
 from projections.read_models import PROJECTION_NAMES, ReadModels
 from projections.rebuild import rebuild
-from projections.runner import ProjectorRunner
+from projections.runner import ProjectorRunner, _DecodedEvents
 from tests.support.projection_history import completed_orders, dump, mixed_history
 from tests.support.waiting import wait_for
 
@@ -127,6 +127,35 @@ class TestUnhandledEvents:
                              standby_poll_seconds=0.05) as runner:
             runner.wait(head(app), timeout=10)
             assert states(models)["progress"] == "running"
+
+
+class TestDecodingOnce:
+    def test_the_projections_of_one_process_share_each_decoded_event(
+            self, app: Workflows) -> None:
+        completed_orders(app, 2)
+        notifications = app.recorder.select_notifications(start=1, limit=1000)
+        decoded = _DecodedEvents(app)
+        progress, unreadable = decoded.items("progress", notifications[:5])
+        audit, _ = decoded.items("audit", notifications)
+        assert unreadable is None
+        direct, _ = to_events(app, "audit", notifications)
+        assert [(e.__dict__, t) for e, t in audit] == [(e.__dict__, t) for e, t in direct]
+        assert all(a is p for (a, _), (p, _) in zip(audit, progress, strict=False))
+
+    def test_each_projection_stops_before_an_event_it_cannot_read(
+            self, app: Workflows) -> None:
+        completed_orders(app, 1)
+        app.recorder.insert_events([StoredEvent(uuid4(), 1, FUTURE_TOPIC, b"{}")])
+        bad = head(app)
+        completed_orders(app, 1, prefix="AFTER")
+        notifications = app.recorder.select_notifications(start=1, limit=1000)
+        decoded = _DecodedEvents(app)
+        decoded.items("progress", notifications[-2:])  # events after the bad one, cached
+        for name in ("progress", "audit"):
+            items, unreadable = decoded.items(name, notifications)
+            assert [t.notification_id for _, t in items] == list(range(1, bad))
+            assert unreadable is not None
+            assert (unreadable.projection, unreadable.position) == (name, bad)
 
 
 class TestStatus:
