@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -100,8 +101,15 @@ def create_app(
             for part in background:
                 await run_in_threadpool(part.start)
                 started.append(part)
+            # What exists now (modules, app, pools) lives as long as the app: moved out of
+            # the collector's generations, a full collection no longer walks it. Measured
+            # under 32 clients on GET /v1/workflows/{id}: full collections took 565-697 ms
+            # in 6 s (up to 330 ms each, stalling every request in flight; p99 122-271 ms);
+            # frozen, 44-63 ms (p99 35 ms). Unfrozen at shutdown, so nothing stays uncollectable.
+            gc.freeze()
             yield
         finally:
+            gc.unfreeze()
             for part in reversed(started):
                 await run_in_threadpool(part.stop)
             if components.fast is not None:

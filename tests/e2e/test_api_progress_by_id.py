@@ -8,6 +8,7 @@ the route's auth, waits and errors.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 from uuid import UUID
 
@@ -138,6 +139,14 @@ def test_the_async_pool_stops_with_the_app(app: Workflows, read_models: ReadMode
                           ).status_code == 404
     assert built.state.components.fast is None
     assert fast.pool.pool.closed  # type: ignore[attr-defined]
+
+
+def test_what_the_app_starts_with_is_kept_out_of_full_collections_while_it_runs(
+        app: Workflows, read_models: ReadModelSet) -> None:
+    gc.unfreeze()
+    with TestClient(build_app(app, read_models, projectors=False)):
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0  # collectable again once the app stopped
 
 
 def test_a_database_error_is_a_problem_not_a_crash(
