@@ -145,6 +145,8 @@ class TestProgress:
         quick = ApiConfig(min_position_timeout=0.3)
         with TestClient(build_app(app, read_models, config=quick)) as client:
             started = start_caller_driven(client)
+            # The projector may need longer than the short timeout on a busy machine.
+            read_models.models.wait(started["position"], timeout=10)
             assert client.get("/v1/workflows", params=fresh(started["position"])
                               ).status_code == 200
             body = assert_problem(client.get("/v1/workflows",
