@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from copy import deepcopy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Self
@@ -102,6 +102,10 @@ def _thaw(value: Any) -> Any:
     return value
 
 
+# Values a deep copy of a StepExecution may share: none of them can change in place.
+_SHARED = (StepSpec, WorkflowError, StepStatus, datetime, str, int, float, type(None))
+
+
 @dataclass(slots=True)
 class StepExecution:
     """The running state of one step inside a Workflow (seed StepExecution).
@@ -126,10 +130,11 @@ class StepExecution:
     compensation_output: dict[str, Any] | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> StepExecution:
-        # The spec, times and error are immutable and shared; only the dicts can change.
-        return replace(self, input_data=deepcopy(self.input_data, memo),
-                       output=deepcopy(self.output, memo),
-                       compensation_output=deepcopy(self.compensation_output, memo))
+        # The aggregate cache copies a workflow on every load: values of immutable types
+        # (the spec, times, the error, enums) are shared, anything else is copied, so a
+        # field added later is safe by default. Copying each datetime was most of the cost.
+        return replace(self, **{f.name: deepcopy(value, memo) for f in fields(self)
+                                if not isinstance(value := getattr(self, f.name), _SHARED)})
 
     @property
     def step_id(self) -> str:

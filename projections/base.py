@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from abc import abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar, cast
@@ -119,6 +120,7 @@ def to_events(app: Application[Any], projection: str,
     return items, None
 
 
+@functools.lru_cache(maxsize=8)  # one per application in use: its per-topic memo survives
 def _decoder(mapper: Mapper[Any]) -> Callable[[StoredEvent], Event]:
     """`mapper.to_domain_event`, or the same mapping done faster when the stored state is
     plain JSON from the library's own transcoder (no cipher, no compressor)."""

@@ -192,10 +192,10 @@ class Worker:
         return len(claims)
 
     def _release(self, claim: Claim, result: _Drive) -> None:
+        if result.removed:
+            return  # the save that ended it deleted the item, and our lease with it
         for attempt in range(20):
             try:
-                if result.removed:
-                    return  # the save that ended it deleted the item, and our lease with it
                 if result.idle and not result.saved and self.app.store.settle(
                         self.worker_id, claim.workflow_id, claim.due_at, result.wakeup):
                     # Nothing to do and nothing saved: the item was stale (a repair, say);

@@ -18,6 +18,7 @@ def test_a_copied_execution_shares_its_immutable_spec_but_not_its_dicts() -> Non
     copied = copy.deepcopy(original)
     assert copied == original and copied is not original
     assert copied.spec is original.spec
+    assert copied.input_data is not original.input_data and copied.output is not original.output
     copied.input_data["qty"].append(2)  # type: ignore[index]
     copied.output["pickId"] = "p-2"  # type: ignore[index]
     copied.attempts = 3
