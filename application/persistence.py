@@ -665,7 +665,29 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
 
 class WesSubscription(PostgresSubscription):
     """The library's LISTEN/NOTIFY subscription, reading with `select_committed`: when an
-    append still in flight stops a read, it waits for exactly that append to end."""
+    append still in flight stops a read, it waits for exactly that append to end.
+
+    It also reads once more as soon as its LISTEN has taken effect. The library starts the
+    first read and the LISTEN in two threads, so an append that commits after that read but
+    before the LISTEN sends a NOTIFY nobody hears, and the subscription would not see it
+    until some later append (a projector once sat 10 s short of a workflow's first event).
+    """
+
+    def _listen(self) -> None:
+        try:
+            with self._recorder.datastore.get_connection() as conn:
+                conn.execute(SQL("LISTEN {0}").format(Identifier(self._recorder.channel_name)))
+                if not conn.autocommit:
+                    conn.commit()  # LISTEN takes effect at commit
+                # From here on every append is heard; read what committed before.
+                self._has_been_notified.set()
+                while not self._has_been_stopped and not self._thread_error:
+                    for _ in conn.notifies(timeout=0.1, stop_after=1):
+                        self._has_been_notified.set()
+        except BaseException as e:
+            if self._thread_error is None:
+                self._thread_error = e
+            self.stop()
 
     def _pull(self) -> None:
         recorder = cast(WesApplicationRecorder, self._recorder)

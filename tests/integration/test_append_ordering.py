@@ -22,7 +22,7 @@ from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 
 from application.database import Database
-from application.persistence import WesApplicationRecorder
+from application.persistence import WesApplicationRecorder, WesSubscription
 from tests.integration.test_recorder_contract import make_recorder
 
 
@@ -98,6 +98,35 @@ class TestAppendInFlight:
             slow.execute("COMMIT")
             reader.join(5)
         assert received == [1, 2]
+
+    def test_a_subscription_sees_an_append_that_commits_before_its_listen(
+            self, store: Any) -> None:
+        _, recorder = store
+        first_read = threading.Event()
+        appended = threading.Event()
+
+        class LateListener(WesSubscription):
+            """Its LISTEN starts only after the first read and an append, as when the
+            listening thread is slow to get a connection on a busy machine."""
+
+            def _pull(self) -> None:
+                super()._pull()
+                first_read.set()
+
+            def _listen(self) -> None:
+                appended.wait(5)
+                super()._listen()
+
+        received: list[int] = []
+        with LateListener(recorder, gt=0) as subscription:
+            assert first_read.wait(5)
+            recorder.insert_events(events())
+            appended.set()
+            reader = threading.Thread(target=lambda: received.extend(
+                n.id for _, n in zip(range(1), subscription, strict=False)), daemon=True)
+            reader.start()
+            reader.join(5)
+            assert received == [1]
 
     def test_topics_are_filtered_without_passing_an_append_in_flight(self, store: Any) -> None:
         datastore, recorder = store
