@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,17 @@ class Settings:
         )
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
+def waveless_defaults(env: Mapping[str, str]) -> tuple[int, int]:
+    """(batch size, interval ms) recorded for a workflow enabled without its own settings:
+    `WES_WAVELESS_BATCH_SIZE`, `WES_WAVELESS_INTERVAL_MS` (seed: 10 and 1000)."""
+    values = (_int(env, "WES_WAVELESS_BATCH_SIZE", 10), _int(env, "WES_WAVELESS_INTERVAL_MS", 1000))
+    if min(values) < 1:
+        raise ConfigurationError(
+            f"WES_WAVELESS_BATCH_SIZE and WES_WAVELESS_INTERVAL_MS must be >= 1, got {values}")
+    return values
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default

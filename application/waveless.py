@@ -1,10 +1,12 @@
 """The waveless release loop: admits PENDING waveless workflows batch by batch.
 
-Every interval the one releasing process (a PostgreSQL advisory lock elects it among all
-workers) asks the read models which waveless workflows wait, loads each from its events,
-plans a batch with `domain.waveless.plan_batch` (priority, ageing, least slack, WIP caps,
-load-adapted size and interval) and records, in ONE transaction, a WavelessBatch with its
-members and each member's ReleasedInBatch + Started. A workflow can never be admitted
+The one releasing process (a PostgreSQL advisory lock elects it among all workers) asks
+the read models which waveless workflows wait and loads each from its events. Workflows
+that recorded the same batch size and interval when they were enabled form a *lane*; each
+lane gets its own batches at its own interval. For a lane that is due it plans a batch
+with `domain.waveless.plan_batch` (priority, ageing, least slack, WIP caps shared by all
+lanes, load-adapted size and interval) and records, in ONE transaction, a WavelessBatch
+with its members and each member's ReleasedInBatch + Started. A workflow can never be admitted
 twice: releasing checks it is still PENDING, and optimistic concurrency rejects a second
 writer. Workflows left waiting record why (only when the reason changes); workflows that
 can no longer make their cut-off are flagged late.
@@ -16,8 +18,9 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from math import ceil
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
@@ -34,7 +37,9 @@ from domain.waveless import (
     DEFAULT_INTERVAL_MS,
     BatchPlan,
     Candidate,
+    adapt_interval,
     plan_batch,
+    release_order,
 )
 from domain.waveless_batch import WavelessBatch
 from domain.workflow import Workflow
@@ -89,6 +94,7 @@ class Releaser:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.interval_ms = self.settings.interval_ms
+        self._due: dict[tuple[int, int], datetime] = {}  # lane -> its next batch
 
     def start(self) -> None:
         self._stop.clear()
@@ -106,13 +112,16 @@ class Releaser:
         while not self._stop.is_set():
             try:
                 if self.leader_lock is None or self.leader_lock.acquire():
-                    self.release_once()
+                    self.release_once(due_only=True)
             except Exception:
                 log.exception("waveless release failed")
             self._stop.wait(self.interval_ms / 1000)
 
-    def release_once(self) -> BatchPlan:
-        """One round: plan a batch from the waiting workflows and record it."""
+    def release_once(self, *, due_only: bool = False) -> BatchPlan:
+        """One round: plans a batch for each lane of waiting workflows (those that share a
+        batch size and interval, as recorded when they were enabled) and records it. With
+        `due_only`, only lanes whose interval has passed since their last batch. Returns
+        the lanes' plans merged; `interval_ms` becomes the time until the next lane is due."""
         now = self.clock()
         waiting: dict[UUID, Workflow] = {}
         for workflow_id in self.signals.pending():
@@ -122,15 +131,55 @@ class Releaser:
                 continue
             if wf.status == WorkflowStatus.PENDING and wf.waveless is not None:
                 waiting[wf.id] = wf
-        candidates = [self._candidate(wf) for wf in waiting.values()]
+        # Lanes in the order of their first workflow in the global release order, so that
+        # WIP caps, which all lanes share, go to the most urgent work first.
+        lanes: dict[tuple[int, int], list[Candidate]] = {}
+        for candidate in release_order([self._candidate(wf) for wf in waiting.values()], now,
+                                       self.settings.ageing_ms):
+            lanes.setdefault(self._lane(waiting[candidate.workflow_id]), []).append(candidate)
         score, error_rate = self.signals.load() if self.settings.adaptive else (None, None)
-        plan = plan_batch(
-            candidates, now, batch_size=self.settings.batch_size,
-            interval_ms=self.settings.interval_ms, load_score=score, error_rate=error_rate,
-            in_flight=self.signals.in_flight(), wip_caps=self.settings.wip_caps,
-            ageing_ms=self.settings.ageing_ms,
-        )
-        self.interval_ms = plan.interval_ms if self.settings.adaptive else self.settings.interval_ms
+        in_flight = dict(self.signals.in_flight())
+        plans: list[BatchPlan] = []
+        still_waiting: set[tuple[int, int]] = set()
+        for lane, candidates in lanes.items():
+            if due_only and self._due.get(lane, now) > now:
+                still_waiting.add(lane)
+                continue
+            plan = plan_batch(
+                candidates, now, batch_size=lane[0], interval_ms=lane[1], load_score=score,
+                error_rate=error_rate, in_flight=in_flight, wip_caps=self.settings.wip_caps,
+                ageing_ms=self.settings.ageing_ms,
+            )
+            interval = plan.interval_ms if self.settings.adaptive else lane[1]
+            self._due[lane] = now + timedelta(milliseconds=interval)
+            for released in plan.released:
+                if released.first_service is not None:
+                    in_flight[released.first_service] = in_flight.get(released.first_service, 0) + 1
+            self._apply(plan, waiting, score, now)
+            plans.append(plan)
+            if plan.waiting:
+                still_waiting.add(lane)
+        # A lane whose interval has passed is as good as new: forget it.
+        self._due = {lane: due for lane, due in self._due.items() if due > now}
+        if still_waiting:
+            # Wake when the next lane with work is due, or after the configured interval
+            # at the latest, to pick up workflows of a new setting.
+            next_due = min(self._due.get(lane, now) for lane in still_waiting)
+            self.interval_ms = max(1, min(ceil((next_due - now).total_seconds() * 1000),
+                                          self.settings.interval_ms))
+        else:
+            self.interval_ms = (adapt_interval(self.settings.interval_ms, 0)
+                                if self.settings.adaptive else self.settings.interval_ms)
+        return _merged(plans, self.interval_ms, self.settings.batch_size)
+
+    def _lane(self, wf: Workflow) -> tuple[int, int]:
+        recorded = wf.waveless or {}
+        return (recorded.get("batch_size") or self.settings.batch_size,
+                recorded.get("interval_ms") or self.settings.interval_ms)
+
+    def _apply(self, plan: BatchPlan, waiting: Mapping[UUID, Workflow], score: float | None,
+               now: datetime) -> None:
+        """Records a lane's batch, and why each of its others waits (when that changed)."""
         if plan.released:
             self._record_batch(plan, [waiting[c.workflow_id] for c in plan.released], score, now)
         late = {c.workflow_id: c for c in plan.late}
@@ -143,7 +192,6 @@ class Releaser:
                 changed = True
             if changed:
                 self._save_quietly(wf, now)
-        return plan
 
     def _candidate(self, wf: Workflow) -> Candidate:
         remaining = [s for s in wf.steps.values()
@@ -190,3 +238,18 @@ class Releaser:
             self.app.save_workflow(wf, now)
         except Exception as e:  # a waiting note is advisory: the next round writes it again
             log.debug("waiting note not saved", extra={"workflow_id": str(wf.id), "error": str(e)})
+
+
+def _merged(plans: Sequence[BatchPlan], interval_ms: int, default_size: int) -> BatchPlan:
+    """One round's lane plans as one (batch size: what the round could release in all)."""
+    if len(plans) == 1:
+        return replace(plans[0], interval_ms=interval_ms)
+    return BatchPlan(
+        released=tuple(c for p in plans for c in p.released),
+        waiting={k: v for p in plans for k, v in p.waiting.items()},
+        late=tuple(c for p in plans for c in p.late),
+        batch_size=sum(p.batch_size for p in plans) if plans else default_size,
+        interval_ms=interval_ms,
+        paused_reason=next((p.paused_reason for p in plans if p.paused_reason), None),
+        order=tuple(w for p in plans for w in p.order),
+    )

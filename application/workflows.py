@@ -23,6 +23,7 @@ from application.builtin_definitions import BUILTIN_DEFINITIONS
 from application.errors import ConcurrencyConflict, DefinitionNotFound, WorkflowNotFound
 from application.persistence import WesApplicationRecorder, WorkItem
 from application.repository import LatestInOneReadRepository
+from application.settings import waveless_defaults
 from domain.compensation import CompensationAction
 from domain.decisions import wakeup_at
 from domain.definition import WorkflowDefinition
@@ -115,6 +116,8 @@ class Workflows(Application[UUID]):
         super().__init__(env)
         self.clock = clock
         self._definition_cache: _DefinitionCache | None = None
+        # Recorded for a workflow enabled without settings of its own.
+        self.waveless_defaults = waveless_defaults(self.env)
 
     def construct_repository(self) -> LatestInOneReadRepository:
         """The library's repository and aggregate cache (`AGGREGATE_CACHE_MAXSIZE`, default
@@ -236,6 +239,8 @@ class Workflows(Application[UUID]):
         correlation_id: str | None = None,
         triggered_by: str = "system",
         waveless: bool = False,
+        waveless_batch_size: int | None = None,
+        waveless_interval_ms: int | None = None,
         driven_by: str = DrivenBy.ENGINE.value,
         max_retries: int = 3,
         cut_off: datetime | None = None,
@@ -245,7 +250,8 @@ class Workflows(Application[UUID]):
         it, unless it is waveless (then it waits PENDING for a batch to release it).
 
         With an idempotency key the workflow id is derived from the key, so the same key
-        can only ever create one workflow, even under concurrent requests.
+        can only ever create one workflow, even under concurrent requests. A waveless
+        workflow records its batch size and interval (None: the configured defaults).
         """
         if (definition is None) == (steps is None):
             raise InvalidValue("definition", definition, "give either a definition or steps")
@@ -271,7 +277,8 @@ class Workflows(Application[UUID]):
             cut_off=cut_off, workflow_id=workflow_id,
         )
         if waveless:
-            wf.enable_waveless(now)
+            wf.enable_waveless(now, *self._waveless_settings(waveless_batch_size,
+                                                             waveless_interval_ms))
         else:
             wf.start(now, actor=triggered_by)
         try:
@@ -310,10 +317,19 @@ class Workflows(Application[UUID]):
     def retry_compensation(self, workflow_id: UUID, actor: str = "operator") -> int | None:
         return self._command(workflow_id, lambda wf, now: wf.retry_compensation(now, actor))[1]
 
-    def enable_waveless(self, workflow_id: UUID, batch_size: int = 10,
-                        interval_ms: int = 1000) -> int | None:
+    def enable_waveless(self, workflow_id: UUID, batch_size: int | None = None,
+                        interval_ms: int | None = None) -> int | None:
+        """Seed enableWaveless. The settings are recorded with the workflow and govern its
+        release (README "Waveless processing"); None takes the configured default."""
+        size, interval = self._waveless_settings(batch_size, interval_ms)
         return self._command(
-            workflow_id, lambda wf, now: wf.enable_waveless(now, batch_size, interval_ms))[1]
+            workflow_id, lambda wf, now: wf.enable_waveless(now, size, interval))[1]
+
+    def _waveless_settings(self, batch_size: int | None, interval_ms: int | None
+                           ) -> tuple[int, int]:
+        size, interval = self.waveless_defaults
+        return (size if batch_size is None else batch_size,
+                interval if interval_ms is None else interval_ms)
 
     def complete_saga(self, workflow_id: UUID) -> int | None:
         """Seed completeSaga."""

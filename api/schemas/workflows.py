@@ -89,8 +89,12 @@ class CancelIn(BaseModel):
 class WavelessIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    batch_size: int = Field(10, ge=1, le=10_000)
-    interval_ms: int = Field(1000, ge=1, le=86_400_000)
+    batch_size: int | None = Field(
+        None, ge=1, le=10_000,
+        description="Most workflows of this setting released per batch; default WES_WAVELESS_BATCH_SIZE (10)")
+    interval_ms: int | None = Field(
+        None, ge=1, le=86_400_000,
+        description="Time between its batches; default WES_WAVELESS_INTERVAL_MS (1000)")
 
 
 class StepResultIn(BaseModel):

@@ -17,6 +17,8 @@ ITEMS = [{"sku": "SKU-1", "quantity": 1}]
 def test_workers_release_waveless_orders_in_batches_at_the_interval_exactly_once(
         app: Workflows, db, simulator):
     settings = {"WES_WAVELESS_BATCH_SIZE": "5", "WES_WAVELESS_INTERVAL_MS": "400"}
+    # The process that enables waveless records its settings with each workflow.
+    app.waveless_defaults = (5, 400)
     projector = spawn_wes(db, simulator.base_url, "projections", "run")
     workers = [spawn_worker(db, simulator.base_url, concurrency=4, **settings)
                for _ in range(2)]

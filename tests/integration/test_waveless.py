@@ -37,10 +37,13 @@ def clock(app: Workflows) -> Clock:
     return c
 
 
-def waveless(app: Workflows, priority: str = "NORMAL", **kwargs: Any) -> UUID:
+def waveless(app: Workflows, priority: str = "NORMAL", *, batch_size: int | None = None,
+             interval_ms: int | None = None, **kwargs: Any) -> UUID:
+    """A PENDING waveless workflow, enabled with these settings (default: the app's)."""
     if isinstance(app.clock, Clock):
         app.clock.advance(milliseconds=1)  # arrivals are ordered in time
     return app.start_workflow(steps=STEPS, priority=priority, waveless=True,
+                              waveless_batch_size=batch_size, waveless_interval_ms=interval_ms,
                               input={"orderId": "x"}, **kwargs).workflow_id
 
 
@@ -67,14 +70,14 @@ class TestDynamicBatches:
     def test_releases_high_then_normal_then_low_first_come_first_served(self, app, clock):
         ids = []
         for priority in ["LOW", "NORMAL", "HIGH", "LOW", "HIGH", "NORMAL"]:
-            ids.append(waveless(app, priority))
+            ids.append(waveless(app, priority, batch_size=6))
             clock.advance(seconds=1)
-        plan = releaser(app, ids, clock, batch_size=6, adaptive=False).release_once()
+        plan = releaser(app, ids, clock, adaptive=False).release_once()
         assert released_ids(plan) == [ids[2], ids[4], ids[1], ids[5], ids[0], ids[3]]
 
     def test_batch_size_limits_each_release_and_records_the_batch(self, app, clock):
-        ids = [waveless(app) for _ in range(5)]
-        r = releaser(app, ids, clock, batch_size=2, adaptive=False)
+        ids = [waveless(app, batch_size=2) for _ in range(5)]
+        r = releaser(app, ids, clock, adaptive=False)
         first = r.release_once()
         assert len(first.released) == 2
         batch_id = app.get_workflow(ids[0]).batch_id
@@ -85,24 +88,74 @@ class TestDynamicBatches:
         assert len(r.release_once().released) == 1
 
     def test_old_low_priority_work_is_released_before_a_stream_of_high(self, app, clock):
-        low = waveless(app, "LOW")
+        low = waveless(app, "LOW", batch_size=1)
         clock.advance(seconds=61)
-        highs = [waveless(app, "HIGH") for _ in range(3)]
-        plan = releaser(app, [low, *highs], clock, batch_size=1, adaptive=False).release_once()
+        highs = [waveless(app, "HIGH", batch_size=1) for _ in range(3)]
+        plan = releaser(app, [low, *highs], clock, adaptive=False).release_once()
         assert released_ids(plan) == [low]
 
     def test_least_slack_goes_first_within_a_priority(self, app, clock):
-        relaxed = waveless(app, cut_off=clock.now + timedelta(hours=4))
-        urgent = waveless(app, cut_off=clock.now + timedelta(minutes=10))
-        plan = releaser(app, [relaxed, urgent], clock, batch_size=1, adaptive=False).release_once()
+        relaxed = waveless(app, batch_size=1, cut_off=clock.now + timedelta(hours=4))
+        urgent = waveless(app, batch_size=1, cut_off=clock.now + timedelta(minutes=10))
+        plan = releaser(app, [relaxed, urgent], clock, adaptive=False).release_once()
         assert released_ids(plan) == [urgent]
 
     def test_a_workflow_that_cannot_make_its_cut_off_is_flagged_late(self, app, clock):
-        blocker = waveless(app, "HIGH")
-        doomed = waveless(app, cut_off=clock.now + timedelta(milliseconds=100))
-        releaser(app, [blocker, doomed], clock, batch_size=1, adaptive=False).release_once()
+        blocker = waveless(app, "HIGH", batch_size=1)
+        doomed = waveless(app, batch_size=1, cut_off=clock.now + timedelta(milliseconds=100))
+        releaser(app, [blocker, doomed], clock, adaptive=False).release_once()
         wf = app.get_workflow(doomed)
         assert wf.late is True and "MarkedLate" in event_types(app, doomed)
+
+
+class TestLanes:
+    """Workflows enabled with different settings are released at their own size and pace."""
+
+    def test_each_setting_gets_batches_of_its_own_size(self, app, clock):
+        singles = [waveless(app, batch_size=1) for _ in range(3)]
+        triples = [waveless(app, batch_size=3) for _ in range(4)]
+        plan = releaser(app, [*singles, *triples], clock, adaptive=False).release_once()
+        assert released_ids(plan) == [singles[0], *triples[:3]]
+        sizes = sorted((b.batch_size, len(b.members)) for b in recorded_batches(app, released_ids(plan)))
+        assert sizes == [(1, 1), (3, 3)]
+        assert app.get_workflow(triples[3]).waiting_reason == "queued: batch full (NORMAL priority)"
+
+    def test_a_lane_is_released_again_only_when_its_own_interval_has_passed(self, app, clock):
+        fast = [waveless(app, batch_size=1, interval_ms=200) for _ in range(3)]
+        slow = [waveless(app, batch_size=1, interval_ms=1000) for _ in range(3)]
+        r = releaser(app, [*fast, *slow], clock, adaptive=False)
+        assert released_ids(r.release_once(due_only=True)) == [fast[0], slow[0]]
+        assert r.interval_ms == 200  # until the fast lane is due again
+        clock.advance(milliseconds=200)
+        assert released_ids(r.release_once(due_only=True)) == [fast[1]]
+        clock.advance(milliseconds=200)
+        assert released_ids(r.release_once(due_only=True)) == [fast[2]]
+        assert r.interval_ms == 600  # the fast lane is empty: the slow one is next
+        clock.advance(milliseconds=600)
+        assert released_ids(r.release_once(due_only=True)) == [slow[1]]
+
+    def test_lanes_share_the_work_in_progress_caps(self, app, clock):
+        first = waveless(app, "HIGH", batch_size=2)
+        second = waveless(app, batch_size=5)
+        in_flight = {"warehouse-service": 0}
+        signals = LoadSignals(pending=lambda: [first, second], in_flight=lambda: in_flight)
+        r = Releaser(app, signals, WavelessSettings(adaptive=False,
+                                                    wip_caps={"warehouse-service": 1}), clock=clock)
+        assert released_ids(r.release_once()) == [first]
+        assert app.get_workflow(second).waiting_reason == "cap reached: warehouse-service"
+
+    def test_the_settings_default_to_the_configured_ones(self, db):
+        app = Workflows({**db.env(), "WES_WAVELESS_BATCH_SIZE": "4",
+                         "WES_WAVELESS_INTERVAL_MS": "250"})
+        try:
+            wf_id = app.start_workflow(steps=STEPS, waveless=True).workflow_id
+            assert app.get_workflow(wf_id).waveless == {"batch_size": 4, "interval_ms": 250}
+        finally:
+            app.close()
+
+
+def recorded_batches(app: Workflows, ids: list[UUID]) -> list[Any]:
+    return [app.repository.get(UUID(b)) for b in {app.get_workflow(i).batch_id for i in ids}]
 
 
 class TestWorkInProgressCaps:

@@ -54,6 +54,7 @@ def batches(app: Workflows, ids) -> list[WavelessBatch]:
 
 
 def test_the_running_engine_releases_waveless_work_in_batches_at_the_interval(app, engine):
+    app.waveless_defaults = (10, 300)  # as WES_WAVELESS_INTERVAL_MS=300 would
     ids = [app.start_workflow(steps=STEPS, waveless=True, priority=p,
                               input={"orderId": f"W-{i}"}).workflow_id
            for i, p in zip(range(25), itertools.cycle(["LOW", "NORMAL", "HIGH"]), strict=False)]
