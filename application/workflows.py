@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
 from eventsourcing.utils import get_topic
 
 from application.builtin_definitions import BUILTIN_DEFINITIONS
@@ -139,6 +140,40 @@ class Workflows(Application[UUID]):
         return cast(WesApplicationRecorder, self.recorder)
 
     # ------------------------------------------------------------------ saving
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """The library's `save`, without its runtime-protocol `isinstance` checks for our
+        own aggregates (5 % of a command's CPU on Python 3.11); anything else goes the
+        library's way."""
+        if not all(obj is None or isinstance(obj, Aggregate) for obj in objs):
+            return super().save(*objs, **kwargs)
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        for obj in objs:
+            if obj is not None:
+                processing.events.extend(obj.collect_events())
+                processing.aggregates[obj.id] = obj
+        processing.saved_kwargs.update(kwargs)
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return recordings
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """As the library, but from the aggregate in hand when it is at the snapshot's
+        version: the library loads it again (a snapshot and up to 49 events, folded)."""
+        for event in processing_event.events:
+            aggregate = processing_event.aggregates.get(event.originator_id)
+            if aggregate is None:
+                continue
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if interval is None or event.originator_version % interval:
+                continue
+            if aggregate.version == event.originator_version and self.snapshots is not None:
+                snapshot_class = getattr(type(aggregate), "Snapshot", type(self).snapshot_class)
+                self.snapshots.put([snapshot_class.take(aggregate)])
+            else:
+                self.take_snapshot(event.originator_id, event.originator_version,
+                                   self.snapshotting_projectors[type(aggregate)])
 
     def save_workflow(self, wf: Workflow, now: datetime | None = None) -> int | None:
         """Saves pending events and the work-queue wake-up; returns the last position."""

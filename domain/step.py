@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from copy import deepcopy
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Self
 
 from domain.compensation import CompensationAction
+from domain.copying import copy_value, share
 from domain.enums import StepStatus
 from domain.exceptions import InvalidValue
 from domain.retry_policy import RetryPolicy
@@ -102,8 +102,8 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-# Values a deep copy of a StepExecution may share: none of them can change in place.
-_SHARED = (StepSpec, WorkflowError, StepStatus, datetime, str, int, float, type(None))
+# Frozen, holding only immutable values: a workflow's deep copy shares them.
+share(StepSpec, WorkflowError)
 
 
 @dataclass(slots=True)
@@ -132,9 +132,11 @@ class StepExecution:
     def __deepcopy__(self, memo: dict[int, Any]) -> StepExecution:
         # The aggregate cache copies a workflow on every load: values of immutable types
         # (the spec, times, the error, enums) are shared, anything else is copied, so a
-        # field added later is safe by default. Copying each datetime was most of the cost.
-        return replace(self, **{f.name: deepcopy(value, memo) for f in fields(self)
-                                if not isinstance(value := getattr(self, f.name), _SHARED)})
+        # field added later is safe by default (see domain.copying).
+        copied = object.__new__(StepExecution)
+        for name in _STEP_FIELDS:
+            object.__setattr__(copied, name, copy_value(getattr(self, name), memo))
+        return copied
 
     @property
     def step_id(self) -> str:
@@ -216,3 +218,6 @@ class StepResult:
     @classmethod
     def success(cls, step_id: str, output: Mapping[str, Any], execution_time_ms: int) -> StepResult:
         return cls(step_id, dict(output), int(execution_time_ms))
+
+
+_STEP_FIELDS = tuple(f.name for f in fields(StepExecution))

@@ -87,6 +87,23 @@ class TestPersistence:
         with pytest.raises(InvalidValue, match="did not exist yet"):
             app.state_at(wf_id, at=history[0].timestamp - timedelta(seconds=1))
 
+    @pytest.mark.parametrize("events_per_save", [1, 5])
+    def test_a_snapshot_is_taken_every_50_versions_and_equals_the_fold(self, app, events_per_save):
+        wf_id = start(app)
+        while (wf := app.get_workflow(wf_id)).version < 53:
+            for _ in range(events_per_save):  # five: one save steps over version 50
+                if wf.status == "PAUSED":
+                    wf.resume(app.clock())
+                else:
+                    wf.pause(app.clock(), "toggle", "operator")
+            app.save_workflow(wf)
+        snapshots = list(app.snapshots.get(wf_id))
+        assert [s.originator_version for s in snapshots] == [50]
+        folded = None
+        for event in list(app.events.get(wf_id))[:50]:
+            folded = event.mutate(folded)
+        assert snapshots[0].mutate(None).snapshot_state() == folded.snapshot_state()
+
     def test_history_carries_positions_in_global_order(self, app):
         wf_id = start(app)
         drive_mixed_history(app, wf_id)
