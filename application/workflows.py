@@ -450,16 +450,38 @@ class Workflows(Application[UUID]):
         if at is not None:
             if at.tzinfo is None:
                 at = at.replace(tzinfo=UTC)
-            last: int | None = None
-            for event in self.events.get(workflow_id):
-                if event.timestamp > at:
-                    break
-                last = event.originator_version
+            last = self._last_version_at(workflow_id, at)
             if last is None:
-                self.get_workflow(workflow_id)  # raises WorkflowNotFound if there is none
                 raise InvalidValue("at", at.isoformat(), "the workflow did not exist yet")
             return self.get_workflow(workflow_id, version=last)
         return self.get_workflow(workflow_id)
+
+    def _last_version_at(self, workflow_id: UUID, at: datetime) -> int | None:
+        """The version of the last event recorded at or before `at` (None: none was).
+
+        A binary search over versions, reading one event per probe (about 14 for 10,000
+        events) instead of decoding the whole stream: an aggregate's events carry the time
+        of the command that recorded them, in version order."""
+        newest = self.recorder.select_events(workflow_id, desc=True, limit=1)
+        if not newest:
+            raise WorkflowNotFound(workflow_id)
+
+        def recorded_at(version: int) -> datetime:
+            stored = self.recorder.select_events(workflow_id, gt=version - 1, lte=version)
+            return self.mapper.to_domain_event(stored[0]).timestamp
+
+        low, high = 1, newest[0].originator_version
+        if recorded_at(low) > at:
+            return None
+        if recorded_at(high) <= at:
+            return high
+        while high - low > 1:  # recorded_at(low) <= at < recorded_at(high)
+            middle = (low + high) // 2
+            if recorded_at(middle) <= at:
+                low = middle
+            else:
+                high = middle
+        return low
 
     def workflow_ids(self) -> list[UUID]:
         return self.store.aggregate_ids(get_topic(Workflow.Created))

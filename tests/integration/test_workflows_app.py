@@ -81,9 +81,9 @@ class TestPersistence:
         wf_id = start(app)
         drive_mixed_history(app, wf_id)
         history = app.history(wf_id)
-        middle = history[len(history) // 2]
-        state = app.state_at(wf_id, at=middle.timestamp)
-        assert state.version == sum(1 for e in history if e.timestamp <= middle.timestamp)
+        for moment in [e.timestamp for e in history] + [history[-1].timestamp + timedelta(days=1)]:
+            state = app.state_at(wf_id, at=moment)
+            assert state.version == sum(1 for e in history if e.timestamp <= moment)
         with pytest.raises(InvalidValue, match="did not exist yet"):
             app.state_at(wf_id, at=history[0].timestamp - timedelta(seconds=1))
 
