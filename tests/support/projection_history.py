@@ -36,10 +36,13 @@ TABLES = ("wes_progress", "wes_audit", "wes_load", "wes_load_workflows", "wes_lo
 
 
 class StepClock:
-    """Now, advancing 10 ms per reading: distinct, ordered timestamps near real time."""
+    """A minute ago, advancing 10 ms per reading: distinct, ordered timestamps near real
+    time. It starts in the past so that it stays behind the database's `now()` however
+    fast the readings come (a window of 0 s must hold no outcome), and within the load
+    model's default window of 300 s."""
 
     def __init__(self) -> None:
-        self._start = datetime.now(UTC)
+        self._start = datetime.now(UTC) - timedelta(seconds=60)
         self._ticks = itertools.count()
         self._lock = threading.Lock()
 
