@@ -194,9 +194,14 @@ def _switch(read_models: ReadModels, target: _Target, batch_size: int) -> int:
     app = read_models.app
 
     def catch_up(live_position: int) -> int:
-        while True:
+        # Only as far as the live generation, which the pointer lock holds still: the live
+        # projector goes on from there. Chasing the head instead kept the switch's
+        # transaction open, idle, for as long as writers outpaced it, until PostgreSQL's
+        # idle-in-transaction timeout killed it.
+        while target.position < live_position:
             notifications = app.recorder.select_notifications(
-                start=target.position, limit=batch_size, inclusive_of_start=False)
+                start=target.position, limit=batch_size, stop=live_position,
+                inclusive_of_start=False)
             if not notifications:
                 break
             items, unreadable = to_events(app, target.projection.name, notifications)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -127,6 +128,25 @@ class TestRebuild:
         finally:
             models.close()
             app.close()
+
+    def test_the_switch_ends_at_the_live_position_however_fast_writers_append(
+            self, server: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+        with live_projection(server, everything) as done:
+            app = done.app
+            read = app.recorder.select_notifications
+            live = done.models.progress.max_tracking_id(app.name)
+
+            def read_then_append(*args: Any, **kwargs: Any) -> Any:
+                # A writer that always has appended more by the next read: chasing the
+                # head would never end (and held the switch's transaction open meanwhile).
+                found = read(*args, **kwargs)
+                app.start_workflow(definition="order-fulfillment", driven_by="caller")
+                return found
+
+            monkeypatch.setattr(app.recorder, "select_notifications", read_then_append)
+            reports = rebuild(done.models, ["progress"], batch_size=100)
+            assert live is not None and reports[0].position >= live
+            assert reports[0].position < (app.recorder.max_notification_id() or 0)
 
     def test_an_interrupted_rebuild_leaves_the_live_model_and_resumes(
             self, server: Database) -> None:
