@@ -83,6 +83,11 @@ class _TrackingSQL:
     position: Composed
 
 
+_BEGIN = "BEGIN"
+_COMMIT = "COMMIT"
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
 @dataclass(frozen=True, slots=True)
 class ProjectionStatus:
     """How far a projection is (API.md `GET /v1/projections`)."""
@@ -112,21 +117,20 @@ class BatchTransaction(Generic[S]):
     """Writes to one generation in one transaction; events up to `after` are already in."""
 
     def __init__(self, cursor: Cursor[DictRow], generation: int, sql: S,
-                 tracking: _TrackingSQL, application_name: str, after: int | None) -> None:
+                 after: int | None) -> None:
         self.cursor = cursor
         self.generation = generation
         self.sql = sql
         self.after = after
-        self._tracking = tracking
-        self._application_name = application_name
+        self.tracked: int | None = None  # the position to record at commit
 
     def is_new(self, position: int) -> bool:
         return self.after is None or position > self.after
 
     def track(self, position: int) -> None:
-        """Moves the generation's position; commits with the rows written alongside."""
-        self.cursor.execute(self._tracking.upsert, (self._application_name, position),
-                            prepare=True)
+        """Moves the generation's position; commits with the rows written alongside (the
+        statement goes out with the COMMIT, in one round trip)."""
+        self.tracked = position
 
 
 class AsyncReadPool:
@@ -433,19 +437,37 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
               generation: int | None = None) -> Iterator[BatchTransaction[S]]:
         """One transaction on the live generation (or the given one) with its tracking row
         locked; rows and tracking commit together, or not at all."""
-        with self.datastore.transaction(commit=True) as curs:
-            if generation is None:
-                curs.execute(self._select_pointer_for_share, (self.projection_name,),
-                             prepare=True)
-                row = curs.fetchone()
-                if row is None:
-                    raise LookupError(f"projection {self.projection_name} has no pointer row")
-                generation = int(row["generation"])
-            _, tracking, sql = self._generation(generation)
-            curs.execute(tracking.lock, (application_name,), prepare=True)
-            found = curs.fetchone()
-            yield BatchTransaction(curs, generation, sql, tracking, application_name,
-                                   found["notification_id"] if found else None)
+        # BEGIN goes out with the pointer's read, and the tracking row's update with the
+        # COMMIT, each pair in one pipelined round trip: a live batch of a few events took
+        # seven round trips, now five (the connections are in autocommit mode, so BEGIN and
+        # COMMIT are ours to send).
+        with self.datastore.get_connection() as conn:
+            curs = conn.cursor()
+            try:
+                with conn.pipeline():
+                    curs.execute(_BEGIN)
+                    if generation is None:
+                        curs.execute(self._select_pointer_for_share, (self.projection_name,),
+                                     prepare=True)
+                        row = curs.fetchone()
+                        if row is None:
+                            raise LookupError(
+                                f"projection {self.projection_name} has no pointer row")
+                        generation = int(row["generation"])
+                _, tracking, sql = self._generation(generation)
+                curs.execute(tracking.lock, (application_name,), prepare=True)
+                found = curs.fetchone()
+                tx = BatchTransaction(curs, generation, sql,
+                                      found["notification_id"] if found else None)
+                yield tx
+                with conn.pipeline():
+                    if tx.tracked is not None:
+                        curs.execute(tracking.upsert, (application_name, tx.tracked),
+                                     prepare=True)
+                    curs.execute(_COMMIT)
+            finally:
+                if conn.info.transaction_status != _IDLE and not conn.closed:
+                    conn.rollback()
 
     def insert_tracking(self, tracking: Tracking) -> None:
         """Records that an event was seen (the library's contract: never twice, no gaps
