@@ -15,7 +15,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    project_aggregate,
+)
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording, StoredEvent
 from eventsourcing.utils import get_topic
@@ -161,6 +166,8 @@ class Workflows(Application[UUID]):
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """As the library, but from the aggregate in hand when it is at the snapshot's
         version: the library loads it again (a snapshot and up to 49 events, folded)."""
+        if not self.snapshots or not self.snapshotting_intervals:
+            return  # snapshotting switched off (IS_SNAPSHOTTING_ENABLED=n)
         for event in processing_event.events:
             aggregate = processing_event.aggregates.get(event.originator_id)
             if aggregate is None:
@@ -168,12 +175,13 @@ class Workflows(Application[UUID]):
             interval = self.snapshotting_intervals.get(type(aggregate))
             if interval is None or event.originator_version % interval:
                 continue
-            if aggregate.version == event.originator_version and self.snapshots is not None:
+            if aggregate.version == event.originator_version:
                 snapshot_class = getattr(type(aggregate), "Snapshot", type(self).snapshot_class)
                 self.snapshots.put([snapshot_class.take(aggregate)])
             else:
                 self.take_snapshot(event.originator_id, event.originator_version,
-                                   self.snapshotting_projectors[type(aggregate)])
+                                   self.snapshotting_projectors.get(type(aggregate),
+                                                                    project_aggregate))
 
     def save_workflow(self, wf: Workflow, now: datetime | None = None) -> int | None:
         """Saves pending events and the work-queue wake-up; returns the last position."""
@@ -452,6 +460,7 @@ class Workflows(Application[UUID]):
                 at = at.replace(tzinfo=UTC)
             last = self._last_version_at(workflow_id, at)
             if last is None:
+                self.get_workflow(workflow_id)  # raises WorkflowNotFound if it is no workflow
                 raise InvalidValue("at", at.isoformat(), "the workflow did not exist yet")
             return self.get_workflow(workflow_id, version=last)
         return self.get_workflow(workflow_id)
@@ -460,8 +469,8 @@ class Workflows(Application[UUID]):
         """The version of the last event recorded at or before `at` (None: none was).
 
         A binary search over versions, reading one event per probe (about 14 for 10,000
-        events) instead of decoding the whole stream: an aggregate's events carry the time
-        of the command that recorded them, in version order."""
+        events) instead of decoding the whole stream: a workflow's events carry
+        non-decreasing times in version order (`Workflow._trigger` sees to it)."""
         newest = self.recorder.select_events(workflow_id, desc=True, limit=1)
         if not newest:
             raise WorkflowNotFound(workflow_id)

@@ -571,8 +571,11 @@ class Workflow(Aggregate):
         )
 
     def _trigger(self, event_class: type[Any], now: datetime, **kwargs: Any) -> None:
-        self.trigger_event(event_class, timestamp=now, correlation_id=self.correlation_id,
-                           **kwargs)
+        # A stream's times never go backwards, whatever the clock of the process deciding
+        # (clocks differ between processes; the release loop decides with the time its
+        # round began): replay at a point in time searches the stream by time.
+        self.trigger_event(event_class, timestamp=max(now, self.modified_on),
+                           correlation_id=self.correlation_id, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -104,6 +104,33 @@ class TestPersistence:
             folded = event.mutate(folded)
         assert snapshots[0].mutate(None).snapshot_state() == folded.snapshot_state()
 
+    def test_saves_past_version_50_work_with_snapshotting_switched_off(self, db):
+        app = Workflows(env={**db.env(), "IS_SNAPSHOTTING_ENABLED": "n"})
+        try:
+            app.ensure_builtin_definitions()
+            wf_id = start(app)
+            for _ in range(26):
+                app.pause(wf_id, "toggle")
+                app.resume(wf_id)
+            assert app.snapshots is None and app.get_workflow(wf_id).version == 54
+        finally:
+            app.close()
+
+    def test_state_at_a_time_follows_the_stream_when_a_clock_lags(self, app):
+        wf_id = start(app)
+        real = app.clock
+        app.pause(wf_id, "first")
+        app.clock = lambda: real() - timedelta(minutes=5)  # another process, behind
+        app.resume(wf_id)
+        app.clock = real
+        history = app.history(wf_id)
+        times = [e.timestamp for e in history]
+        assert times == sorted(times)
+        # The resume was decided five minutes "earlier": it is stamped with the pause's time.
+        assert history[-1].timestamp == history[-2].timestamp
+        state = app.state_at(wf_id, at=history[-2].timestamp)
+        assert (state.version, state.status) == (len(history), "EXECUTING")
+
     def test_history_carries_positions_in_global_order(self, app):
         wf_id = start(app)
         drive_mixed_history(app, wf_id)
