@@ -40,6 +40,7 @@ reads the events table must go through `select_notifications` / `subscribe` (a b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -603,9 +604,12 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn:
             conn.execute(SQL("LISTEN {}").format(Identifier(self.channel_name)))
             conn.commit()
-            while not stop.is_set():
-                for _ in conn.notifies(timeout=0.5, stop_after=1):
-                    on_append()
+            try:
+                while not stop.is_set():
+                    for _ in conn.notifies(timeout=0.5, stop_after=1):
+                        on_append()
+            finally:
+                _unlisten(conn)
 
     def next_due(self) -> datetime | None:
         """The earliest time any item becomes claimable (None when the queue is empty)."""
@@ -681,9 +685,12 @@ class WesSubscription(PostgresSubscription):
                     conn.commit()  # LISTEN takes effect at commit
                 # From here on every append is heard; read what committed before.
                 self._has_been_notified.set()
-                while not self._has_been_stopped and not self._thread_error:
-                    for _ in conn.notifies(timeout=0.1, stop_after=1):
-                        self._has_been_notified.set()
+                try:
+                    while not self._has_been_stopped and not self._thread_error:
+                        for _ in conn.notifies(timeout=0.1, stop_after=1):
+                            self._has_been_notified.set()
+                finally:
+                    _unlisten(conn)
         except BaseException as e:
             if self._thread_error is None:
                 self._thread_error = e
@@ -705,6 +712,14 @@ class WesSubscription(PostgresSubscription):
                 recorder.wait_for_append(blocked, lambda: self._has_been_stopped)
             elif len(notifications) < self._select_limit:
                 break
+
+
+def _unlisten(conn: psycopg.Connection[Any]) -> None:
+    """Stops listening before the connection goes back to the pool: a pooled connection
+    still LISTENing would pile up notifications nobody reads."""
+    if not conn.closed:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("UNLISTEN *")
 
 
 class _Notifier:

@@ -128,6 +128,21 @@ class TestAppendInFlight:
             reader.join(5)
             assert received == [1]
 
+    def test_a_stopped_subscription_leaves_no_pooled_connection_listening(self, db: Database) -> None:
+        datastore, recorder = make_recorder(db, pool_size=2)
+        try:
+            with recorder.subscribe(gt=0) as subscription:
+                recorder.insert_events(events())
+                assert next(iter(subscription)).id == 1
+                subscription.stop()
+            with contextlib.ExitStack() as stack:
+                # Every connection the pool holds (the subscription used three at most).
+                pooled = [stack.enter_context(datastore.get_connection()) for _ in range(4)]
+                assert [conn.execute("SELECT count(*) AS n FROM pg_listening_channels()"
+                                     ).fetchone()["n"] for conn in pooled] == [0, 0, 0, 0]
+        finally:
+            datastore.close()
+
     def test_topics_are_filtered_without_passing_an_append_in_flight(self, store: Any) -> None:
         datastore, recorder = store
         oid = uuid.uuid4()
