@@ -12,6 +12,7 @@ from typing import Any
 from application.errors import ConfigurationError
 from domain.circuit_breaker import BreakerConfig
 from domain.exceptions import InvalidValue
+from domain.waveless import MIN_INTERVAL_MS
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,12 @@ class Settings:
 def waveless_defaults(env: Mapping[str, str]) -> tuple[int, int]:
     """(batch size, interval ms) recorded for a workflow enabled without its own settings:
     `WES_WAVELESS_BATCH_SIZE`, `WES_WAVELESS_INTERVAL_MS` (seed: 10 and 1000)."""
-    values = (_int(env, "WES_WAVELESS_BATCH_SIZE", 10), _int(env, "WES_WAVELESS_INTERVAL_MS", 1000))
-    if min(values) < 1:
-        raise ConfigurationError(
-            f"WES_WAVELESS_BATCH_SIZE and WES_WAVELESS_INTERVAL_MS must be >= 1, got {values}")
-    return values
+    size = _int(env, "WES_WAVELESS_BATCH_SIZE", 10)
+    interval = _int(env, "WES_WAVELESS_INTERVAL_MS", 1000)
+    if size < 1 or interval < MIN_INTERVAL_MS:
+        raise ConfigurationError(f"WES_WAVELESS_BATCH_SIZE must be >= 1 and WES_WAVELESS_INTERVAL_MS"
+                                 f" >= {MIN_INTERVAL_MS}, got {size} and {interval}")
+    return size, interval
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,9 +33,11 @@ from domain.decisions import wakeup_at
 from domain.enums import StepStatus, WorkflowStatus
 from domain.exceptions import InvalidValue
 from domain.waveless import (
+    CAP_REACHED,
     DEFAULT_AGEING_MS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_INTERVAL_MS,
+    MIN_INTERVAL_MS,
     BatchPlan,
     Candidate,
     adapt_interval,
@@ -47,6 +50,7 @@ from domain.workflow import Workflow
 log = logging.getLogger(__name__)
 
 DEFAULT_STEP_ESTIMATE_MS = 200.0
+RECENT_LANE_SECONDS = 60.0  # an idle loop still wakes at the pace of lanes seen this recently
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,8 @@ class WavelessSettings:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
                 or self.batch_size < 1:
             raise InvalidValue("batch_size", self.batch_size, "must be an integer >= 1")
-        if self.interval_ms < 1:
-            raise InvalidValue("interval_ms", self.interval_ms, "must be >= 1")
+        if self.interval_ms < MIN_INTERVAL_MS:
+            raise InvalidValue("interval_ms", self.interval_ms, f"must be >= {MIN_INTERVAL_MS}")
         for service, cap in self.wip_caps.items():
             if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
                 raise InvalidValue(f"wip_caps[{service}]", cap, "must be an integer >= 0")
@@ -85,7 +89,8 @@ class Releaser:
 
     def __init__(self, app: Workflows, signals: LoadSignals,
                  settings: WavelessSettings | None = None, *, leader_lock: LeaderLock | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now,
+                 timer: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.signals = signals
         self.settings = settings or WavelessSettings()
@@ -94,7 +99,9 @@ class Releaser:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.interval_ms = self.settings.interval_ms
-        self._due: dict[tuple[int, int], datetime] = {}  # lane -> its next batch
+        self.timer = timer
+        self._due: dict[tuple[int, int], float] = {}  # lane -> its next batch (timer seconds)
+        self._seen: dict[tuple[int, int], float] = {}  # lane -> when it last had work waiting
 
     def start(self) -> None:
         self._stop.clear()
@@ -121,8 +128,9 @@ class Releaser:
         """One round: plans a batch for each lane of waiting workflows (those that share a
         batch size and interval, as recorded when they were enabled) and records it. With
         `due_only`, only lanes whose interval has passed since their last batch. Returns
-        the lanes' plans merged; `interval_ms` becomes the time until the next lane is due."""
+        the lanes' plans merged; `interval_ms` becomes the time until the next round."""
         now = self.clock()
+        tick = self.timer()  # lanes are timed on a monotonic clock: a wall clock can jump
         waiting: dict[UUID, Workflow] = {}
         for workflow_id in self.signals.pending():
             try:
@@ -140,36 +148,47 @@ class Releaser:
         score, error_rate = self.signals.load() if self.settings.adaptive else (None, None)
         in_flight = dict(self.signals.in_flight())
         plans: list[BatchPlan] = []
-        still_waiting: set[tuple[int, int]] = set()
+        still_waiting: dict[tuple[int, int], float] = {}  # lane -> seconds until it is due
         for lane, candidates in lanes.items():
-            if due_only and self._due.get(lane, now) > now:
-                still_waiting.add(lane)
+            self._seen[lane] = tick
+            due = self._due.get(lane, tick)
+            if due_only and due > tick + 1e-6:  # (a microsecond: float rounding)
+                still_waiting[lane] = due - tick
                 continue
             plan = plan_batch(
                 candidates, now, batch_size=lane[0], interval_ms=lane[1], load_score=score,
                 error_rate=error_rate, in_flight=in_flight, wip_caps=self.settings.wip_caps,
                 ageing_ms=self.settings.ageing_ms,
             )
-            interval = plan.interval_ms if self.settings.adaptive else lane[1]
-            self._due[lane] = now + timedelta(milliseconds=interval)
+            interval = max(plan.interval_ms if self.settings.adaptive else lane[1],
+                           MIN_INTERVAL_MS) / 1000
+            if plan.released or plan.paused_reason or not _capped(plan):
+                self._due[lane] = tick + interval
+            # else: held back only by WIP caps, the lane stays due, so that it competes for
+            # the next free slot in every round (in release order) instead of waiting out its
+            # interval while a faster lane takes each slot as it frees.
             for released in plan.released:
                 if released.first_service is not None:
                     in_flight[released.first_service] = in_flight.get(released.first_service, 0) + 1
             self._apply(plan, waiting, score, now)
             plans.append(plan)
             if plan.waiting:
-                still_waiting.add(lane)
+                still_waiting[lane] = interval
         # A lane whose interval has passed is as good as new: forget it.
-        self._due = {lane: due for lane, due in self._due.items() if due > now}
+        self._due = {lane: due for lane, due in self._due.items() if due > tick}
+        self._seen = {lane: seen for lane, seen in self._seen.items()
+                      if tick - seen < RECENT_LANE_SECONDS}
         if still_waiting:
             # Wake when the next lane with work is due, or after the configured interval
             # at the latest, to pick up workflows of a new setting.
-            next_due = min(self._due.get(lane, now) for lane in still_waiting)
-            self.interval_ms = max(1, min(ceil((next_due - now).total_seconds() * 1000),
-                                          self.settings.interval_ms))
+            wake_ms = min(min(still_waiting.values()) * 1000, self.settings.interval_ms)
         else:
-            self.interval_ms = (adapt_interval(self.settings.interval_ms, 0)
-                                if self.settings.adaptive else self.settings.interval_ms)
+            # Nothing waits: the idle interval, or a recent lane's shorter one, so that its
+            # next workflow does not wait for the default pace.
+            idle = (adapt_interval(self.settings.interval_ms, 0) if self.settings.adaptive
+                    else self.settings.interval_ms)
+            wake_ms = min([idle, *(lane[1] for lane in self._seen)])
+        self.interval_ms = max(ceil(wake_ms - 1e-3), MIN_INTERVAL_MS)  # (float rounding again)
         return _merged(plans, self.interval_ms, self.settings.batch_size)
 
     def _lane(self, wf: Workflow) -> tuple[int, int]:
@@ -238,6 +257,12 @@ class Releaser:
             self.app.save_workflow(wf, now)
         except Exception as e:  # a waiting note is advisory: the next round writes it again
             log.debug("waiting note not saved", extra={"workflow_id": str(wf.id), "error": str(e)})
+
+
+def _capped(plan: BatchPlan) -> bool:
+    """Whether WIP caps alone held the lane's work back."""
+    return bool(plan.waiting) and all(reason.startswith(CAP_REACHED)
+                                      for reason in plan.waiting.values())
 
 
 def _merged(plans: Sequence[BatchPlan], interval_ms: int, default_size: int) -> BatchPlan:

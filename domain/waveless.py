@@ -28,6 +28,10 @@ from domain.exceptions import InvalidValue
 DEFAULT_BATCH_SIZE = 10
 DEFAULT_INTERVAL_MS = 1000
 DEFAULT_AGEING_MS = 60_000
+# The shortest interval between two batches of a lane: a release round loads every waiting
+# workflow, and the in-flight counts it reads need time to show the last batch.
+MIN_INTERVAL_MS = 50
+CAP_REACHED = "cap reached: "
 PAUSE_LOAD_SCORE = 95.0
 PAUSE_ERROR_RATE = 0.5
 
@@ -164,7 +168,7 @@ def plan_batch(
     for candidate in ordered:
         service = candidate.first_service
         if service is not None and service in capacity and capacity[service] <= 0:
-            waiting[candidate.workflow_id] = f"cap reached: {service}"
+            waiting[candidate.workflow_id] = f"{CAP_REACHED}{service}"
             continue
         if len(released) >= size:
             waiting[candidate.workflow_id] = _queued_reason(candidate, now)

@@ -34,7 +34,7 @@ from domain.exceptions import (
 from domain.input_mapping import UnresolvedReference, resolve
 from domain.retry_policy import RetryPolicy
 from domain.step import StepExecution, StepResult, StepSpec
-from domain.waveless import can_transition_to_waveless
+from domain.waveless import MIN_INTERVAL_MS, can_transition_to_waveless
 from domain.workflow_error import WorkflowError
 
 DEFAULT_WORKFLOW_TIMEOUT_MS = 300_000
@@ -667,8 +667,9 @@ class Workflow(Aggregate):
         """Records WavelessEnabled with its settings (seed section 6)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidValue("batch_size", batch_size, "must be an integer >= 1")
-        if isinstance(interval_ms, bool) or not isinstance(interval_ms, int) or interval_ms < 1:
-            raise InvalidValue("interval_ms", interval_ms, "must be an integer >= 1")
+        if isinstance(interval_ms, bool) or not isinstance(interval_ms, int) \
+                or interval_ms < MIN_INTERVAL_MS:
+            raise InvalidValue("interval_ms", interval_ms, f"must be an integer >= {MIN_INTERVAL_MS}")
         if not self.can_transition_to_waveless():
             raise InvalidTransition(
                 self.id, self.status, "enable waveless",

@@ -19,6 +19,7 @@ from domain.enums import (
     WorkflowStatus,
     WorkflowType,
 )
+from domain.waveless import MIN_INTERVAL_MS
 
 # ---------------------------------------------------------------------------- commands
 
@@ -93,7 +94,7 @@ class WavelessIn(BaseModel):
         None, ge=1, le=10_000,
         description="Most workflows of this setting released per batch; default WES_WAVELESS_BATCH_SIZE (10)")
     interval_ms: int | None = Field(
-        None, ge=1, le=86_400_000,
+        None, ge=MIN_INTERVAL_MS, le=86_400_000,
         description="Time between its batches; default WES_WAVELESS_INTERVAL_MS (1000)")
 
 

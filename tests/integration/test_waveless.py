@@ -50,7 +50,8 @@ def waveless(app: Workflows, priority: str = "NORMAL", *, batch_size: int | None
 def releaser(app: Workflows, ids: list[UUID], clock: Clock, **settings: Any) -> Releaser:
     in_flight = settings.pop("in_flight", {})
     signals = LoadSignals(pending=lambda: list(ids), in_flight=lambda: in_flight)
-    return Releaser(app, signals, WavelessSettings(**settings), clock=clock)
+    return Releaser(app, signals, WavelessSettings(**settings), clock=clock,
+                    timer=lambda: clock.now.timestamp())
 
 
 def released_ids(plan) -> list[UUID]:
@@ -134,13 +135,40 @@ class TestLanes:
         clock.advance(milliseconds=600)
         assert released_ids(r.release_once(due_only=True)) == [slow[1]]
 
+    def test_a_lane_held_back_by_a_cap_is_not_starved_by_a_faster_lane(self, app, clock):
+        urgent = waveless(app, "HIGH", batch_size=10, interval_ms=60_000)
+        clock.advance(seconds=61)  # waited past the ageing limit
+        stream = [waveless(app, "LOW", batch_size=10, interval_ms=100) for _ in range(3)]
+        in_flight = {"warehouse-service": 1}
+        r = releaser(app, [urgent, *stream], clock, adaptive=False, in_flight=in_flight,
+                     wip_caps={"warehouse-service": 1})
+        assert released_ids(r.release_once(due_only=True)) == []  # both lanes capped
+        assert r.interval_ms == 100
+        clock.advance(milliseconds=100)
+        in_flight["warehouse-service"] = 0  # a slot frees: the aged HIGH work takes it
+        assert released_ids(r.release_once(due_only=True)) == [urgent]
+
+    def test_an_idle_loop_wakes_at_the_pace_of_a_lane_it_has_just_served(self, app, clock):
+        quick = waveless(app, batch_size=5, interval_ms=100)
+        r = releaser(app, [quick], clock)
+        assert released_ids(r.release_once(due_only=True)) == [quick]
+        assert r.interval_ms == 100  # not the idle 2 s: its next workflow is due soon
+
+    def test_an_interval_below_the_floor_is_rejected_and_changes_nothing(self, app, clock):
+        wf_id = app.start_workflow(steps=STEPS, input={"orderId": "x"}).workflow_id
+        before = event_types(app, wf_id)
+        with pytest.raises(InvalidValue, match="interval_ms"):
+            app.enable_waveless(wf_id, interval_ms=10)
+        assert event_types(app, wf_id) == before
+
     def test_lanes_share_the_work_in_progress_caps(self, app, clock):
         first = waveless(app, "HIGH", batch_size=2)
         second = waveless(app, batch_size=5)
         in_flight = {"warehouse-service": 0}
         signals = LoadSignals(pending=lambda: [first, second], in_flight=lambda: in_flight)
         r = Releaser(app, signals, WavelessSettings(adaptive=False,
-                                                    wip_caps={"warehouse-service": 1}), clock=clock)
+                                                    wip_caps={"warehouse-service": 1}), clock=clock,
+                     timer=lambda: clock.now.timestamp())
         assert released_ids(r.release_once()) == [first]
         assert app.get_workflow(second).waiting_reason == "cap reached: warehouse-service"
 
