@@ -38,7 +38,7 @@ class Sizes:
     def of(cls, quick: bool) -> Sizes:
         if quick:
             return cls(seconds=0.6, rounds=1, sagas=60, rebuild_events=5_500, replay_samples=10)
-        return cls(seconds=3.0, rounds=3, sagas=1000, rebuild_events=200_000, replay_samples=50)
+        return cls(seconds=3.0, rounds=3, sagas=2000, rebuild_events=200_000, replay_samples=50)
 
 
 @dataclass
