@@ -100,7 +100,9 @@ def start_workflow(
         workflow_type=body.type.value if body.type else None, name=body.name,
         input=body.input, priority=body.priority.value, correlation_id=body.correlation_id,
         triggered_by=body.triggered_by or who.actor,
-        waveless=body.waveless, driven_by=body.driven_by.value, max_retries=body.max_retries,
+        waveless=body.waveless, waveless_batch_size=body.waveless_batch_size,
+        waveless_interval_ms=body.waveless_interval_ms,
+        driven_by=body.driven_by.value, max_retries=body.max_retries,
         cut_off=body.cut_off, idempotency_key=idempotency_key,
     )
     position = started.position

@@ -50,6 +50,12 @@ class StartWorkflow(BaseModel):
         None, description="Who started it; defaults to the API key's name.")
     waveless: bool = Field(False, description="Wait PENDING for a waveless batch to release "
                                               "it instead of starting now.")
+    waveless_batch_size: int | None = Field(
+        None, ge=1, le=10_000,
+        description="With `waveless`: its lane's batch size; default WES_WAVELESS_BATCH_SIZE (10).")
+    waveless_interval_ms: int | None = Field(
+        None, ge=MIN_INTERVAL_MS, le=86_400_000,
+        description="With `waveless`: its lane's interval; default WES_WAVELESS_INTERVAL_MS (1000).")
     driven_by: DrivenBy = Field(DrivenBy.ENGINE, description="`caller`: no worker touches it; "
                                                              "drive it with the step API.")
     max_retries: int = Field(3, ge=0, le=100, description="How often `retry` may be used.")
@@ -59,6 +65,9 @@ class StartWorkflow(BaseModel):
     def _definition_or_steps(self) -> StartWorkflow:
         if (self.definition is None) == (self.steps is None):
             raise ValueError("give either `definition` or `steps`, not both and not neither")
+        if not self.waveless and (self.waveless_batch_size is not None
+                                  or self.waveless_interval_ms is not None):
+            raise ValueError("`waveless_batch_size` and `waveless_interval_ms` need `waveless`: true")
         return self
 
 

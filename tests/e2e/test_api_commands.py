@@ -58,6 +58,21 @@ class TestStart:
         started = start_caller_driven(api, waveless=True)
         assert app.get_workflow(UUID(started["id"])).status == "PENDING"
 
+    def test_a_waveless_start_records_the_lane_it_asks_for(self, api: TestClient,
+                                                           app: Workflows) -> None:
+        started = start_caller_driven(api, waveless=True, waveless_batch_size=3,
+                                      waveless_interval_ms=250)
+        assert app.get_workflow(UUID(started["id"])).waveless == {"batch_size": 3,
+                                                                  "interval_ms": 250}
+
+    def test_lane_settings_without_waveless_are_422_and_start_nothing(
+            self, api: TestClient, app: Workflows) -> None:
+        head = app.recorder.max_notification_id()
+        for extra in ({"waveless_batch_size": 3}, {"waveless": True, "waveless_interval_ms": 10}):
+            body = {"definition": "order-fulfillment", "input": {"orderId": "O"}, **extra}
+            assert_problem(api.post("/v1/workflows", json=body), 422, "validation")
+        assert app.recorder.max_notification_id() == head
+
     def test_an_unknown_definition_is_404(self, api: TestClient) -> None:
         assert_problem(api.post("/v1/workflows", json={"definition": "no-such-thing"}), 404,
                        "definition-not-found")
