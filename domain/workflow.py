@@ -146,12 +146,22 @@ class Workflow(Aggregate):
             wf.started_at = self.timestamp
 
     class StepStarted(Event):
-        """A step's attempt began; it must finish before `deadline` or it times out."""
+        """A step's attempt began; it must finish before `deadline` or it times out.
+
+        Version 2 added `instance`: the service instance the call was routed to (None for
+        a step the caller drives, a Python handler, or a start recorded before routing)."""
+
+        class_version: ClassVar[int] = 2
 
         step_id: str
         attempt: int
         input_data: dict[str, Any]
         deadline: datetime
+        instance: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["instance"] = None
 
         def apply(self, aggregate: Any) -> None:
             step = cast(Workflow, aggregate).steps[self.step_id]
@@ -292,12 +302,21 @@ class Workflow(Aggregate):
             wf.finished_at = None
 
     class StepCompensationStarted(Event):
-        """The compensation call of a completed step began."""
+        """The compensation call of a completed step began.
+
+        Version 2 added `instance`, as for StepStarted."""
+
+        class_version: ClassVar[int] = 2
 
         step_id: str
         attempt: int
         operation: str
         deadline: datetime
+        instance: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["instance"] = None
 
         def apply(self, aggregate: Any) -> None:
             step = cast(Workflow, aggregate).steps[self.step_id]
@@ -703,8 +722,10 @@ class Workflow(Aggregate):
 
     # ------------------------------------------------------------------ steps
 
-    def start_step(self, step_id: str, now: datetime) -> StepExecution:
-        """Seed startStepExecution: the next step in order begins an attempt."""
+    def start_step(self, step_id: str, now: datetime, instance: str | None = None
+                   ) -> StepExecution:
+        """Seed startStepExecution: the next step in order begins an attempt (routed to
+        `instance`, when the engine knows it)."""
         step = self._step(step_id)
         if self.status != S.EXECUTING:
             raise InvalidTransition(self.id, self.status, f"start step {step_id!r}")
@@ -715,6 +736,7 @@ class Workflow(Aggregate):
         self._trigger(
             self.StepStarted, now, step_id=step_id, attempt=step.attempts + 1,
             input_data=input_data, deadline=now + timedelta(milliseconds=step.spec.timeout_ms),
+            instance=instance,
         )
         return step
 
@@ -813,8 +835,10 @@ class Workflow(Aggregate):
 
     # ------------------------------------------------------------------ compensation
 
-    def start_step_compensation(self, step_id: str, now: datetime) -> CompensationAction:
-        """Begins undoing a completed step; returns the action to execute."""
+    def start_step_compensation(self, step_id: str, now: datetime,
+                                instance: str | None = None) -> CompensationAction:
+        """Begins undoing a completed step (routed to `instance`, when known); returns the
+        action to execute."""
         step = self._step(step_id)
         if self.status != S.COMPENSATING:
             raise InvalidTransition(self.id, self.status, f"compensate step {step_id!r}")
@@ -824,7 +848,7 @@ class Workflow(Aggregate):
         self._trigger(
             self.StepCompensationStarted, now, step_id=step_id,
             attempt=step.compensation_attempts + 1, operation=action.operation,
-            deadline=now + timedelta(milliseconds=action.timeout_ms),
+            deadline=now + timedelta(milliseconds=action.timeout_ms), instance=instance,
         )
         return action
 

@@ -2,9 +2,11 @@
 durations over a recent window, and the latest metrics, circuit state and target share.
 
 A step's outcome (completed, failed, duration) counts for the instance that answered when
-the event names it. Work in flight and queued is not yet bound to an instance, so it counts
-on the service's own row (instance = service name), as do outcomes recorded without an
-instance. The SystemLoad streams (metrics, circuit changes) and the rebalancing decisions
+the event names it. A step in flight counts for the instance its StepStarted names (the
+engine routes the call before recording the start). Work queued is not bound to an instance
+yet, so it counts on the service's own row (instance = service name), as do steps started
+and outcomes recorded without an instance, and compensations in flight (the undo may go
+to another service). The SystemLoad streams (metrics, circuit changes) and the rebalancing decisions
 fill in the rows of the real instances.
 
 Counters are kept by difference: each workflow's step states live in a helper table, and an
@@ -48,7 +50,7 @@ _FINISHED = (StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.COMPENSATED)
 _IN_FLIGHT = frozenset((StepStatus.EXECUTING.value, StepStatus.COMPENSATING.value))
 _NOT_WAITING = frozenset(status.value for status in _FINISHED)
 _RUNNABLE = frozenset((WorkflowStatus.PENDING.value, WorkflowStatus.EXECUTING.value))
-Contribution = dict[tuple[str, str], int]
+Contribution = dict[tuple[str, str, str], int]  # (service, instance, counter) -> count
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,31 +96,34 @@ class _Flow:
     def step(self, step_id: str) -> dict[str, Any]:
         return next(s for s in self.steps if s["step_id"] == step_id)
 
-    def set_step(self, step_id: str, status: StepStatus, started_at: datetime | None = None
-                 ) -> dict[str, Any]:
+    def set_step(self, step_id: str, status: StepStatus, started_at: datetime | None = None,
+                 instance: str | None = None) -> dict[str, Any]:
         step = self.step(step_id)
         step["status"] = status.value
         step["started_at"] = started_at.isoformat() if started_at else None
+        step["instance"] = instance  # where the call in flight went, when the start says
         return step
 
     def contribution(self) -> Contribution:
-        """(service, counter) -> count: steps in flight, and the next step waiting to run."""
+        """(service, instance, counter) -> count: steps in flight, on the instance their
+        start names (else on the service's own row), and the next step waiting to run (not
+        bound to an instance yet: on the service's row)."""
         counts: Contribution = {}
         for step in self.steps:
             if step["status"] in _IN_FLIGHT:
-                key = (step["service"], "in_flight")
+                key = (step["service"], step.get("instance") or step["service"], "in_flight")
                 counts[key] = counts.get(key, 0) + 1
         if counts:
             return counts
         if self.status in _RUNNABLE:
             waiting = next((s for s in self.steps if s["status"] not in _NOT_WAITING), None)
             if waiting is not None and waiting["status"] == StepStatus.PENDING:
-                counts[(waiting["service"], "queued")] = 1
+                counts[(waiting["service"], waiting["service"], "queued")] = 1
         elif self.status == WorkflowStatus.COMPENSATING and self.compensation_queue:
             undo = next((self.step(s) for s in self.compensation_queue
                          if self.step(s)["status"] == StepStatus.COMPLETED), None)
             if undo is not None:
-                counts[(undo["service"], "queued")] = 1
+                counts[(undo["service"], undo["service"], "queued")] = 1
         return counts
 
 
@@ -303,13 +308,12 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
             after = flow.contribution()
             if after != before:
                 at = event.timestamp
-                for (service, counter), count in after.items():
-                    if count != before.get((service, counter), 0):
-                        state.count((service, service), counter,
-                                    count - before.get((service, counter), 0), at, position)
-                for (service, counter), count in before.items():
-                    if (service, counter) not in after:
-                        state.count((service, service), counter, -count, at, position)
+                for key, count in after.items():
+                    if count != before.get(key, 0):
+                        state.count(key[:2], key[2], count - before.get(key, 0), at, position)
+                for key, count in before.items():
+                    if key not in after:
+                        state.count(key[:2], key[2], -count, at, position)
             state.changed_flows.add(event.originator_id)
             state.latest = max(state.latest or event.timestamp, event.timestamp)
         else:
@@ -362,7 +366,7 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
     @_apply.register(Workflow.StepStarted)
     def _(self, event: Workflow.StepStarted, flow: _Flow, state: _Batch,
           position: int) -> None:
-        flow.set_step(event.step_id, StepStatus.EXECUTING, event.timestamp)
+        flow.set_step(event.step_id, StepStatus.EXECUTING, event.timestamp, event.instance)
 
     @_apply.register(Workflow.StepExecuted)
     def _(self, event: Workflow.StepExecuted, flow: _Flow, state: _Batch,
@@ -393,6 +397,8 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
     @_apply.register(Workflow.StepCompensationStarted)
     def _(self, event: Workflow.StepCompensationStarted, flow: _Flow, state: _Batch,
           position: int) -> None:
+        # Counted on the step's service row: the undo may go to another service, whose
+        # instance would not belong on this service's rows.
         flow.set_step(event.step_id, StepStatus.COMPENSATING, event.timestamp)
 
     @_apply.register(Workflow.StepCompensationFailed)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import concurrent.futures
 import time
 
-from application.engine.handlers import PythonHandler, StepCall, StepHandler, StepOutcome
+from application.engine.handlers import (
+    PYTHON_INSTANCE,
+    PythonHandler,
+    StepCall,
+    StepHandler,
+    StepOutcome,
+)
 from domain.enums import ErrorType
 from domain.workflow_error import WorkflowError
 
@@ -29,6 +35,21 @@ class Dispatcher:
                 "configure the service in WES_SERVICES", ErrorType.INTERNAL_ERROR, False)
             return StepOutcome.failure(error, 0)
         return self.remote(call)
+
+    def reserve(self, service: str, operation: str) -> str | None:
+        """The instance a remote call will go to, chosen now so that the step's start can
+        name it (the load read model counts work in flight per instance); "python" for a
+        registered callable; None when the remote handler cannot route ahead."""
+        if self.python.handles(service, operation):
+            return PYTHON_INSTANCE
+        reserve = getattr(self.remote, "reserve", None)
+        return reserve(service) if reserve is not None else None
+
+    def release(self, instance: str | None, service: str) -> None:
+        """Gives back a reservation whose call will not be made."""
+        release = getattr(self.remote, "release", None)
+        if instance is not None and instance != PYTHON_INSTANCE and release is not None:
+            release(instance, service)
 
     def unavailable_for(self, service: str) -> float | None:
         """Seconds to wait before a remote call to `service` can be routed (None: go)."""

@@ -29,6 +29,9 @@ class StepCall:
     timeout_s: float
     correlation_id: str
     compensation: bool = False
+    # The instance reserved for this call when its start was recorded (see
+    # Dispatcher.reserve); None: the handler routes the call itself.
+    instance: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -69,6 +72,7 @@ class StepHandler(Protocol):
 
 
 PythonStep = Callable[[StepCall], Mapping[str, Any]]
+PYTHON_INSTANCE = "python"  # the "instance" that in-process callables report
 
 
 class PythonHandler:
@@ -127,4 +131,4 @@ class PythonHandler:
                 f"handler returned {type(output).__name__}, not an object",
                 "INTERNAL_ERROR", True, detail=repr(output)[:500])
             return StepOutcome.failure(error, elapsed)
-        return StepOutcome.success(output, elapsed, instance="python")
+        return StepOutcome.success(output, elapsed, instance=PYTHON_INSTANCE)

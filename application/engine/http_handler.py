@@ -104,10 +104,24 @@ class HttpStepHandler:
             headers={"User-Agent": "wes-orchestrator"},
         )
 
-    def __call__(self, call: StepCall) -> StepOutcome:
-        """Calls the operation on the instance the registry selects; the outcome, never raises."""
+    def reserve(self, service: str) -> str | None:
+        """Routes a call before it is made (the engine records the instance with the step's
+        start): the instance the registry selects, counted as busy until the call ends or
+        `release` gives it back; None if none can be chosen now (the call will say why)."""
         try:
-            instance = self.registry.select(call.service)
+            return self.registry.select(service)
+        except (UnknownService, ApplicationError):
+            return None
+
+    def release(self, instance: str, service: str) -> None:
+        """Gives back a reservation whose call will not be made (its start was not saved)."""
+        self._observe(instance, service, 0.0, None)
+
+    def __call__(self, call: StepCall) -> StepOutcome:
+        """Calls the operation on the reserved instance, or the one the registry selects;
+        the outcome, never raises."""
+        try:
+            instance = call.instance or self.registry.select(call.service)
         except UnknownService as e:
             return StepOutcome.failure(self._error(call, "UNKNOWN_SERVICE", str(e),
                                                    ErrorType.INTERNAL_ERROR, False), 0)

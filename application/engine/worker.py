@@ -395,18 +395,37 @@ class Worker:
         wf.handle_step_failure(step_id, error, now)
 
     def _run_step(self, wf: Workflow, step_id: str, now: datetime) -> None:
+        spec = wf.step(step_id).spec
+        instance = self._reserve(spec.service, spec.operation)
         try:
-            wf.start_step(step_id, now)
-        except InvalidValue as e:
-            self._fail_unresolvable_input(wf, step_id, e, now)
+            try:
+                wf.start_step(step_id, now, instance=instance)
+            except InvalidValue as e:
+                self._release(instance, spec.service)
+                instance = None
+                self._fail_unresolvable_input(wf, step_id, e, now)
+                self.app.save_workflow(wf, now)
+                return
+            # Record the start before calling: if we die during the call, the next worker
+            # knows an attempt is in flight and re-invokes it with the same idempotency key.
             self.app.save_workflow(wf, now)
-            return
-        # Record the start before calling: if we die during the call, the next worker
-        # knows an attempt is in flight and re-invokes it with the same idempotency key.
-        self.app.save_workflow(wf, now)
-        self._call_and_record(wf, step_id, wf.step(step_id).attempts)
+        except BaseException:
+            self._release(instance, spec.service)
+            raise
+        self._call_and_record(wf, step_id, wf.step(step_id).attempts, instance)
 
-    def _step_call(self, wf: Workflow, step_id: str, attempt: int) -> StepCall:
+    def _reserve(self, service: str, operation: str) -> str | None:
+        """Routes the call now, so that the step's start names its instance."""
+        reserve = getattr(self.handler, "reserve", None)
+        return reserve(service, operation) if reserve is not None else None
+
+    def _release(self, instance: str | None, service: str) -> None:
+        release = getattr(self.handler, "release", None)
+        if instance is not None and release is not None:
+            release(instance, service)
+
+    def _step_call(self, wf: Workflow, step_id: str, attempt: int,
+                   instance: str | None = None) -> StepCall:
         step = wf.step(step_id)
         assert step.deadline is not None
         remaining = (step.deadline - self.clock()).total_seconds()
@@ -414,23 +433,34 @@ class Worker:
             workflow_id=wf.id, step_id=step_id, attempt=attempt, service=step.spec.service,
             operation=step.spec.operation, input=step.input_data or {},
             timeout_s=max(remaining, 0.001), correlation_id=wf.correlation_id,
+            instance=instance,
         )
 
-    def _call_and_record(self, wf: Workflow, step_id: str, attempt: int) -> None:
-        outcome = self._invoke(self._step_call(wf, step_id, attempt))
+    def _call_and_record(self, wf: Workflow, step_id: str, attempt: int,
+                         instance: str | None = None) -> None:
+        outcome = self._invoke(self._step_call(wf, step_id, attempt, instance))
         self.steps_run += 1
         self._record(wf.id, step_id, attempt, outcome, compensation=False)
 
     def _run_compensation(self, wf: Workflow, step_id: str, now: datetime) -> None:
-        wf.start_step_compensation(step_id, now)
-        self.app.save_workflow(wf, now)
-        self._call_compensation_and_record(wf, step_id, wf.step(step_id).compensation_attempts)
+        action = wf.get_compensation_action(step_id)
+        instance = self._reserve(action.service, action.operation)
+        try:
+            wf.start_step_compensation(step_id, now, instance=instance)
+            self.app.save_workflow(wf, now)
+        except BaseException:
+            self._release(instance, action.service)
+            raise
+        self._call_compensation_and_record(wf, step_id, wf.step(step_id).compensation_attempts,
+                                           instance)
 
-    def _call_compensation_and_record(self, wf: Workflow, step_id: str, attempt: int) -> None:
-        outcome = self._compensation_outcome(wf, step_id, attempt)
+    def _call_compensation_and_record(self, wf: Workflow, step_id: str, attempt: int,
+                                      instance: str | None = None) -> None:
+        outcome = self._compensation_outcome(wf, step_id, attempt, instance)
         self._record(wf.id, step_id, attempt, outcome, compensation=True)
 
-    def _compensation_outcome(self, wf: Workflow, step_id: str, attempt: int) -> StepOutcome:
+    def _compensation_outcome(self, wf: Workflow, step_id: str, attempt: int,
+                              instance: str | None = None) -> StepOutcome:
         step = wf.step(step_id)
         action = wf.get_compensation_action(step_id)
         assert step.compensation_deadline is not None
@@ -438,13 +468,14 @@ class Worker:
         try:
             body = wf.compensation_request(step_id)
         except InvalidValue as e:
+            self._release(instance, action.service)  # no call will be made
             return StepOutcome.failure(WorkflowError.create(
                 step_id, action.service, "COMPENSATION_INPUT_FAILED", str(e),
                 ErrorType.VALIDATION_ERROR, False), 0)
         return self._invoke(StepCall(
             workflow_id=wf.id, step_id=step_id, attempt=attempt, service=action.service,
             operation=action.operation, input=body, timeout_s=max(remaining, 0.001),
-            correlation_id=wf.correlation_id, compensation=True,
+            correlation_id=wf.correlation_id, compensation=True, instance=instance,
         ))
 
     def _invoke(self, call: StepCall) -> StepOutcome:

@@ -105,6 +105,18 @@ class TestRouting:
         used = instances_used(app, ids)
         assert used[url1] > 3 * used[url2], used
 
+    def test_each_start_names_the_instance_that_then_answers(self, app, routed):
+        balancer, url1, url2, _, _ = routed
+        ids = run(app, 10, "NAMED")
+        for wf_id in ids:
+            history = app.history(wf_id)
+            started = [e.data["instance"] for e in history if e.event_type == "StepStarted"]
+            answered = [e.data["instance"] for e in history
+                        if e.event_type in ("StepExecuted", "StepFailed")]
+            assert started == answered and set(started) <= {url1, url2}
+        # Every reservation was given back: nothing counts as busy once all are done.
+        assert {state.in_flight for state in balancer._instances.values()} == {0}
+
     def test_an_overloaded_report_records_a_rebalancing_decision(self, app, routed):
         balancer, url1, url2, _, _ = routed
         # 100 x 0.3 + 100 x 0.3 + 100 x 0.2 + 0.8 x 100 x 0.2 = 96: overloaded.

@@ -109,3 +109,30 @@ class TestInstances:
             assert inventory_2.rebalanced_at is not None and inventory_2.metrics_at is not None
             assert rows[("inventory-service", "inventory-1")].target_share == 0.75
             assert rows[("robotics-service", "robotics-1")].error_rate == 1.0
+
+
+def routed_history(app: Workflows) -> dict[str, UUID]:
+    """One step in flight on a named instance, another started there and answered."""
+    answered = start(app, "ORD-answered")
+    wf = app.get_workflow(answered)
+    wf.start_step(RESERVE, app.clock(), instance="inventory-2")
+    app.save_workflow(wf)
+    wf.record_step_result(RESERVE, StepResult.success(RESERVE, {"reservationId": "R"}, 5),
+                          app.clock(), instance="inventory-2")
+    app.save_workflow(wf)
+    in_flight = start(app, "ORD-in-flight")
+    wf = app.get_workflow(in_flight)
+    wf.start_step(RESERVE, app.clock(), instance="inventory-2")
+    app.save_workflow(wf)
+    return {"answered": answered, "in_flight": in_flight}
+
+
+class TestRouting:
+    def test_a_step_in_flight_counts_on_the_instance_its_start_names(
+            self, server: Database) -> None:
+        with live_projection(server, routed_history) as done:
+            rows = counters(done.models.load.list())
+            assert rows[("inventory-service", "inventory-2")] == (1, 0, 1, 0)
+            # The answered workflow's next step waits, not yet bound to an instance.
+            assert rows[("robotics-service", "robotics-service")] == (0, 1, 0, 0)
+            assert rows.get(("inventory-service", "inventory-service"), (0, 0, 0, 0))[0] == 0

@@ -127,6 +127,20 @@ def test_an_old_class_version_is_upcast() -> None:
     assert _decoder(mapper())(record).instance is None  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("event_class, fields", [
+    (Workflow.StepStarted, {"input_data": {}, "deadline": json.loads(TIMESTAMP)}),
+    (Workflow.StepCompensationStarted, {"operation": "undo", "deadline": json.loads(TIMESTAMP)}),
+])
+def test_a_start_recorded_before_routing_is_upcast_without_an_instance(
+        event_class: type, fields: dict[str, Any]) -> None:
+    state = {"timestamp": json.loads(TIMESTAMP), "correlation_id": "c", "step_id": "s",
+             "attempt": 1, **fields}
+    record = stored(json.dumps(state), event_class)
+    assert_decodes_as_the_mapper(record)
+    assert mapper().to_domain_event(record).instance is None  # type: ignore[attr-defined]
+    assert _decoder(mapper())(record).instance is None  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("state", [
     '{"timestamp":{"_type_":"unknown","_data_":"x"}}',
     '{"timestamp":' + TIMESTAMP + ',"nested":[{"_type_":"unknown","_data_":"x"}]}',
