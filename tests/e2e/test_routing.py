@@ -90,7 +90,9 @@ class TestRouting:
         assert outage[0] == "OPEN" and outage[-1] == "OPEN", outage
         assert "CLOSED" not in outage, outage
         trials = outage.count("HALF_OPEN")
-        assert used[url2] <= 6 + trials, used  # only until its circuit opened
+        # Only until its circuit opened (after 5 calls), plus what each of the worker's two
+        # threads had already routed there: a call is routed before its start is saved.
+        assert used[url2] <= 5 + 2 + trials, used
         assert used[url1] >= 20
         # Healed: after the open period, trial calls close the circuit again.
         c2.clear_faults()
