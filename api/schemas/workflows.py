@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,6 +22,10 @@ from domain.enums import (
 from domain.waveless import MIN_INTERVAL_MS
 
 # ---------------------------------------------------------------------------- commands
+
+# A waveless lane's settings (README "Waveless processing"), as start and enable take them.
+LaneBatchSize = Annotated[int, Field(ge=1, le=10_000)]
+LaneInterval = Annotated[int, Field(ge=MIN_INTERVAL_MS, le=86_400_000)]
 
 
 class StartWorkflow(BaseModel):
@@ -50,12 +54,12 @@ class StartWorkflow(BaseModel):
         None, description="Who started it; defaults to the API key's name.")
     waveless: bool = Field(False, description="Wait PENDING for a waveless batch to release "
                                               "it instead of starting now.")
-    waveless_batch_size: int | None = Field(
-        None, ge=1, le=10_000,
-        description="With `waveless`: its lane's batch size; default WES_WAVELESS_BATCH_SIZE (10).")
-    waveless_interval_ms: int | None = Field(
-        None, ge=MIN_INTERVAL_MS, le=86_400_000,
-        description="With `waveless`: its lane's interval; default WES_WAVELESS_INTERVAL_MS (1000).")
+    waveless_batch_size: LaneBatchSize | None = Field(
+        None, description="With `waveless`: its lane's batch size; default "
+                          "WES_WAVELESS_BATCH_SIZE (10).")
+    waveless_interval_ms: LaneInterval | None = Field(
+        None, description="With `waveless`: its lane's interval; default "
+                          "WES_WAVELESS_INTERVAL_MS (1000).")
     driven_by: DrivenBy = Field(DrivenBy.ENGINE, description="`caller`: no worker touches it; "
                                                              "drive it with the step API.")
     max_retries: int = Field(3, ge=0, le=100, description="How often `retry` may be used.")
@@ -99,12 +103,11 @@ class CancelIn(BaseModel):
 class WavelessIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    batch_size: int | None = Field(
-        None, ge=1, le=10_000,
-        description="Most workflows of this setting released per batch; default WES_WAVELESS_BATCH_SIZE (10)")
-    interval_ms: int | None = Field(
-        None, ge=MIN_INTERVAL_MS, le=86_400_000,
-        description="Time between its batches; default WES_WAVELESS_INTERVAL_MS (1000)")
+    batch_size: LaneBatchSize | None = Field(
+        None, description="Most workflows of this setting released per batch; default "
+                          "WES_WAVELESS_BATCH_SIZE (10)")
+    interval_ms: LaneInterval | None = Field(
+        None, description="Time between its batches; default WES_WAVELESS_INTERVAL_MS (1000)")
 
 
 class StepResultIn(BaseModel):

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -396,30 +396,33 @@ class Worker:
 
     def _run_step(self, wf: Workflow, step_id: str, now: datetime) -> None:
         spec = wf.step(step_id).spec
-        instance = self._reserve(spec.service, spec.operation)
         try:
-            try:
+            with self._reservation(spec.service, spec.operation) as instance:
                 wf.start_step(step_id, now, instance=instance)
-            except InvalidValue as e:
-                self._release(instance, spec.service)
-                instance = None
-                self._fail_unresolvable_input(wf, step_id, e, now)
+                # Record the start before calling: if we die during the call, the next
+                # worker knows an attempt is in flight and re-invokes it with the same
+                # idempotency key.
                 self.app.save_workflow(wf, now)
-                return
-            # Record the start before calling: if we die during the call, the next worker
-            # knows an attempt is in flight and re-invokes it with the same idempotency key.
+        except InvalidValue as e:  # the input does not resolve: nothing was started
+            self._fail_unresolvable_input(wf, step_id, e, now)
             self.app.save_workflow(wf, now)
-        except BaseException:
-            self._release(instance, spec.service)
-            raise
+            return
         self._call_and_record(wf, step_id, wf.step(step_id).attempts, instance)
 
-    def _reserve(self, service: str, operation: str) -> str | None:
-        """Routes the call now, so that the step's start names its instance."""
+    @contextlib.contextmanager
+    def _reservation(self, service: str, operation: str) -> Iterator[str | None]:
+        """Routes the call now, so that the step's start names its instance; gives the
+        reservation back if the start is not saved (no call will be made)."""
         reserve = getattr(self.handler, "reserve", None)
-        return reserve(service, operation) if reserve is not None else None
+        instance = reserve(service, operation) if reserve is not None else None
+        try:
+            yield instance
+        except BaseException:
+            self._give_back(instance, service)
+            raise
 
-    def _release(self, instance: str | None, service: str) -> None:
+    def _give_back(self, instance: str | None, service: str) -> None:
+        """Returns a reservation whose call will not be made."""
         release = getattr(self.handler, "release", None)
         if instance is not None and release is not None:
             release(instance, service)
@@ -444,13 +447,9 @@ class Worker:
 
     def _run_compensation(self, wf: Workflow, step_id: str, now: datetime) -> None:
         action = wf.get_compensation_action(step_id)
-        instance = self._reserve(action.service, action.operation)
-        try:
+        with self._reservation(action.service, action.operation) as instance:
             wf.start_step_compensation(step_id, now, instance=instance)
             self.app.save_workflow(wf, now)
-        except BaseException:
-            self._release(instance, action.service)
-            raise
         self._call_compensation_and_record(wf, step_id, wf.step(step_id).compensation_attempts,
                                            instance)
 
@@ -468,7 +467,7 @@ class Worker:
         try:
             body = wf.compensation_request(step_id)
         except InvalidValue as e:
-            self._release(instance, action.service)  # no call will be made
+            self._give_back(instance, action.service)  # no call will be made
             return StepOutcome.failure(WorkflowError.create(
                 step_id, action.service, "COMPENSATION_INPUT_FAILED", str(e),
                 ErrorType.VALIDATION_ERROR, False), 0)

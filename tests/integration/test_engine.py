@@ -321,3 +321,67 @@ class TestLocalActivities:
                                          "undo:unassign", "undo:release"]
         assert wf.step("reserve-inventory").attempts == 2
         assert event_types(app, wf_id).count("StepRetryScheduled") == 1
+
+
+class RoutingServices(Services):
+    """A remote handler that routes ahead (as the HTTP handler does) and counts it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reserved: list[str] = []
+        self.released: list[str] = []
+
+    def reserve(self, service: str) -> str:
+        self.reserved.append(service)
+        return f"{service}-1"
+
+    def release(self, instance: str, service: str) -> None:
+        self.released.append(instance)
+
+    def __call__(self, call: StepCall) -> Any:
+        from application.engine.handlers import StepOutcome
+        return StepOutcome.success(super().__call__(call), 1, instance=call.instance)
+
+
+class TestRoutingAhead:
+    @pytest.fixture
+    def routing(self, app: Workflows) -> Iterator[RoutingServices]:
+        remote = RoutingServices()
+        engine = Worker(app, Dispatcher(PythonHandler(), remote), concurrency=1,
+                        lease_seconds=1.0, poll_seconds=0.05)
+        engine.start()
+        yield remote
+        engine.stop()
+
+    def test_each_start_names_the_reserved_instance_the_call_then_goes_to(self, app, routing):
+        wf_id = wait_for_status(app, start(app), "COMPLETED").id
+        started = [e.data["instance"] for e in app.history(wf_id) if e.event_type == "StepStarted"]
+        assert started == [f"{s}-1" for s in ("inventory-service", "robotics-service",
+                                              "warehouse-service", "packing-service")]
+        assert [c.instance for c in routing.calls] == started and routing.released == []
+
+    def test_an_input_that_cannot_resolve_gives_its_reservation_back(self, app, routing):
+        steps = saga()
+        steps[0]["input"] = {"orderId": "${input.noSuchField}"}
+        wf_id = start(app, steps=steps)
+        wf = wait_for(lambda: (w := app.get_workflow(wf_id)).status in ("FAILED", "COMPENSATED")
+                      and w, message="failed for good")
+        assert wf.step("reserve-inventory").last_error.code == "INPUT_MAPPING_FAILED"
+        assert routing.calls == []
+        assert routing.released == ["inventory-service-1"] == [f"{s}-1" for s in routing.reserved]
+
+
+class TestWorkQueueHandOver:
+    def test_a_drive_that_leaves_work_for_later_hands_the_item_back_at_once(
+            self, app: Workflows, services: Services) -> None:
+        python = PythonHandler()
+        python.register("inventory-service", services)
+        engine = Worker(app, Dispatcher(python), lease_seconds=30.0)  # threads not started
+        services.fail_next("reserve", TimeoutError("slow"))  # recoverable: retried in 50 ms
+        wf_id = start(app)
+        assert engine.run_once() == 1
+        assert app.get_workflow(wf_id).step("reserve-inventory").status == "PENDING"
+        time.sleep(0.1)
+        # Released, not left to its 30 s lease: another worker can take it as soon as due.
+        claims = app.store.claim("another-worker", app.clock(), 10, 30.0)
+        assert [c.workflow_id for c in claims] == [wf_id]
