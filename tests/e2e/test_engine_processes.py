@@ -58,7 +58,8 @@ class TestSagaThroughWorkerProcesses:
         assert [(c["service"], c["operation"]) for c in calls] == [
             ("inventory-service", "reserve"), ("robotics-service", "assign"),
             ("warehouse-service", "pick"), ("packing-service", "pack")]
-        assert calls[0]["idempotency_key"] == f"{wf_id}:reserve-inventory:1"
+        assert calls[0]["idempotency_key"] == f"{wf_id}:reserve-inventory"
+        assert calls[0]["attempt"] == 1
         assert wf.step("assign-robot").output["robotId"]
 
     def test_retries_a_failing_call_after_the_backoff_and_completes(self, app, workers,
@@ -161,7 +162,7 @@ class TestCrashes:
         # finishes, after the survivor's repeat of the same attempt.
         picks = wait_for(lambda: (p := simulator.calls(order_id="ORD-CRASH", operation="pick"))
                          and len(p) == 2 and p, timeout=10, message="both pick calls logged")
-        assert {p["idempotency_key"] for p in picks} == {f"{wf_id}:pick-items:1"}
+        assert {(p["idempotency_key"], p["attempt"]) for p in picks} == {(f"{wf_id}:pick-items", 1)}
         assert sorted(p["repeated"] for p in picks) == [False, True]
         assert outcomes(app, wf_id)[("StepExecuted", "pick-items", 1)] == 1
         assert event_types(app, wf_id).count("StepStarted") == 4
