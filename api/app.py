@@ -37,6 +37,11 @@ An event-sourced saga orchestration engine for warehouse execution systems.
   `next_cursor`), answering `{"items": [...], "next_cursor": "..." | null}`. The short
   lists `/v1/load` and `/v1/projections` are always a single page.
 * **Errors** are `application/problem+json` (RFC 9457): `type`, `title`, `status`, `detail`.
+* **Step calls** (the engine calling a warehouse service, `POST {base_url}/{operation}`)
+  carry `Idempotency-Key: <workflow_id>:<step_id>[:<run>]`, the same for every attempt
+  (`:<run>` after a workflow retry, `:compensate` for an undo), and `X-WES-Attempt: <n>`.
+  A service answers every later call with a key it applied with the stored answer, and
+  stores no failure. Events the engine records name `engine:<worker id>` as their actor.
 * **Auth**: `Authorization: Bearer <key>` or `X-API-Key: <key>`, keys from `WES_API_KEYS`
   with roles reader < operator < admin: reader for queries and the feed, operator for
   commands, admin for definitions and rebuilds. With no keys configured the server only

@@ -49,7 +49,8 @@ class Container:
         registry = ServiceRegistry.from_settings(settings, simulator_url or DEFAULT_SIMULATOR_URL)
         balancer = LoadBalancer(workflows, registry.to_dict(), breaker=settings.breaker)
         registry.use_selector(balancer)
-        http_handler = HttpStepHandler(registry, observer=balancer.observe)
+        http_handler = HttpStepHandler(registry, observer=balancer.observe,
+                                       max_output_bytes=settings.max_output_bytes)
         python_handlers = PythonHandler()
         dispatcher = Dispatcher(python_handlers, http_handler)
         return cls(settings, db, workflows, python_handlers, dispatcher, registry, http_handler,
@@ -58,7 +59,8 @@ class Container:
     def worker(self, concurrency: int = 4, worker_id: str | None = None) -> Worker:
         worker = Worker(self.workflows, self.dispatcher, worker_id=worker_id,
                         concurrency=concurrency, lease_seconds=self.settings.worker_lease_seconds,
-                        poll_seconds=self.settings.worker_poll_seconds)
+                        poll_seconds=self.settings.worker_poll_seconds,
+                        max_output_bytes=self.settings.max_output_bytes)
         self.workers.append(worker)
         return worker
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from application.engine.handlers import DEFAULT_MAX_OUTPUT_BYTES
 from application.errors import ConfigurationError
 from domain.circuit_breaker import BreakerConfig
 from domain.exceptions import InvalidValue
@@ -27,6 +28,7 @@ class Settings:
     log_level: str = "INFO"
     worker_lease_seconds: float = 3.0
     worker_poll_seconds: float = 0.5
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     waveless_batch_size: int = 10
     waveless_interval_ms: int = 1000
     waveless_ageing_ms: int = 60_000
@@ -48,6 +50,7 @@ class Settings:
             log_level=env.get("WES_LOG_LEVEL", "INFO").upper(),
             worker_lease_seconds=float(env.get("WES_WORKER_LEASE_SECONDS", "3")),
             worker_poll_seconds=float(env.get("WES_WORKER_POLL_SECONDS", "0.5")),
+            max_output_bytes=_positive(env, "WES_MAX_OUTPUT_BYTES", DEFAULT_MAX_OUTPUT_BYTES),
             waveless_batch_size=_int(env, "WES_WAVELESS_BATCH_SIZE", 10),
             waveless_interval_ms=_int(env, "WES_WAVELESS_INTERVAL_MS", 1000),
             waveless_ageing_ms=_int(env, "WES_WAVELESS_AGEING_MS", 60_000),
@@ -75,6 +78,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise ConfigurationError(f"{name} must be >= 1, got {value}")
+    return value
 
 
 def _breaker(env: dict[str, str]) -> BreakerConfig:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, cast
 
@@ -79,9 +79,13 @@ class Workflow(Aggregate):
     """A warehouse workflow run as a saga, event-sourced."""
 
     class Event(Aggregate.Event):
-        """Base of every workflow event: each carries the workflow's correlation id."""
+        """Base of every workflow event: each carries the workflow's correlation id, and
+        who recorded it (`actor`: an operator, an API key, the engine's worker)."""
 
         correlation_id: str
+        # Optional, keyword-only and defaulting to None so that events stored before it
+        # existed read as "not said" (the audit then names who triggered the workflow).
+        actor: str | None = field(default=None, kw_only=True)
 
     class Created(Event, Aggregate.Created):
         """A workflow was defined from a definition version; it waits in PENDING."""
@@ -138,7 +142,7 @@ class Workflow(Aggregate):
     class Started(Event):
         """The saga started: PENDING -> EXECUTING."""
 
-        actor: str
+        actor: str = field(kw_only=True)
 
         def apply(self, aggregate: Any) -> None:
             wf = cast(Workflow, aggregate)
@@ -245,7 +249,7 @@ class Workflow(Aggregate):
         """EXECUTING -> PAUSED: no new step starts until resumed."""
 
         reason: str | None
-        actor: str
+        actor: str = field(kw_only=True)
 
         def apply(self, aggregate: Any) -> None:
             wf = cast(Workflow, aggregate)
@@ -255,7 +259,7 @@ class Workflow(Aggregate):
     class Resumed(Event):
         """PAUSED -> EXECUTING."""
 
-        actor: str
+        actor: str = field(kw_only=True)
 
         def apply(self, aggregate: Any) -> None:
             wf = cast(Workflow, aggregate)
@@ -266,7 +270,7 @@ class Workflow(Aggregate):
         """The workflow was cancelled; with `compensate`, completed steps are undone."""
 
         reason: str | None
-        actor: str
+        actor: str = field(kw_only=True)
         compensate: bool
 
         def apply(self, aggregate: Any) -> None:
@@ -380,7 +384,7 @@ class Workflow(Aggregate):
     class CompensationRetried(Event):
         """An operator retried a failed compensation: back to COMPENSATING."""
 
-        actor: str
+        actor: str = field(kw_only=True)
 
         def apply(self, aggregate: Any) -> None:
             wf = cast(Workflow, aggregate)
@@ -404,7 +408,7 @@ class Workflow(Aggregate):
         start again from PENDING."""
 
         retry_count: int
-        actor: str
+        actor: str = field(kw_only=True)
         reset_steps: list[str]
 
         def apply(self, aggregate: Any) -> None:
@@ -617,7 +621,7 @@ class Workflow(Aggregate):
             failed = next((s for s in self.steps.values() if s.status == StepStatus.FAILED),
                           None)
             if failed is not None:
-                self.fail_failed_step(failed.step_id, now)
+                self.fail_failed_step(failed.step_id, now, actor=actor)
 
     def cancel(self, now: datetime, reason: str | None = None, actor: str = "operator",
                compensate: bool = False) -> None:
@@ -625,7 +629,8 @@ class Workflow(Aggregate):
         self._check("cancel")
         self._trigger(self.Cancelled, now, reason=reason, actor=actor, compensate=compensate)
         if compensate and not self._step_in_flight():
-            self._start_compensation(now, reason=f"cancelled: {reason or 'no reason given'}")
+            self._start_compensation(now, reason=f"cancelled: {reason or 'no reason given'}",
+                                     actor=actor)
 
     def retry(self, now: datetime, actor: str = "operator") -> None:
         """Runs a FAILED, COMPENSATED or CANCELLED workflow again (seed WorkflowRetryEvent)."""
@@ -642,7 +647,7 @@ class Workflow(Aggregate):
         self._trigger(self.Retried, now, retry_count=self.retry_count + 1, actor=actor,
                       reset_steps=reset)
 
-    def complete(self, now: datetime) -> None:
+    def complete(self, now: datetime, actor: str | None = None) -> None:
         """EXECUTING -> COMPLETED, once every step is COMPLETED or SKIPPED (seed completeSaga)."""
         self._check("complete")
         unfinished = [s.step_id for s in self.steps.values()
@@ -650,9 +655,9 @@ class Workflow(Aggregate):
         if unfinished:
             raise InvalidTransition(self.id, self.status, "complete",
                                     f"steps not completed: {unfinished}")
-        self._trigger(self.Completed, now)
+        self._trigger(self.Completed, now, actor=actor)
 
-    def fail(self, error: WorkflowError, now: datetime) -> None:
+    def fail(self, error: WorkflowError, now: datetime, actor: str | None = None) -> None:
         """Seed failSaga: EXECUTING -> FAILED, then compensation starts at once.
 
         A step still executing is recorded as failed first: its outcome can no longer be
@@ -665,21 +670,23 @@ class Workflow(Aggregate):
                 else replace(error, step_id=running.step_id)
             self._trigger(self.StepFailed, now, step_id=running.step_id,
                           attempt=running.attempts, error=step_error.to_dict(),
-                          instance=None, duration_ms=None)
-        self._trigger(self.Failed, now, step_id=error.step_id, error=error.to_dict())
-        self._start_compensation(now, reason=f"{error.code}: {error.message}")
+                          instance=None, duration_ms=None, actor=actor)
+        self._trigger(self.Failed, now, step_id=error.step_id, error=error.to_dict(), actor=actor)
+        self._start_compensation(now, reason=f"{error.code}: {error.message}", actor=actor)
 
-    def compensate(self, now: datetime, reason: str = "compensation requested") -> None:
+    def compensate(self, now: datetime, reason: str = "compensation requested",
+                   actor: str | None = None) -> None:
         """FAILED (or cancelled with compensation) -> COMPENSATING (seed workflow.compensate())."""
         self._check("compensate")
-        self._start_compensation(now, reason=reason)
+        self._start_compensation(now, reason=reason, actor=actor)
 
-    def _start_compensation(self, now: datetime, reason: str) -> None:
+    def _start_compensation(self, now: datetime, reason: str, actor: str | None) -> None:
         to_undo = [s.step_id for s in self.steps_requiring_compensation()]
-        self._trigger(self.CompensationStarted, now, step_ids=to_undo, reason=reason)
+        self._trigger(self.CompensationStarted, now, step_ids=to_undo, reason=reason,
+                      actor=actor)
         if not to_undo:
             # Nothing was done, so nothing needs undoing: compensation is complete at once.
-            self._trigger(self.CompensationCompleted, now)
+            self._trigger(self.CompensationCompleted, now, actor=actor)
 
     def enable_waveless(self, now: datetime, batch_size: int = DEFAULT_WAVELESS_BATCH_SIZE,
                         interval_ms: int = DEFAULT_WAVELESS_INTERVAL_MS) -> None:
@@ -722,8 +729,8 @@ class Workflow(Aggregate):
 
     # ------------------------------------------------------------------ steps
 
-    def start_step(self, step_id: str, now: datetime, instance: str | None = None
-                   ) -> StepExecution:
+    def start_step(self, step_id: str, now: datetime, instance: str | None = None,
+                   actor: str | None = None) -> StepExecution:
         """Seed startStepExecution: the next step in order begins an attempt (routed to
         `instance`, when the engine knows it)."""
         step = self._step(step_id)
@@ -736,7 +743,7 @@ class Workflow(Aggregate):
         self._trigger(
             self.StepStarted, now, step_id=step_id, attempt=step.attempts + 1,
             input_data=input_data, deadline=now + timedelta(milliseconds=step.spec.timeout_ms),
-            instance=instance,
+            instance=instance, actor=actor,
         )
         return step
 
@@ -750,7 +757,8 @@ class Workflow(Aggregate):
             raise InvalidValue(f"steps[{step_id}].input", dict(step.spec.input), str(e)) from None
 
     def record_step_result(self, step_id: str, result: StepResult, now: datetime,
-                           attempt: int | None = None, instance: str | None = None) -> None:
+                           attempt: int | None = None, instance: str | None = None,
+                           actor: str | None = None) -> None:
         """Seed executeStep: the running step completed with `result`."""
         step = self._step(step_id)
         if result.step_id != step_id:
@@ -758,11 +766,12 @@ class Workflow(Aggregate):
         self._check_step_outcome_allowed(step, "record a result", attempt)
         self._trigger(self.StepExecuted, now, step_id=step_id, attempt=step.attempts,
                       output=dict(result.output), execution_time_ms=result.execution_time_ms,
-                      instance=instance)
+                      instance=instance, actor=actor)
 
     def handle_step_failure(self, step_id: str, error: WorkflowError, now: datetime,
                             attempt: int | None = None, instance: str | None = None,
-                            duration_ms: int | None = None) -> FailureDecision:
+                            duration_ms: int | None = None, actor: str | None = None
+                            ) -> FailureDecision:
         """Seed handleStepFailure: retry with backoff if recoverable and retries remain,
         otherwise fail the saga and start compensation."""
         step = self._step(step_id)
@@ -781,7 +790,8 @@ class Workflow(Aggregate):
             error = WorkflowError(error.step_id, error.service, error.code, error.message,
                                   error.error_type, error.recoverable, now, error.detail)
         self._trigger(self.StepFailed, now, step_id=step_id, attempt=max(step.attempts, 1),
-                      error=error.to_dict(), instance=instance, duration_ms=duration_ms)
+                      error=error.to_dict(), instance=instance, duration_ms=duration_ms,
+                      actor=actor)
         if self.status == S.CANCELLED:
             return FailureDecision("recorded", status=self.status)
         policy = step.spec.retry_policy
@@ -790,21 +800,21 @@ class Workflow(Aggregate):
             delay = policy.calculate_delay(retries_so_far)
             self._trigger(self.StepRetryScheduled, now, step_id=step_id,
                           retry_number=retries_so_far + 1, delay_ms=delay,
-                          due_at=now + timedelta(milliseconds=delay))
+                          due_at=now + timedelta(milliseconds=delay), actor=actor)
             return FailureDecision("retry", delay_ms=delay, status=self.status)
         if self.status == S.PAUSED:
             # The saga fails when resumed: a paused workflow takes no new decisions.
             return FailureDecision("fail", status=self.status)
-        self.fail(_final_error(error, retries_so_far, now), now)
+        self.fail(_final_error(error, retries_so_far, now), now, actor=actor)
         return FailureDecision("fail", status=self.status)
 
-    def fail_failed_step(self, step_id: str, now: datetime) -> None:
+    def fail_failed_step(self, step_id: str, now: datetime, actor: str | None = None) -> None:
         """Fails the saga for a step that failed for good while the workflow was paused
         (the decision waits for the resume)."""
         step = self._step(step_id)
         if step.status != StepStatus.FAILED or step.last_error is None:
             raise InvalidStepTransition(self.id, step_id, step.status, "fail the saga")
-        self.fail(_final_error(step.last_error, step.retries, now), now)
+        self.fail(_final_error(step.last_error, step.retries, now), now, actor=actor)
 
     def _check_turn_of(self, step: StepExecution, action: str) -> None:
         """Steps run one at a time, in order: none in flight, every earlier one done."""
@@ -836,7 +846,8 @@ class Workflow(Aggregate):
     # ------------------------------------------------------------------ compensation
 
     def start_step_compensation(self, step_id: str, now: datetime,
-                                instance: str | None = None) -> CompensationAction:
+                                instance: str | None = None, actor: str | None = None
+                                ) -> CompensationAction:
         """Begins undoing a completed step (routed to `instance`, when known); returns the
         action to execute."""
         step = self._step(step_id)
@@ -849,12 +860,13 @@ class Workflow(Aggregate):
             self.StepCompensationStarted, now, step_id=step_id,
             attempt=step.compensation_attempts + 1, operation=action.operation,
             deadline=now + timedelta(milliseconds=action.timeout_ms), instance=instance,
+            actor=actor,
         )
         return action
 
     def mark_step_compensated(self, step_id: str, now: datetime,
                               output: Mapping[str, Any] | None = None,
-                              attempt: int | None = None) -> None:
+                              attempt: int | None = None, actor: str | None = None) -> None:
         """A step was undone. A COMPLETED step has its compensation start recorded first."""
         step = self._step(step_id)
         if self.status != S.COMPENSATING:
@@ -865,16 +877,18 @@ class Workflow(Aggregate):
                 # it must not start and complete a new one behind the caller's back.
                 raise InvalidStepTransition(self.id, step_id, step.status,
                                             f"mark compensated for stale attempt {attempt}")
-            self.start_step_compensation(step_id, now)
+            self.start_step_compensation(step_id, now, actor=actor)
         elif step.status != StepStatus.COMPENSATING:
             raise InvalidStepTransition(self.id, step_id, step.status, "mark compensated")
         elif attempt is not None and attempt != step.compensation_attempts:
             raise InvalidStepTransition(self.id, step_id, step.status,
                                         f"mark compensated for stale attempt {attempt}")
-        self._trigger(self.StepCompensated, now, step_id=step_id, output=dict(output or {}))
+        self._trigger(self.StepCompensated, now, step_id=step_id, output=dict(output or {}),
+                      actor=actor)
 
     def handle_compensation_failure(self, step_id: str, error: WorkflowError, now: datetime,
-                                    attempt: int | None = None) -> FailureDecision:
+                                    attempt: int | None = None, actor: str | None = None
+                                    ) -> FailureDecision:
         """A compensation attempt failed: retry with backoff, or COMPENSATION_FAILED."""
         step = self._step(step_id)
         if self.status != S.COMPENSATING:
@@ -898,16 +912,18 @@ class Workflow(Aggregate):
             self.StepCompensationFailed, now, step_id=step_id,
             attempt=step.compensation_attempts, error=error.to_dict(),
             retry_at=now + timedelta(milliseconds=delay) if delay is not None else None,
+            actor=actor,
         )
         if can_retry:
             return FailureDecision("retry", delay_ms=delay, status=self.status)
         final = WorkflowError(step_id, error.service, "COMPENSATION_FAILED",
                               f"compensation of {step_id!r} failed: {error.message}",
                               ErrorType.COMPENSATION_FAILED, False, now, error.detail)
-        self._trigger(self.CompensationFailed, now, step_id=step_id, error=final.to_dict())
+        self._trigger(self.CompensationFailed, now, step_id=step_id, error=final.to_dict(),
+                      actor=actor)
         return FailureDecision("fail", status=self.status)
 
-    def complete_compensation(self, now: datetime) -> None:
+    def complete_compensation(self, now: datetime, actor: str | None = None) -> None:
         """COMPENSATING -> COMPENSATED once every queued step is undone."""
         self._check("complete_compensation")
         remaining = [s for s in self.compensation_queue
@@ -915,7 +931,7 @@ class Workflow(Aggregate):
         if remaining:
             raise InvalidTransition(self.id, self.status, "complete compensation",
                                     f"steps not yet compensated: {remaining}")
-        self._trigger(self.CompensationCompleted, now)
+        self._trigger(self.CompensationCompleted, now, actor=actor)
 
     def retry_compensation(self, now: datetime, actor: str = "operator") -> None:
         """COMPENSATION_FAILED -> COMPENSATING, with fresh compensation retries."""
@@ -939,6 +955,18 @@ class Workflow(Aggregate):
             raise InvalidStepTransition(self.id, step_id, step.status,
                                         "be compensated: it has no compensation action")
         return step.spec.compensation
+
+    def idempotency_key(self, step_id: str, compensation: bool = False) -> str:
+        """The key a service deduplicates a step's call by: `<workflow_id>:<step_id>`, the
+        same for every attempt of one execution; `:<run>` once a workflow-level retry has
+        started the step afresh (the run is the retry count: only `retry` raises it, and
+        it resets every step not completed, so no execution spans two runs); a
+        compensation adds `:compensate`."""
+        self._step(step_id)
+        key = f"{self.id}:{step_id}"
+        if self.retry_count:
+            key = f"{key}:{self.retry_count}"
+        return f"{key}:compensate" if compensation else key
 
     # ------------------------------------------------------------------ queries (seed section 9)
 

@@ -19,7 +19,8 @@ class Call:
     service: str
     operation: str
     idempotency_key: str | None
-    repeated: bool
+    attempt: int | None  # the caller's X-WES-Attempt (1-based), when it sent one
+    repeated: bool  # answered with the answer stored for the key
     order_id: str | None
     status: int
     at: datetime
@@ -60,7 +61,9 @@ class CallLog:
 
 
 class IdempotencyStore:
-    """First successful answer per (service, operation, Idempotency-Key)."""
+    """First successful answer per (service, operation, Idempotency-Key), as a real service
+    keeps it: a later call with the key (any attempt) gets that answer again; a failed
+    call stores nothing, so a later call with its key does the work."""
 
     def __init__(self) -> None:
         # One lock around lookup, work and store: two concurrent calls with the same key

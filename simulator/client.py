@@ -68,11 +68,13 @@ class SimulatorClient:
 
     def call(self, service: str, operation: str, body: Any = None, *,
              idempotency_key: str | None = None, correlation_id: str | None = None,
-             timeout: float | None = None) -> httpx.Response:
+             attempt: int | None = None, timeout: float | None = None) -> httpx.Response:
         """Calls an operation as a step would; `body` is sent as JSON."""
         headers = {}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
+        if attempt is not None:
+            headers["X-WES-Attempt"] = str(attempt)
         if correlation_id is not None:
             headers["X-Correlation-ID"] = correlation_id
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}

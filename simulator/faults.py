@@ -170,14 +170,19 @@ class FaultBook:
             self._faults.clear()
             return removed
 
-    def effects(self, service: str, operation: str, body: Mapping[str, Any]) -> Effects:
+    def effects(self, service: str, operation: str, body: Mapping[str, Any], *,
+                applied: bool = False) -> Effects:
         """The faults this call runs into, counting each strike.
 
         Every matching latency fault adds its delay; of the other kinds, the first that
         strikes (outages before the rest, then in the order injected) decides the answer.
+        `applied`: the call's idempotency key has a stored answer, so business rejections
+        (`unrecoverable`, decided by the operation itself) pass it by; the path to the
+        service (recoverable, outage, garbage, latency) still fails as it would.
         """
         with self._lock:
-            matching = [f for f in self._faults.values() if f.matches(service, operation, body)]
+            matching = [f for f in self._faults.values() if f.matches(service, operation, body)
+                        and not (applied and f.spec.kind == "unrecoverable")]
             delay, delayed_by = 0, []
             for fault in (f for f in matching if f.spec.kind == "latency"):
                 if fault.strikes():

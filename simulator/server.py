@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -114,7 +114,9 @@ def create_app(instance_id: str = DEFAULT_INSTANCE_ID, *, seed: int | None = Non
         version="1.0.0",
         description=(
             "Four simulated services (inventory, robotics, warehouse, packing), each operation "
-            "idempotent by the Idempotency-Key header, with fault injection at run time."),
+            "idempotent by the Idempotency-Key header (the first successful answer is stored "
+            "and replayed to every later call with the key, whatever its X-WES-Attempt; "
+            "failures are not stored), with fault injection at run time."),
     )
     app.state.simulator = state
 
@@ -173,18 +175,30 @@ def create_app(instance_id: str = DEFAULT_INSTANCE_ID, *, seed: int | None = Non
         return {"deleted": state.calls.clear()}
 
     @app.post("/{service}/{operation}", tags=["services"])
-    async def call_operation(service: str, operation: str, request: Request) -> Response:
+    async def call_operation(
+        service: str, operation: str, request: Request,
+        idempotency_key: Annotated[str | None, Header(
+            alias="Idempotency-Key",
+            description="Names the step execution (the same for every attempt): the first "
+                        "successful answer is stored and answered again, with "
+                        "`Idempotent-Replayed: true`, to every later call with this key; "
+                        "a failed call stores nothing.")] = None,
+        attempt: Annotated[str | None, Header(
+            alias="X-WES-Attempt",
+            description="Which try of the step this is (1-based); logged in `/calls`, it "
+                        "never changes the answer.")] = None,
+    ) -> Response:
         """Runs a service operation on the JSON body; idempotent by `Idempotency-Key`."""
         with state.serving():
-            return await _answer_call(state, service, operation, request)
+            return await _answer_call(state, service, operation, request,
+                                      idempotency_key or None, _attempt(attempt))
 
     return app
 
 
 async def _answer_call(state: SimulatorState, service: str, operation: str,
-                       request: Request) -> Response:
+                       request: Request, key: str | None, attempt: int | None) -> Response:
     """Faults first (delay, faulty answer), then the operation; every call is logged."""
-    key = request.headers.get("idempotency-key") or None
     correlation_id = request.headers.get("x-correlation-id") or None
     body, body_problem = _parse_body(await request.body())
     repeated = False
@@ -194,12 +208,12 @@ async def _answer_call(state: SimulatorState, service: str, operation: str,
     if service not in SERVICE_OPERATIONS:
         response = _problem(404, "UNKNOWN_SERVICE", f"no service {service!r}")
     else:
-        effects = state.faults.effects(service, operation, body or {})
+        effects = state.faults.effects(service, operation, body or {},
+                                       applied=state.answers.seen(service, operation, key))
         if effects.delay_ms:
             await asyncio.sleep(effects.delay_ms / 1000)
         if effects.fault is not None:
             fault_id = effects.fault.id
-            repeated = state.answers.seen(service, operation, key)
             response = _fault_answer(effects.fault, service, operation)
         elif operation not in SERVICE_OPERATIONS[service]:
             response = _problem(404, "UNKNOWN_OPERATION",
@@ -210,7 +224,8 @@ async def _answer_call(state: SimulatorState, service: str, operation: str,
             response, repeated = _perform(state, service, operation, key, body)
 
     state.calls.record(Call(
-        service=service, operation=operation, idempotency_key=key, repeated=repeated,
+        service=service, operation=operation, idempotency_key=key, attempt=attempt,
+        repeated=repeated,
         order_id=order_id_of(body), status=response.status_code, at=datetime.now(UTC),
         instance=state.instance_id, correlation_id=correlation_id, fault_id=fault_id,
         input=body))
@@ -218,6 +233,14 @@ async def _answer_call(state: SimulatorState, service: str, operation: str,
     if correlation_id is not None:
         response.headers["X-Correlation-ID"] = correlation_id
     return response
+
+
+def _attempt(raw: str | None) -> int | None:
+    """The X-WES-Attempt header as a number (logged only: it never changes the answer)."""
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
 
 
 def _perform(state: SimulatorState, service: str, operation: str, key: str | None,

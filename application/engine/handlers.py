@@ -13,12 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
+from domain.enums import ErrorType
 from domain.workflow_error import WorkflowError
 
 
 @dataclass(frozen=True, slots=True)
 class StepCall:
-    """One invocation of a step's (or its compensation's) operation."""
+    """One invocation of a step's (or its compensation's) operation.
+
+    `idempotency_key` names the step execution, not the try: it is the same for every
+    attempt (`Workflow.idempotency_key`), so a handler that has already applied it must
+    answer as it did then; `attempt` (1-based) says which try this is.
+    """
 
     workflow_id: UUID
     step_id: str
@@ -28,16 +34,11 @@ class StepCall:
     input: Mapping[str, Any]
     timeout_s: float
     correlation_id: str
+    idempotency_key: str
     compensation: bool = False
     # The instance reserved for this call when its start was recorded (see
     # Dispatcher.reserve); None: the handler routes the call itself.
     instance: str | None = None
-
-    @property
-    def idempotency_key(self) -> str:
-        """`<workflow_id>:<step_id>:<attempt>`; a compensation call adds `:compensate`."""
-        key = f"{self.workflow_id}:{self.step_id}:{self.attempt}"
-        return f"{key}:compensate" if self.compensation else key
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,25 @@ class StepHandler(Protocol):
     """Carries out a call; returns an outcome instead of raising."""
 
     def __call__(self, call: StepCall) -> StepOutcome: ...
+
+
+# Step outputs larger than this (as JSON) are not stored: WES_MAX_OUTPUT_BYTES.
+DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
+OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
+
+
+def output_too_large(call: StepCall, limit: int, size: int | None = None) -> WorkflowError:
+    """The failure recorded instead of an output over the limit (`size` None: the answer
+    was cut off unread past the limit).
+
+    Not recoverable: a service that applied the call answers every later attempt under the
+    same idempotency key with the same stored answer, so a retry could only fail again.
+    """
+    what = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return WorkflowError.create(
+        call.step_id, call.service, OUTPUT_TOO_LARGE,
+        f"the output of {call.service}/{call.operation} is {what}, over the limit of "
+        f"{limit} bytes (WES_MAX_OUTPUT_BYTES)", ErrorType.VALIDATION_ERROR, False)
 
 
 PythonStep = Callable[[StepCall], Mapping[str, Any]]

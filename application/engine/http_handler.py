@@ -16,6 +16,12 @@ How answers become outcomes:
 | connection failed | recoverable NETWORK_ERROR |
 
 Error answers keep the service's `code` and `message`; 4xx errors are not recoverable.
+A 2xx answer whose body is over `max_output_bytes` (WES_MAX_OUTPUT_BYTES) is not read
+further: a non-recoverable VALIDATION_ERROR, code OUTPUT_TOO_LARGE.
+
+Every call carries `Idempotency-Key` (the step execution, the same for every attempt) and
+`X-WES-Attempt` (which try this is, from 1): a service that has applied a key answers
+every later call with it as it did the first time.
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ from typing import Any
 import httpx
 import orjson
 
-from application.engine.handlers import StepCall, StepOutcome
+from application.engine.handlers import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    StepCall,
+    StepOutcome,
+    output_too_large,
+)
 from application.engine.registry import ServiceRegistry, UnknownService
 from application.errors import ApplicationError
 from domain.enums import ErrorType
@@ -47,6 +58,7 @@ selection is over, so load-aware routing can stop counting it as in flight).
 """
 
 BODY_EXCERPT_CHARS = 500
+ATTEMPT_HEADER = "X-WES-Attempt"
 
 _STATUS_ERROR_TYPES: dict[int, ErrorType] = {
     400: ErrorType.VALIDATION_ERROR,
@@ -95,9 +107,11 @@ class HttpStepHandler:
     """
 
     def __init__(self, registry: ServiceRegistry, *, observer: Observer | None = None,
-                 client: httpx.Client | None = None, max_connections: int = 100) -> None:
+                 client: httpx.Client | None = None, max_connections: int = 100,
+                 max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
         self.registry = registry
         self.observer = observer
+        self.max_output_bytes = max_output_bytes
         self._client = client or httpx.Client(
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=max_connections),
@@ -153,21 +167,36 @@ class HttpStepHandler:
         self.close()
 
     def _post(self, url: str, content: bytes, headers: dict[str, str],
-              timeout_s: float) -> httpx.Response:
+              timeout_s: float) -> tuple[httpx.Response, bool]:
         """POSTs within an overall deadline: httpx's timeouts bound each phase (connect,
         write, every read), so a service trickling its answer byte by byte is cut off
-        here once the step's whole timeout has passed."""
+        here once the step's whole timeout has passed. The answer is read up to just over
+        `max_output_bytes` (so a huge one costs no memory); True if it was cut there."""
         deadline = time.monotonic() + timeout_s
         with self._client.stream("POST", url, content=content, headers=headers,
                                  timeout=timeout_s) as streamed:
             chunks = []
+            size = 0
+            cut = False
             for chunk in streamed.iter_raw():  # raw: the new Response decodes it
                 chunks.append(chunk)
+                size += len(chunk)
+                if size > self.max_output_bytes:
+                    cut = True
+                    break
                 if time.monotonic() > deadline:
                     raise httpx.ReadTimeout("the answer did not complete within the step "
                                             "timeout", request=streamed.request)
+            body = b"".join(chunks)
+            if cut:
+                # What was read may end inside a compressed frame: keep it undecoded.
+                headers_read = httpx.Headers(
+                    [(k, v) for k, v in streamed.headers.multi_items()
+                     if k.lower() != "content-encoding"])
+                return httpx.Response(streamed.status_code, headers=headers_read,
+                                      content=body, request=streamed.request), True
             return httpx.Response(streamed.status_code, headers=streamed.headers,
-                                  content=b"".join(chunks), request=streamed.request)
+                                  content=body, request=streamed.request), False
 
     def _call(self, instance: str, call: StepCall) -> tuple[StepOutcome, bool | None]:
         """The outcome (its duration filled in by the caller) and whether the instance was ok.
@@ -181,11 +210,12 @@ class HttpStepHandler:
         except TypeError as e:
             return self._failed(call, "BAD_INPUT", f"input is not JSON: {e}",
                                 ErrorType.INTERNAL_ERROR, False), None
-        headers = {"Content-Type": "application/json", "Idempotency-Key": call.idempotency_key}
+        headers = {"Content-Type": "application/json", "Idempotency-Key": call.idempotency_key,
+                   ATTEMPT_HEADER: str(call.attempt)}
         if call.correlation_id:
             headers["X-Correlation-ID"] = call.correlation_id
         try:
-            response = self._post(url, content, headers, call.timeout_s)
+            response, cut = self._post(url, content, headers, call.timeout_s)
         except httpx.PoolTimeout:
             # Every pooled connection was busy: our congestion, not the instance's health.
             return self._failed(call, "TIMEOUT", f"no free connection to {where} within "
@@ -206,12 +236,16 @@ class HttpStepHandler:
             log.exception("unexpected error calling %s", where)
             return StepOutcome.failure(
                 WorkflowError.from_exception(call.step_id, call.service, e), 0), False
-        return self._interpret(call, where, response)
+        return self._interpret(call, where, response, cut)
 
-    def _interpret(self, call: StepCall, where: str,
-                   response: httpx.Response) -> tuple[StepOutcome, bool]:
+    def _interpret(self, call: StepCall, where: str, response: httpx.Response,
+                   cut: bool = False) -> tuple[StepOutcome, bool]:
         status = response.status_code
         extra: dict[str, Any] = {"http_status": status}
+        if 200 <= status < 300 and cut:
+            # The instance answered (it is healthy); its answer is too big to keep.
+            return StepOutcome(None, output_too_large(call, self.max_output_bytes), 0,
+                               extra=extra), True
         if 200 <= status < 300:
             if not response.content.strip():
                 return StepOutcome(output={}, error=None, duration_ms=0, extra=extra), True

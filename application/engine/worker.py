@@ -6,7 +6,10 @@ renews while it works), loads the workflow, asks the domain what to do next
 concurrency on the aggregate is the final arbiter: whoever saves second reloads and
 decides again, so a step outcome is recorded exactly once. A handler may run more than
 once (a worker can die after the call and before the save), which is why every call
-carries the idempotency key `<workflow_id>:<step_id>:<attempt>`.
+carries an idempotency key that names the step execution, not the try
+(`<workflow_id>:<step_id>[:<run>]`, `Workflow.idempotency_key`): a service that applied
+the first try answers the re-invocation and every retry with its stored answer. Every
+event a worker records names it as the actor (`engine:<worker id>`).
 
 Retries and timeouts are durable timers: their due times are in the events, and the work
 queue (written in the same transaction) only says when to look again. If every worker
@@ -27,10 +30,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+import orjson
 import psycopg
 from eventsourcing import persistence as es_persistence
 
-from application.engine.handlers import StepCall, StepHandler, StepOutcome
+from application.engine.handlers import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    StepCall,
+    StepHandler,
+    StepOutcome,
+    output_too_large,
+)
 from application.errors import ConcurrencyConflict, DatabaseUnavailable, WorkflowNotFound
 from application.logs import workflow_context
 from application.metrics import STEP_DURATION, STEPS_RUN
@@ -82,10 +92,14 @@ class Worker:
         lease_seconds: float = 3.0,
         poll_seconds: float = 0.5,
         clock: Callable[[], datetime] = utc_now,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     ) -> None:
         self.app = app
         self.handler = handler
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # Who the events this worker records say did it (the audit's `actor`).
+        self.actor = f"engine:{self.worker_id}"
+        self.max_output_bytes = max_output_bytes
         self.concurrency = max(1, concurrency)
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
@@ -293,17 +307,17 @@ class Worker:
         """Applies a decision that needs no remote call; False if it needs one."""
         kind = action.kind
         if kind == d.START:
-            wf.start(now, actor="engine")
+            wf.start(now, actor=self.actor)
         elif kind == d.COMPLETE:
-            wf.complete(now)
+            wf.complete(now, actor=self.actor)
             log.info("workflow completed")
         elif kind == d.FAIL:
             assert action.step_id is not None
-            wf.fail_failed_step(action.step_id, now)
+            wf.fail_failed_step(action.step_id, now, actor=self.actor)
         elif kind == d.START_COMPENSATION:
-            wf.compensate(now, reason=wf.cancel_reason or "failed")
+            wf.compensate(now, reason=wf.cancel_reason or "failed", actor=self.actor)
         elif kind == d.COMPLETE_COMPENSATION:
-            wf.complete_compensation(now)
+            wf.complete_compensation(now, actor=self.actor)
             log.info("workflow compensated")
         elif kind == d.TIMEOUT_STEP:
             assert action.step_id is not None
@@ -312,7 +326,8 @@ class Worker:
                 action.step_id, step.spec.service, "STEP_TIMEOUT",
                 f"step {action.step_id!r} attempt {action.attempt} passed its deadline "
                 f"({step.spec.timeout_ms} ms)", ErrorType.TIMEOUT, True, occurred_at=now)
-            wf.handle_step_failure(action.step_id, error, now, attempt=action.attempt)
+            wf.handle_step_failure(action.step_id, error, now, attempt=action.attempt,
+                                   actor=self.actor)
         elif kind == d.TIMEOUT_COMPENSATION:
             assert action.step_id is not None
             action_def = wf.get_compensation_action(action.step_id)
@@ -320,7 +335,8 @@ class Worker:
                 action.step_id, action_def.service, "COMPENSATION_TIMEOUT",
                 f"compensation of {action.step_id!r} passed its deadline", ErrorType.TIMEOUT,
                 True, occurred_at=now)
-            wf.handle_compensation_failure(action.step_id, error, now, attempt=action.attempt)
+            wf.handle_compensation_failure(action.step_id, error, now, attempt=action.attempt,
+                                           actor=self.actor)
         elif kind in (d.RUN_STEP, d.RESUME_STEP) and self._is_local_step(wf, action):
             assert action.step_id is not None
             self._run_local_step(wf, action, now)
@@ -349,7 +365,7 @@ class Worker:
         step_id = action.step_id or ""
         if action.kind == d.RUN_STEP:
             try:
-                wf.start_step(step_id, now)
+                wf.start_step(step_id, now, actor=self.actor)
             except InvalidValue as e:
                 self._fail_unresolvable_input(wf, step_id, e, now)
                 return
@@ -361,7 +377,7 @@ class Worker:
     def _run_local_compensation(self, wf: Workflow, action: d.Action, now: datetime) -> None:
         step_id = action.step_id or ""
         if action.kind == d.COMPENSATE_STEP:
-            wf.start_step_compensation(step_id, now)
+            wf.start_step_compensation(step_id, now, actor=self.actor)
         attempt = wf.step(step_id).compensation_attempts
         outcome = self._compensation_outcome(wf, step_id, attempt)
         self._apply_outcome(wf, step_id, attempt, outcome, self.clock(), compensation=True)
@@ -394,13 +410,13 @@ class Worker:
         error = WorkflowError.create(step_id, wf.step(step_id).spec.service,
                                      "INPUT_MAPPING_FAILED", str(e),
                                      ErrorType.VALIDATION_ERROR, False, occurred_at=now)
-        wf.handle_step_failure(step_id, error, now)
+        wf.handle_step_failure(step_id, error, now, actor=self.actor)
 
     def _run_step(self, wf: Workflow, step_id: str, now: datetime) -> Workflow | None:
         spec = wf.step(step_id).spec
         try:
             with self._reservation(spec.service, spec.operation) as instance:
-                wf.start_step(step_id, now, instance=instance)
+                wf.start_step(step_id, now, instance=instance, actor=self.actor)
                 # Record the start before calling: if we die during the call, the next
                 # worker knows an attempt is in flight and re-invokes it with the same
                 # idempotency key.
@@ -438,7 +454,7 @@ class Worker:
             workflow_id=wf.id, step_id=step_id, attempt=attempt, service=step.spec.service,
             operation=step.spec.operation, input=step.input_data or {},
             timeout_s=max(remaining, 0.001), correlation_id=wf.correlation_id,
-            instance=instance,
+            idempotency_key=wf.idempotency_key(step_id), instance=instance,
         )
 
     def _call_and_record(self, wf: Workflow, step_id: str, attempt: int,
@@ -450,7 +466,7 @@ class Worker:
     def _run_compensation(self, wf: Workflow, step_id: str, now: datetime) -> Workflow | None:
         action = wf.get_compensation_action(step_id)
         with self._reservation(action.service, action.operation) as instance:
-            wf.start_step_compensation(step_id, now, instance=instance)
+            wf.start_step_compensation(step_id, now, instance=instance, actor=self.actor)
             self.app.save_workflow(wf, now)
         return self._call_compensation_and_record(
             wf, step_id, wf.step(step_id).compensation_attempts, instance)
@@ -476,7 +492,9 @@ class Worker:
         return self._invoke(StepCall(
             workflow_id=wf.id, step_id=step_id, attempt=attempt, service=action.service,
             operation=action.operation, input=body, timeout_s=max(remaining, 0.001),
-            correlation_id=wf.correlation_id, compensation=True, instance=instance,
+            correlation_id=wf.correlation_id,
+            idempotency_key=wf.idempotency_key(step_id, compensation=True), compensation=True,
+            instance=instance,
         ))
 
     def _invoke(self, call: StepCall) -> StepOutcome:
@@ -487,6 +505,7 @@ class Worker:
             outcome = StepOutcome.failure(
                 WorkflowError.from_exception(call.step_id, call.service, exc),
                 int((time.perf_counter() - started) * 1000))
+        outcome = self._within_output_limit(call, outcome)
         STEPS_RUN.labels(call.service, call.operation,
                          "ok" if outcome.ok else outcome.error.error_type.value  # type: ignore[union-attr]
                          ).inc()
@@ -500,25 +519,40 @@ class Worker:
         })
         return outcome
 
-    @staticmethod
-    def _apply_outcome(wf: Workflow, step_id: str, attempt: int, outcome: StepOutcome,
+    def _within_output_limit(self, call: StepCall, outcome: StepOutcome) -> StepOutcome:
+        """The outcome, or a recorded failure naming the limit if its output is too big to
+        store as an event (WES_MAX_OUTPUT_BYTES)."""
+        if not outcome.ok:
+            return outcome
+        # `default=str` only sizes what orjson cannot write; saving it decides the rest.
+        size = len(orjson.dumps(outcome.output, default=str, option=orjson.OPT_NON_STR_KEYS))
+        if size <= self.max_output_bytes:
+            return outcome
+        return StepOutcome.failure(output_too_large(call, self.max_output_bytes, size),
+                                   outcome.duration_ms, outcome.instance)
+
+    def _apply_outcome(self, wf: Workflow, step_id: str, attempt: int, outcome: StepOutcome,
                        now: datetime, *, compensation: bool) -> None:
         """Records an outcome on the aggregate; raises a DomainError if the attempt is no
         longer the current one."""
+        actor = self.actor
         if compensation:
             if outcome.ok:
-                wf.mark_step_compensated(step_id, now, outcome.output, attempt=attempt)
+                wf.mark_step_compensated(step_id, now, outcome.output, attempt=attempt,
+                                         actor=actor)
             else:
                 assert outcome.error is not None
-                wf.handle_compensation_failure(step_id, outcome.error, now, attempt)
+                wf.handle_compensation_failure(step_id, outcome.error, now, attempt,
+                                               actor=actor)
         elif outcome.ok:
             assert outcome.output is not None
             wf.record_step_result(step_id, StepResult(step_id, outcome.output, outcome.duration_ms),
-                                  now, attempt=attempt, instance=outcome.instance)
+                                  now, attempt=attempt, instance=outcome.instance, actor=actor)
         else:
             assert outcome.error is not None
             wf.handle_step_failure(step_id, outcome.error, now, attempt=attempt,
-                                   instance=outcome.instance, duration_ms=outcome.duration_ms)
+                                   instance=outcome.instance, duration_ms=outcome.duration_ms,
+                                   actor=actor)
 
     def _record(self, in_hand: Workflow, step_id: str, attempt: int, outcome: StepOutcome,
                 *, compensation: bool) -> Workflow | None:

@@ -3,14 +3,17 @@ retried over HTTP; a database that is down answers 503, never 500."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from api.auth import KeyRing
 from application.engine.handlers import PythonHandler, StepCall
 from application.engine.worker import Worker
 from application.errors import DatabaseUnavailable
@@ -99,6 +102,36 @@ class TestCompensationRetry:
         assert events.count("CompensationFailed") == 1
         assert events[-3:] == ["StepCompensationStarted", "StepCompensated",
                                "CompensationCompleted"]
+
+
+class TestWhoDidWhat:
+    def test_the_audit_names_the_key_that_started_it_and_the_engine_that_ran_it(
+            self, app: Workflows, read_models: api_support.ReadModelSet) -> None:
+        handlers = PythonHandler()
+        Shelf(failures=0).register(handlers)
+        worker = Worker(app, handlers, worker_id="w-audit", concurrency=1, poll_seconds=0.05)
+        ring = KeyRing.from_keys(api_support.KEYS.items())
+        with TestClient(build_app(app, read_models, keys=ring),
+                        headers={"Authorization": "Bearer operator-key"}) as client:
+            worker.start()
+            try:
+                started = client.post("/v1/workflows", json=INLINE)
+                assert started.status_code == 201, started.text
+                wid = started.json()["id"]
+                wait_for_status(client, wid, "COMPENSATED")
+            finally:
+                worker.stop()
+            last = app.history(UUID(wid))[-1]
+            rows = client.get(f"/v1/workflows/{wid}/audit",
+                              params={"min_position": last.position}).json()["items"]
+        key = "api-key:" + hashlib.sha256(b"operator-key").hexdigest()[:8]
+        assert [(r["event_type"], r["actor"]) for r in rows[:2]] == [
+            ("Created", key), ("Started", key)]
+        assert {r["actor"] for r in rows[2:]} == {"engine:w-audit"}
+        assert [r["event_type"] for r in rows[2:]] == [
+            "StepStarted", "StepExecuted", "StepStarted", "StepFailed", "Failed",
+            "CompensationStarted", "StepCompensationStarted", "StepCompensated",
+            "CompensationCompleted"]
 
 
 class TestDatabaseDown:

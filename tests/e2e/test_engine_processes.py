@@ -58,7 +58,8 @@ class TestSagaThroughWorkerProcesses:
         assert [(c["service"], c["operation"]) for c in calls] == [
             ("inventory-service", "reserve"), ("robotics-service", "assign"),
             ("warehouse-service", "pick"), ("packing-service", "pack")]
-        assert calls[0]["idempotency_key"] == f"{wf_id}:reserve-inventory:1"
+        assert calls[0]["idempotency_key"] == f"{wf_id}:reserve-inventory"
+        assert calls[0]["attempt"] == 1
         assert wf.step("assign-robot").output["robotId"]
 
     def test_retries_a_failing_call_after_the_backoff_and_completes(self, app, workers,
@@ -161,10 +162,55 @@ class TestCrashes:
         # finishes, after the survivor's repeat of the same attempt.
         picks = wait_for(lambda: (p := simulator.calls(order_id="ORD-CRASH", operation="pick"))
                          and len(p) == 2 and p, timeout=10, message="both pick calls logged")
-        assert {p["idempotency_key"] for p in picks} == {f"{wf_id}:pick-items:1"}
+        assert {(p["idempotency_key"], p["attempt"]) for p in picks} == {(f"{wf_id}:pick-items", 1)}
         assert sorted(p["repeated"] for p in picks) == [False, True]
         assert outcomes(app, wf_id)[("StepExecuted", "pick-items", 1)] == 1
         assert event_types(app, wf_id).count("StepStarted") == 4
+
+    def test_a_call_applied_whose_outcome_was_lost_is_applied_once_through_a_retry(
+            self, app, db, simulator):
+        """The chaos-run case: the service applied attempt 1, its worker died before
+        recording it, the re-invocation of attempt 1 met a 503, attempt 2 called again.
+        Every call carries the same key, so the service answers attempt 2 with what it
+        stored for attempt 1 and packs the order once."""
+        order = "ORD-LOST"
+        # The first pack call is held 2 s before it is applied: its worker dies meanwhile.
+        simulator.add_fault("packing-service", "latency", "pack", latency_ms=2000, count=1,
+                            match={"orderId": order})
+        victim = spawn_worker(db, simulator.base_url)
+        wf_id = app.start_workflow(steps=[{
+            "step_id": "pack-items", "service": "packing-service", "operation": "pack",
+            "input": {"orderId": "${input.orderId}"}, "timeout_ms": 30_000,
+            "retry_policy": "default"}], input={"orderId": order}).workflow_id
+        wait_for(lambda: simulator.in_flight() == 1, timeout=20, message="pack in flight")
+        kill9(victim)
+        # The service finishes the call its caller no longer waits for: applied, answer lost.
+        [applied] = wait_for(lambda: simulator.calls(order_id=order), timeout=10,
+                             message="the first pack applied")
+        assert (applied["status"], applied["repeated"]) == (200, False)
+        assert app.get_workflow(wf_id).step("pack-items").status == "EXECUTING"
+        simulator.add_fault("packing-service", "recoverable", "pack", count=1,
+                            match={"orderId": order})
+        survivor = spawn_worker(db, simulator.base_url)
+        try:
+            wf = wait_for_status(app, wf_id, "COMPLETED", timeout=30)
+        except AssertionError:
+            raise AssertionError(output(survivor)) from None
+        finally:
+            stop(survivor)
+        packs = simulator.calls(order_id=order)
+        assert [(c["idempotency_key"], c["attempt"], c["status"], c["repeated"])
+                for c in packs] == [
+            (f"{wf_id}:pack-items", 1, 200, False),  # applied; the outcome was lost
+            (f"{wf_id}:pack-items", 1, 503, False),  # the re-invocation of attempt 1
+            (f"{wf_id}:pack-items", 2, 200, True),   # attempt 2: the stored answer
+        ]
+        assert sum(c["status"] == 200 and not c["repeated"] for c in packs) == 1
+        history = app.history(wf_id)
+        assert [(e.event_type, e.data["attempt"]) for e in history
+                if e.event_type in ("StepStarted", "StepFailed", "StepExecuted")] == [
+            ("StepStarted", 1), ("StepFailed", 1), ("StepStarted", 2), ("StepExecuted", 2)]
+        assert wf.step("pack-items").output["packageId"]
 
     def test_a_retry_timer_survives_every_worker_stopping(self, app, db, simulator):
         simulator.add_fault("inventory-service", "recoverable", "reserve", count=2,

@@ -106,7 +106,7 @@ class TestHappyPath:
         wf_id = start(app, correlation_id="corr-001")
         wait_for_status(app, wf_id, "COMPLETED")
         assert {c.correlation_id for c in services.calls} == {"corr-001"}
-        assert next(c.idempotency_key for c in services.calls) == f"{wf_id}:reserve-inventory:1"
+        assert next(c.idempotency_key for c in services.calls) == f"{wf_id}:reserve-inventory"
 
     def test_counts_every_step_call_in_the_prometheus_metrics(self, app, worker):
         labels = {"service": "inventory-service", "operation": "reserve", "outcome": "ok"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import socket
 import threading
 import time
@@ -27,11 +29,13 @@ def step_call(service: str = "inventory-service", operation: str = "reserve",
               input: dict[str, Any] | None = None, *, attempt: int = 1,
               timeout_s: float = 5.0, compensation: bool = False,
               correlation_id: str = "corr-1") -> StepCall:
-    return StepCall(workflow_id=uuid.uuid4(), step_id="reserve-inventory", attempt=attempt,
+    workflow_id = uuid.uuid4()
+    key = f"{workflow_id}:reserve-inventory" + (":compensate" if compensation else "")
+    return StepCall(workflow_id=workflow_id, step_id="reserve-inventory", attempt=attempt,
                     service=service, operation=operation,
                     input=input if input is not None else {"orderId": "order-1"},
                     timeout_s=timeout_s, correlation_id=correlation_id,
-                    compensation=compensation)
+                    idempotency_key=key, compensation=compensation)
 
 
 def error_of(outcome: StepOutcome) -> WorkflowError:
@@ -73,13 +77,14 @@ class TestSuccess:
         assert outcome.duration_ms >= 0
         assert outcome.extra["http_status"] == 200
 
-    def test_sends_the_idempotency_key_and_correlation_id(
+    def test_sends_the_idempotency_key_the_attempt_and_the_correlation_id(
         self, handler: HttpStepHandler, simulator: SimulatorClient,
     ) -> None:
         call = step_call(attempt=2, correlation_id="order-7-corr")
         handler(call)
         [received] = simulator.calls()
-        assert received["idempotency_key"] == f"{call.workflow_id}:reserve-inventory:2"
+        assert received["idempotency_key"] == f"{call.workflow_id}:reserve-inventory"
+        assert received["attempt"] == 2
         assert received["correlation_id"] == "order-7-corr"
         assert received["input"] == {"orderId": "order-1"}
 
@@ -90,7 +95,7 @@ class TestSuccess:
         assert handler(call).ok
         [received] = simulator.calls()
         assert received["operation"] == "release"
-        assert received["idempotency_key"] == f"{call.workflow_id}:reserve-inventory:1:compensate"
+        assert received["idempotency_key"] == f"{call.workflow_id}:reserve-inventory:compensate"
 
     def test_a_call_made_again_gets_the_first_answer(
         self, handler: HttpStepHandler, simulator: SimulatorClient,
@@ -99,6 +104,16 @@ class TestSuccess:
         first, again = handler(call), handler(call)
         assert again.output == first.output
         assert [c["repeated"] for c in simulator.calls()] == [False, True]
+
+    def test_a_later_attempt_with_the_same_key_gets_the_first_answer(
+        self, handler: HttpStepHandler, simulator: SimulatorClient,
+    ) -> None:
+        first = step_call()
+        second = dataclasses.replace(first, attempt=2)
+        answered_first = handler(first).output
+        assert handler(second).output == answered_first
+        assert [(c["attempt"], c["repeated"]) for c in simulator.calls()] == [
+            (1, False), (2, True)]
 
     def test_input_values_json_cannot_hold_natively_are_sent_as_text(
         self, handler: HttpStepHandler, simulator: SimulatorClient,
@@ -268,6 +283,57 @@ class TestBadAnswers:
     ) -> None:
         simulator.add_fault("packing-service", "garbage", "pack")
         assert error_of(handler(step_call("packing-service", "pack"))).code == "BAD_RESPONSE"
+
+
+class TestOutputLimit:
+    def test_an_answer_over_the_limit_is_a_failure_naming_the_limit(
+        self, service_registry: ServiceRegistry, simulator: SimulatorClient,
+        observed: list[Observed],
+    ) -> None:
+        simulator.add_fault("packing-service", "garbage", "pack",
+                            body=json.dumps({"label": "x" * 10_000}))
+
+        def observe(instance: str, service: str, duration_ms: float, ok: bool) -> None:
+            observed.append((instance, service, duration_ms, ok))
+
+        with HttpStepHandler(service_registry, observer=observe,
+                             max_output_bytes=4096) as handler:
+            error = error_of(handler(step_call("packing-service", "pack")))
+        assert (error.code, error.error_type, error.recoverable) == (
+            "OUTPUT_TOO_LARGE", ErrorType.VALIDATION_ERROR, False)
+        assert "4096 bytes (WES_MAX_OUTPUT_BYTES)" in error.message
+        assert [ok for *_, ok in observed] == [True]  # the instance answered
+
+    def test_an_answer_within_the_limit_is_the_output(
+        self, service_registry: ServiceRegistry, simulator: SimulatorClient,
+    ) -> None:
+        body = json.dumps({"label": "x" * 3000})
+        simulator.add_fault("packing-service", "garbage", "pack", body=body)
+        with HttpStepHandler(service_registry, max_output_bytes=len(body)) as handler:
+            outcome = handler(step_call("packing-service", "pack"))
+        assert outcome.output == {"label": "x" * 3000}
+
+    def test_an_error_answer_over_the_limit_keeps_its_status_meaning(self) -> None:
+        from fastapi import FastAPI
+        from fastapi.responses import PlainTextResponse
+
+        from cli.background import serve_in_background
+
+        proxy = FastAPI()
+
+        @proxy.post("/busy-service/op")
+        async def busy() -> PlainTextResponse:
+            return PlainTextResponse("<html>" + "busy " * 20_000, status_code=503)
+
+        server = serve_in_background(proxy)
+        try:
+            registry = ServiceRegistry({"busy-service": [f"{server.url}/busy-service"]})
+            with HttpStepHandler(registry, max_output_bytes=1024) as handler:
+                error = error_of(handler(step_call("busy-service", "op")))
+        finally:
+            server.stop()
+        assert (error.error_type, error.recoverable) == (ErrorType.SERVICE_UNAVAILABLE, True)
+        assert error.detail is not None and error.detail.startswith("<html>busy")
 
 
 class TestNeverRaises:

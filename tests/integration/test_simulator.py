@@ -195,6 +195,46 @@ class TestIdempotency:
         assert [(c["status"], c["repeated"]) for c in calls] == [
             (503, False), (200, False), (200, True)]
 
+    def test_a_stored_answer_is_replayed_to_every_later_attempt(
+            self, simulator: SimulatorClient) -> None:
+        order_id = order()
+        answers = [simulator.call("packing-service", "pack", {"orderId": order_id},
+                                  idempotency_key="wf-1:pack-items", attempt=n).json()
+                   for n in (1, 2, 3)]
+        assert len({a["packageId"] for a in answers}) == 1
+        assert [(c["attempt"], c["repeated"]) for c in simulator.calls(order_id=order_id)] == [
+            (1, False), (2, True), (3, True)]
+
+    def test_a_business_rejection_does_not_override_an_applied_key(
+            self, simulator: SimulatorClient) -> None:
+        order_id = order()
+        done = simulator.call("packing-service", "pack", {"orderId": order_id},
+                              idempotency_key="wf-2:pack-items", attempt=1)
+        simulator.add_fault("packing-service", "unrecoverable", "pack", count=1)
+        again = simulator.call("packing-service", "pack", {"orderId": order_id},
+                               idempotency_key="wf-2:pack-items", attempt=2)
+        fresh = simulator.call("packing-service", "pack", {"orderId": order_id},
+                               idempotency_key="wf-3:pack-items", attempt=1)
+        assert (again.status_code, again.json()) == (200, done.json())
+        # The fault was not spent on the replay: it rejects the next new key.
+        assert (fresh.status_code, fresh.json()["code"]) == (422, "PACKING_STATION_UNAVAILABLE")
+
+    def test_an_unavailable_service_fails_an_applied_key_too_and_stores_nothing(
+            self, simulator: SimulatorClient) -> None:
+        order_id = order()
+        done = simulator.call("packing-service", "pack", {"orderId": order_id},
+                              idempotency_key="wf-4:pack-items", attempt=1)
+        simulator.add_fault("packing-service", "recoverable", "pack", count=1)
+        failed = simulator.call("packing-service", "pack", {"orderId": order_id},
+                                idempotency_key="wf-4:pack-items", attempt=1)
+        replayed = simulator.call("packing-service", "pack", {"orderId": order_id},
+                                  idempotency_key="wf-4:pack-items", attempt=2)
+        assert failed.status_code == 503
+        assert replayed.json() == done.json()
+        assert [(c["attempt"], c["status"], c["repeated"])
+                for c in simulator.calls(order_id=order_id)] == [
+            (1, 200, False), (1, 503, False), (2, 200, True)]
+
     def test_concurrent_calls_with_one_key_do_the_work_once(
         self, simulator: SimulatorClient, simulator_server: RunningSimulator,
     ) -> None:
