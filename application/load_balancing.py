@@ -7,16 +7,24 @@ combines them with the latest metrics the service reported (`report_metrics`, th
 learns is recorded as events on each instance's SystemLoad stream (reported and observed
 metrics, circuit changes) and rebalancing decisions on the rebalancing stream, so the load
 history can be replayed and projected like everything else.
+
+Routing's latency estimate is a decaying peak EWMA per instance (Finagle's): a slow answer
+raises it at once, fast answers lower it gradually, and it fades with the time since the
+last answer, so an instance that got no calls for a while (idle, or just recovered) looks
+fast again and is given trial traffic instead of keeping an old latency forever. A circuit
+that opens forgets the estimate: the breaker speaks for that instance until it closes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from random import Random
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
@@ -38,6 +46,11 @@ log = logging.getLogger(__name__)
 
 RECENT_WINDOW = timedelta(seconds=60)
 REPORT_FRESHNESS = timedelta(seconds=120)
+# The latency estimate's time constant: answers older than this weigh e^-1 as much, and an
+# instance unused for this long looks e^-1 as slow as it last was.
+LATENCY_DECAY_SECONDS = 10.0
+# However close together calls come, a new answer moves the estimate by at least this much.
+MIN_SAMPLE_WEIGHT = 0.1
 
 
 class UnknownInstance(ApplicationError, LookupError):
@@ -71,6 +84,30 @@ class InstanceState:
     reported_at: datetime | None = None
     last_recorded: datetime | None = None
     target_share: float | None = None
+    latency_estimate: float | None = None
+    latency_at: datetime | None = None
+
+    def learn_latency(self, duration_ms: float, now: datetime) -> None:
+        """Peak EWMA: a slower answer counts at once, a faster one by its time weight."""
+        if self.latency_estimate is None or self.latency_at is None \
+                or duration_ms >= self.latency_estimate:
+            self.latency_estimate = duration_ms
+        else:
+            elapsed = max((now - self.latency_at).total_seconds(), 0.0)
+            weight = max(1.0 - math.exp(-elapsed / LATENCY_DECAY_SECONDS), MIN_SAMPLE_WEIGHT)
+            self.latency_estimate += weight * (duration_ms - self.latency_estimate)
+        self.latency_at = now
+
+    def forget_latency(self) -> None:
+        self.latency_estimate = None
+        self.latency_at = None
+
+    def routing_latency_ms(self, now: datetime) -> float:
+        """The estimate faded by the time since the last answer (0 when none is known)."""
+        if self.latency_estimate is None or self.latency_at is None:
+            return 0.0
+        idle = max((now - self.latency_at).total_seconds(), 0.0)
+        return self.latency_estimate * math.exp(-idle / LATENCY_DECAY_SECONDS)
 
     def trim(self, now: datetime) -> None:
         while self.recent and now - self.recent[0][0] > RECENT_WINDOW:
@@ -111,9 +148,11 @@ class LoadBalancer:
     def __init__(self, app: Workflows, services: dict[str, list[str]], *,
                  breaker: BreakerConfig | None = None, record_every: float = 5.0,
                  refresh_every: float = 5.0,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, rng: Random | None = None) -> None:
         self.app = app
         self.clock = clock
+        # The two random choices among equally loaded instances (seedable for tests).
+        self._rng = rng or Random()
         self.record_every = timedelta(seconds=record_every)
         self.refresh_every = timedelta(seconds=refresh_every)
         self._refreshed_at: datetime | None = None
@@ -132,7 +171,7 @@ class LoadBalancer:
         with self._lock:
             states = [self._state(url, service) for url in instances]
             loads = [self._load(s, now) for s in states]
-            chosen = choose(loads)
+            chosen = choose(loads, self._rng)
             if chosen is None:
                 raise NoInstanceAvailable(service)
             state = self._instances[chosen]
@@ -172,7 +211,8 @@ class LoadBalancer:
 
     def _load(self, state: InstanceState, now: datetime) -> InstanceLoad:
         state.trim(now)
-        return InstanceLoad(state.instance_id, state.effective(now), state.observed_latency_ms(),
+        return InstanceLoad(state.instance_id, state.effective(now),
+                            state.routing_latency_ms(now),
                             circuit_open=not state.breaker.would_allow(now))
 
     def unavailable_for(self, service: str) -> float | None:
@@ -203,12 +243,15 @@ class LoadBalancer:
                 state.breaker.give_back_trial()
                 return
             state.recent.append((now, float(duration_ms), ok))
+            state.learn_latency(float(duration_ms), now)
             state.breaker.record(ok, now)
             transitions = state.breaker.drain_transitions()
             if CircuitState.OPEN in transitions:
                 # The breaker now speaks for these failures; keeping them in the window
-                # would also block the half-open trial calls for the whole window.
+                # would also block the half-open trial calls for the whole window, and a
+                # fast refusal must not make it look like the fastest instance later.
                 state.recent.clear()
+                state.forget_latency()
             due = state.last_recorded is None or now - state.last_recorded >= self.record_every
             if due:
                 state.last_recorded = now
@@ -334,6 +377,7 @@ class LoadBalancer:
                     "circuit_state": str(state.breaker.current_state(now)),
                     "target_share": state.target_share, "in_flight": state.in_flight,
                     "recent_latency_ms": round(state.observed_latency_ms(), 3),
+                    "routing_latency_ms": round(state.routing_latency_ms(now), 3),
                     "recent_error_rate": round(state.observed_error_rate(), 3),
                 })
             return rows

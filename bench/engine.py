@@ -218,16 +218,19 @@ class _ProjectorProcess:
 
 
 def _run(db: Database, *, sagas: int, concurrency: int, seconds: float,
-         projections: str) -> _Run:
-    """One run; `projections` is "process" (own process), "thread" (this one) or "off"."""
+         projections: str, local: bool = True) -> _Run:
+    """One run; `projections` is "process" (own process), "thread" (this one) or "off";
+    `local`: the no-op handlers run as local activities, else on the remote-call path that
+    every warehouse-service step takes (its start saved before the call)."""
     env = {**db.env(), "APPLICATION_RECORDER_TOPIC": get_topic(CountingRecorder),
            "POSTGRES_POOL_SIZE": str(concurrency + 8)}
     app = Workflows(env=env)
     clock = StepClock()
     python = PythonHandler()
     for service in SERVICES:
-        # In-process handlers run as local activities: the engine's path for them.
-        python.register(service, clock, local=True)
+        # In-process handlers as local activities (the engine's path for them), or on the
+        # remote-call path, as an HTTP step is driven (without the HTTP).
+        python.register(service, clock, local=local)
     dispatcher = Dispatcher(python)
     runner: Any = None
     process: _ProjectorProcess | None = None
@@ -310,6 +313,11 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4, seconds: float,
                projections="process" if projections else "off")
     shared = (_run(db, sagas=sagas, concurrency=concurrency, seconds=seconds,
                    projections="thread") if projections else None)
+    # The two call paths alone (no projector or probe transactions in the database's
+    # commit count), so that reads and writes per saga can be told apart.
+    paths = {name: _run(db, sagas=sagas, concurrency=concurrency, seconds=seconds,
+                        projections="off", local=name == "local")
+             for name in ("local", "remote")}
     raw = pg.raw_commits(db, concurrency, seconds)
     baseline = raw / run.writes_per_saga if run.writes_per_saga else None
     details: dict[str, Any] = {
@@ -321,6 +329,13 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4, seconds: float,
         "raw_commits_per_s": round(raw),
         "step_latency_p50_ms": round(percentile(run.gaps, 50) * 1000, 2),
         "step_latency_p99_ms": round(percentile(run.gaps, 99) * 1000, 2)}
+    for name, path in paths.items():
+        details |= {
+            f"{name}_call_path_sagas_per_s": round(path.rate, 1),
+            f"{name}_call_path_write_transactions_per_saga": round(path.writes_per_saga, 2),
+            f"{name}_call_path_read_transactions_per_saga":
+                round(path.commits_per_saga - path.writes_per_saga, 2),
+            f"{name}_call_path_step_latency_p50_ms": round(percentile(path.gaps, 50) * 1000, 2)}
     if shared is not None:
         details |= {
             "projections_in_worker_process_sagas_per_s": round(shared.rate, 1),

@@ -1,11 +1,17 @@
 """Load balancing (seed section 7): metrics, load score, health, rebalancing, selection.
 
-The numbers follow SEED-FACTS. Two documented improvements:
+The numbers follow SEED-FACTS. Three documented improvements:
 - target shares are proportional to each instance's headroom (100 - load score), so a
   busier instance gets less new work instead of an equal split;
-- instances whose scores are within `SCORE_BUCKET` points are ordered by observed latency,
-  because the seed's score has no latency term and a slowed instance would otherwise keep
-  receiving half the traffic.
+- instances whose scores are within `SCORE_BUCKET` points count as equally loaded, and
+  among those the choice is a "power of two choices" (Envoy's least-request, Finagle's
+  P2C): two of them drawn at random, the one with the clearly lower cost wins, where cost
+  weighs the outstanding requests by the latency estimate. Without the random draw,
+  equal instances degenerate into "always the same one" (the lowest latency measured once
+  wins every time); without the latency term a slowed instance would keep half the
+  traffic, because the seed's score has no latency in it;
+- latencies within `LATENCY_SLACK_MS` (or `LATENCY_SLACK_RATIO` of the smaller) count as
+  equal, so measurement noise between healthy instances decides nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from random import Random
 from typing import Any
 
 from domain.exceptions import InvalidValue
@@ -24,6 +31,8 @@ CRITICAL_SCORE = 95.0
 REBALANCE_SPREAD = 30.0
 MAX_ACCEPTING_ERROR_RATE = 0.5
 SCORE_BUCKET = 5.0
+LATENCY_SLACK_MS = 25.0
+LATENCY_SLACK_RATIO = 0.25
 
 
 class HealthStatus(StrEnum):
@@ -161,19 +170,45 @@ def calculate_rebalancing_strategy(loads: Sequence[InstanceLoad]) -> dict[str, f
     return {instance: value / total for instance, value in headroom.items()}
 
 
-def select_instance(loads: Sequence[InstanceLoad]) -> str | None:
+def select_instance(loads: Sequence[InstanceLoad], rng: Random | None = None) -> str | None:
     """The least-loaded instance that can accept work and whose circuit is closed.
 
-    Scores within SCORE_BUCKET points count as equal; then lower observed latency wins.
+    Scores within SCORE_BUCKET points count as equal. Among the least loaded, with `rng`
+    two are drawn at random and the one with the clearly lower cost wins (the first drawn
+    when neither is clearly better), so equal instances share the work evenly; without
+    `rng` (deterministic callers) every pair is compared and ties go to the lowest id.
     None when no instance can take work (the caller treats it as SERVICE_UNAVAILABLE).
     """
     candidates = [load for load in loads if load.metrics.can_accept_work and not load.circuit_open]
     if not candidates:
         return None
-    best = min(candidates, key=lambda load: (
-        math.floor(load.load_score / SCORE_BUCKET), load.observed_latency_ms,
-        load.metrics.active_requests, load.instance_id))
+    band = min(math.floor(load.load_score / SCORE_BUCKET) for load in candidates)
+    least = sorted((load for load in candidates
+                    if math.floor(load.load_score / SCORE_BUCKET) == band),
+                   key=lambda load: load.instance_id)
+    if rng is not None and len(least) > 2:
+        least = rng.sample(least, 2)
+    elif rng is not None and len(least) == 2:
+        rng.shuffle(least)
+    best = least[0]
+    for other in least[1:]:
+        if _clearly_better(other, best):
+            best = other
     return best.instance_id
+
+
+def _latencies_equivalent(a: float, b: float) -> bool:
+    return abs(a - b) <= max(LATENCY_SLACK_MS, LATENCY_SLACK_RATIO * min(a, b))
+
+
+def _clearly_better(challenger: InstanceLoad, incumbent: InstanceLoad) -> bool:
+    """Least request first when latencies are alike; otherwise the latency-weighted cost
+    (outstanding + 1) x latency, as Finagle's P2C does."""
+    mine, theirs = challenger.observed_latency_ms, incumbent.observed_latency_ms
+    if _latencies_equivalent(mine, theirs):
+        return challenger.metrics.active_requests < incumbent.metrics.active_requests
+    return ((challenger.metrics.active_requests + 1) * mine
+            < (incumbent.metrics.active_requests + 1) * theirs)
 
 
 def select_service_for_workflow(service_loads: Mapping[str, InstanceLoad]) -> str | None:

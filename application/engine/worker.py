@@ -262,9 +262,10 @@ class Worker:
                             self.app.save_workflow(wf, now)
                             result.saved, unsaved = True, False
                         self._check_capacity(wf, action)
-                        self._act(wf, action, now)
+                        # The aggregate the outcome was saved on, to decide on (None: it
+                        # was not saved by us, so load it again).
+                        wf = self._act(wf, action, now)
                         result.saved = True
-                        wf = None  # the call's outcome was recorded on fresh state
                     except _Backpressure as e:
                         log.info("no instance can take the call; waiting %.1f s", e.seconds,
                                  extra={"step_id": action.step_id})
@@ -381,22 +382,23 @@ class Worker:
         outcome = self._compensation_outcome(wf, step_id, attempt)
         self._apply_outcome(wf, step_id, attempt, outcome, self.clock(), compensation=True)
 
-    def _act(self, wf: Workflow, action: d.Action, now: datetime) -> None:
-        """A remote call: its start is saved before calling, its outcome after."""
+    def _act(self, wf: Workflow, action: d.Action, now: datetime) -> Workflow | None:
+        """A remote call: its start is saved before calling, its outcome after; returns
+        the workflow as saved with the outcome (None when the outcome was dropped)."""
         kind = action.kind
         assert action.step_id is not None
         if kind == d.RUN_STEP:
-            self._run_step(wf, action.step_id, now)
+            return self._run_step(wf, action.step_id, now)
         elif kind == d.RESUME_STEP:
             assert action.attempt is not None
             log.info("re-invoking step left by a lost worker",
                      extra={"step_id": action.step_id, "attempt": action.attempt})
-            self._call_and_record(wf, action.step_id, action.attempt)
+            return self._call_and_record(wf, action.step_id, action.attempt)
         elif kind == d.COMPENSATE_STEP:
-            self._run_compensation(wf, action.step_id, now)
+            return self._run_compensation(wf, action.step_id, now)
         elif kind == d.RESUME_COMPENSATION:
             assert action.attempt is not None
-            self._call_compensation_and_record(wf, action.step_id, action.attempt)
+            return self._call_compensation_and_record(wf, action.step_id, action.attempt)
         else:  # pragma: no cover - next_action returns only the kinds handled above
             raise AssertionError(f"unknown action {kind}")
 
@@ -410,7 +412,7 @@ class Worker:
                                      ErrorType.VALIDATION_ERROR, False, occurred_at=now)
         wf.handle_step_failure(step_id, error, now, actor=self.actor)
 
-    def _run_step(self, wf: Workflow, step_id: str, now: datetime) -> None:
+    def _run_step(self, wf: Workflow, step_id: str, now: datetime) -> Workflow | None:
         spec = wf.step(step_id).spec
         try:
             with self._reservation(spec.service, spec.operation) as instance:
@@ -422,8 +424,8 @@ class Worker:
         except InvalidValue as e:  # the input does not resolve: nothing was started
             self._fail_unresolvable_input(wf, step_id, e, now)
             self.app.save_workflow(wf, now)
-            return
-        self._call_and_record(wf, step_id, wf.step(step_id).attempts, instance)
+            return wf
+        return self._call_and_record(wf, step_id, wf.step(step_id).attempts, instance)
 
     @contextlib.contextmanager
     def _reservation(self, service: str, operation: str) -> Iterator[str | None]:
@@ -456,23 +458,23 @@ class Worker:
         )
 
     def _call_and_record(self, wf: Workflow, step_id: str, attempt: int,
-                         instance: str | None = None) -> None:
+                         instance: str | None = None) -> Workflow | None:
         outcome = self._invoke(self._step_call(wf, step_id, attempt, instance))
         self.steps_run += 1
-        self._record(wf.id, step_id, attempt, outcome, compensation=False)
+        return self._record(wf, step_id, attempt, outcome, compensation=False)
 
-    def _run_compensation(self, wf: Workflow, step_id: str, now: datetime) -> None:
+    def _run_compensation(self, wf: Workflow, step_id: str, now: datetime) -> Workflow | None:
         action = wf.get_compensation_action(step_id)
         with self._reservation(action.service, action.operation) as instance:
             wf.start_step_compensation(step_id, now, instance=instance, actor=self.actor)
             self.app.save_workflow(wf, now)
-        self._call_compensation_and_record(wf, step_id, wf.step(step_id).compensation_attempts,
-                                           instance)
+        return self._call_compensation_and_record(
+            wf, step_id, wf.step(step_id).compensation_attempts, instance)
 
     def _call_compensation_and_record(self, wf: Workflow, step_id: str, attempt: int,
-                                      instance: str | None = None) -> None:
+                                      instance: str | None = None) -> Workflow | None:
         outcome = self._compensation_outcome(wf, step_id, attempt, instance)
-        self._record(wf.id, step_id, attempt, outcome, compensation=True)
+        return self._record(wf, step_id, attempt, outcome, compensation=True)
 
     def _compensation_outcome(self, wf: Workflow, step_id: str, attempt: int,
                               instance: str | None = None) -> StepOutcome:
@@ -552,33 +554,43 @@ class Worker:
                                    instance=outcome.instance, duration_ms=outcome.duration_ms,
                                    actor=actor)
 
-    def _record(self, workflow_id: UUID, step_id: str, attempt: int, outcome: StepOutcome,
-                *, compensation: bool) -> None:
+    def _record(self, in_hand: Workflow, step_id: str, attempt: int, outcome: StepOutcome,
+                *, compensation: bool) -> Workflow | None:
         """Records an outcome exactly once: on a conflict, reload and re-check the attempt.
 
-        If the attempt is no longer the current one (it timed out, or another worker
-        recorded it), the outcome is dropped: the events already say what happened.
+        The first try applies it to the workflow in hand (as saved with the attempt's
+        start): if anything was saved since, by anyone, the save conflicts and the fresh
+        state decides. If the attempt is no longer the current one (it timed out, or
+        another worker recorded it), the outcome is dropped: the events already say what
+        happened. Returns the workflow as saved, or None when the outcome was dropped.
         """
+        workflow_id = in_hand.id
+        wf: Workflow | None = in_hand
         backoff = 0.1
         for _ in range(50):
             try:
-                wf = self.app.get_workflow(workflow_id)
+                if wf is None:
+                    wf = self.app.get_workflow(workflow_id)
                 now = self.clock()
                 self._apply_outcome(wf, step_id, attempt, outcome, now,
                                     compensation=compensation)
                 self.app.save_workflow(wf, now)
-                return
+                return wf
             except ConcurrencyConflict:
+                wf = None
                 continue
             except DomainError as e:
                 log.info("outcome dropped: attempt no longer current",
                          extra={"step_id": step_id, "attempt": attempt, "reason": str(e)})
-                return
+                return None
             except _TRANSIENT as e:
-                # Keep the outcome and retry: the lease keeps others off meanwhile.
+                # Keep the outcome and retry on fresh state (the failed save may have
+                # committed after all): the lease keeps others off meanwhile.
                 log.warning("cannot record outcome yet", extra={"error": str(e)[:200]})
+                wf = None
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
         log.error("gave up recording an outcome; the lease will expire and the attempt "
                   "will be re-invoked", extra={"step_id": step_id, "attempt": attempt})
+        return None
 

@@ -20,7 +20,7 @@ from application.engine.http_handler import HttpStepHandler
 from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
 from application.load_balancing import LoadBalancer
-from application.workflows import Workflows
+from application.workflows import Workflows, utc_now
 from domain.circuit_breaker import BreakerConfig
 from domain.load import LoadMetrics
 from domain.system_load import REBALANCING_STREAM, system_load_id
@@ -175,3 +175,62 @@ class TestBackpressure:
             handler.close()
         failures = [e for i in ids for e in app.history(i) if e.event_type == "StepFailed"]
         assert all(e.data["error"]["code"] != "NO_INSTANCE_AVAILABLE" for e in failures)
+
+
+@pytest.fixture
+def three_inventories(app: Workflows, start_simulator):
+    servers = [start_simulator(f"inv-0{i}") for i in (1, 2, 3)]
+    clients = [SimulatorClient(s.base_url) for s in servers]
+    urls = [s.service_url("inventory-service") for s in servers]
+    registry = ServiceRegistry({"inventory-service": urls})
+    # The balancer's clock runs ahead when the test says so: a circuit's open period then
+    # ends when the test decides, not when a slow machine happens to get there.
+    skew = [timedelta(0)]
+    balancer = LoadBalancer(app, registry.to_dict(), record_every=0.5,
+                            breaker=BreakerConfig(open_seconds=30.0),
+                            clock=lambda: utc_now() + skew[0])
+    registry.use_selector(balancer)
+    handler = HttpStepHandler(registry, observer=balancer.observe)
+    worker = Worker(app, Dispatcher(PythonHandler(), handler), concurrency=2,
+                    lease_seconds=2.0, poll_seconds=0.05)
+    worker.start()
+    yield urls, clients, skew
+    worker.stop()
+    handler.close()
+    for client in clients:
+        client.close()
+
+
+def shares(used: Counter[str], urls: list[str]) -> list[float]:
+    total = sum(used[url] for url in urls)
+    return [used[url] / total for url in urls]
+
+
+class TestSpreading:
+    """Issue 14: least-loaded routing must not degenerate into "always the same instance"."""
+
+    def test_equal_instances_each_take_a_third_of_the_calls(self, app, three_inventories):
+        urls, _, _ = three_inventories
+        used = instances_used(app, run(app, 240, "EVEN"))
+        assert sum(used.values()) == 240
+        for share in shares(used, urls):
+            assert share == pytest.approx(1 / 3, abs=0.1), used
+
+    def test_an_instance_in_an_outage_gets_nothing_once_open_and_its_share_after_recovery(
+            self, app, three_inventories):
+        urls, clients, skew = three_inventories
+        down = urls[2]
+        clients[2].add_fault("inventory-service", "outage")
+        run(app, 30, "DOWN-A")
+        assert circuit_events(app, down) == ["OPEN"]
+        # While its circuit is open, nothing is routed there at all.
+        refused = len(clients[2].calls())
+        during = instances_used(app, run(app, 20, "DOWN-B"))
+        assert during[down] == 0 and len(clients[2].calls()) == refused, during
+        # Recovered, and the open period over: half-open trials close its circuit, and
+        # with no old latency held against it, it takes its share again.
+        clients[2].clear_faults()
+        skew[0] = timedelta(seconds=31)
+        used = instances_used(app, run(app, 150, "BACK"))
+        assert circuit_events(app, down) == ["OPEN", "HALF_OPEN", "CLOSED"]
+        assert shares(used, urls)[2] == pytest.approx(1 / 3, abs=0.1), used

@@ -137,6 +137,24 @@ class TestHappyPath:
         assert app.store.work_queue_size() == 0  # the last save deleted the item
         assert released == []
 
+    def test_a_remote_saga_loads_its_workflow_once_per_claim(self, app, services,
+                                                             monkeypatch):
+        # Each outcome is saved on the workflow in hand (as saved with the attempt's start)
+        # and the next decision is taken on it: no reload after the engine's own saves.
+        loads: list[Any] = []
+        get = app.get_workflow
+        monkeypatch.setattr(app, "get_workflow", lambda *a, **k: loads.append(a) or get(*a, **k))
+        python = PythonHandler()
+        for service in ("inventory-service", "robotics-service", "warehouse-service",
+                        "packing-service"):
+            python.register(service, services)
+        engine = Worker(app, Dispatcher(python), concurrency=1, poll_seconds=0.05)
+        wf_id = start(app)
+        assert engine.run_once() == 1
+        assert len(loads) == 1
+        assert app.get_workflow(wf_id).status.value == "COMPLETED"
+        assert services.operations() == ["reserve", "assign", "pick", "pack"]
+
 
 class TestRetries:
     def test_retries_a_recoverable_failure_and_then_completes(self, app, worker, services):

@@ -3,7 +3,9 @@ circuit breaker (numbers from SEED-FACTS)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from random import Random
 
 import pytest
 
@@ -104,6 +106,35 @@ class TestSection7Selection:
 
     def test_equal_scores_prefer_the_faster_instance(self):
         assert select_instance([load("slow", latency=900), load("fast", latency=20)]) == "fast"
+
+    def test_equal_instances_share_the_work_evenly(self):
+        rng = Random(7)
+        for n in (2, 3, 5):
+            loads = [load(f"inv-{i}", latency=10 + i) for i in range(n)]  # noise, not a signal
+            picks = Counter(select_instance(loads, rng) for _ in range(3000))
+            for i in range(n):
+                assert picks[f"inv-{i}"] / 3000 == pytest.approx(1 / n, rel=0.1), picks
+
+    def test_the_instance_with_fewer_outstanding_requests_wins_among_equals(self):
+        loads = [load("busy", latency=10, active=3), load("idle", latency=12)]
+        rng = Random(1)
+        assert {select_instance(loads, rng) for _ in range(50)} == {"idle"}
+
+    def test_a_clearly_slower_instance_loses_even_with_fewer_requests_in_flight(self):
+        loads = [load("fast", latency=20, active=1), load("slow", latency=400)]
+        rng = Random(2)
+        assert {select_instance(loads, rng) for _ in range(50)} == {"fast"}
+
+    def test_an_instance_with_no_known_latency_gets_its_share(self):
+        loads = [load("known", latency=15), load("unknown", latency=0.0)]
+        rng = Random(3)
+        picks = Counter(select_instance(loads, rng) for _ in range(1000))
+        assert picks["unknown"] == pytest.approx(500, rel=0.15), picks
+
+    def test_a_less_loaded_band_is_preferred_over_random_choice(self):
+        loads = [load("a", cpu=80), load("b", cpu=20), load("c", cpu=81)]
+        rng = Random(4)
+        assert {select_instance(loads, rng) for _ in range(50)} == {"b"}
 
     def test_select_service_for_workflow_returns_the_key_as_the_guide_does(self):
         loads = {"inventory-service": load("inv-01", cpu=70),
