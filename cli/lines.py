@@ -63,7 +63,8 @@ def summary(event_type: str, data: Mapping[str, Any]) -> list[str]:
         words.append(f"{data.get('execution_time_ms')}ms")
     elif event_type == "CompensationStarted":
         undo = [str(s) for s in data.get("step_ids") or []]
-        words += ["undo:", *[f"{s}," for s in undo[:-1]], *undo[-1:]]
+        words += ["undo:", *[f"{s}," for s in undo[:-1]], *undo[-1:]] if undo else [
+            "nothing to undo"]
     words += [f"{k}={_scalar(v)}" for k, v in data.items()
               if k not in _SKIPPED and k not in _SHOWN.get(event_type, ()) and k != "error"
               and _scalar(v) is not None]
