@@ -233,3 +233,12 @@ def drop_database(db: Database) -> None:
     with psycopg.connect(admin.conninfo, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(db.dbname)))
+
+
+def drop_schema(db: Database) -> None:
+    """Drops the database's schema and everything in it (`wes demo`'s throw-away schema)."""
+    if db.schema == "public":
+        raise ConfigurationError("refusing to drop the public schema")
+    with psycopg.connect(db.conninfo, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+            sql.Identifier(db.schema)))
