@@ -102,6 +102,8 @@ def _run(container: Container, simulator_url: str, console: Console, timeout: fl
             if time.monotonic() > deadline:
                 fail("the demo workflows did not finish in time")
             time.sleep(0.1)
+    if not console.is_terminal:
+        console.line()  # a file or pipe gets the last view without its line end
     for wf in workflows:
         console.print(_timeline(wf, container.workflows.history(wf.id)), markup=False,
                       highlight=False, soft_wrap=True)

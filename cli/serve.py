@@ -3,6 +3,7 @@ warehouse services in the same process unless told otherwise."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -56,11 +57,13 @@ def serve(
     refusal = check_bind(host, keys)
     if refusal:
         fail(refusal)
-    if not keys.enabled:
-        typer.echo(f"wes: no API keys configured (WES_API_KEYS): listening on {host} only, "
-                   "and every request is allowed", err=True)
     # Bound before anything starts, so a busy port is one line, not a stack of uvicorn's.
     listening = _bind(host, port)
+    # Notices wait until the server is built: a failure before that is its one line alone.
+    notices: list[str] = []
+    if not keys.enabled:
+        notices.append(f"no API keys configured (WES_API_KEYS): listening on {host} only, "
+                       "and every request is allowed")
     simulate = not no_simulated_services
     base_url = f"http://{'127.0.0.1' if host in ANY_HOST else host}:{port}"
     if settings.services is None and simulate:
@@ -68,8 +71,8 @@ def serve(
         services = {name: [f"{base_url}{SIMULATOR_PATH}/{name}"] for name in _service_names()}
         settings = dataclasses.replace(settings, services=services)
     elif settings.services is None and not no_worker:
-        typer.echo("wes: WES_SERVICES is not set and --no-simulated-services was given: "
-                   "steps that call a service will fail", err=True)
+        notices.append("WES_SERVICES is not set and --no-simulated-services was given: "
+                       "steps that call a service will fail")
     try:
         app = build(settings, worker=not no_worker, projections=not no_projections,
                     simulate=simulate, concurrency=concurrency, keys=keys)
@@ -78,6 +81,9 @@ def serve(
         fail(str(e))
         return
     import uvicorn
+
+    for notice in notices:
+        typer.echo(f"wes: {notice}", err=True)
 
     parts = ["API"] + (["projections"] if not no_projections else []) + (
         ["worker"] if not no_worker else []) + (
@@ -89,7 +95,8 @@ def serve(
                    "running after this command (`wes db stop` stops it)", err=True)
     config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(),
                             access_log=False)
-    uvicorn.Server(config).run(sockets=[listening])
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
+        uvicorn.Server(config).run(sockets=[listening])
 
 
 def _bind(host: str, port: int) -> socket.socket:
