@@ -167,7 +167,7 @@ def embedded_status() -> EmbeddedStatus:
         info = None
     if info is None or not info.is_running():
         return EmbeddedStatus(data_dir, initialized, False, None, None)
-    url = parse_url(info.get_uri()).with_database(DEFAULT_DATABASE).url
+    url = parse_url(info.get_uri()).with_database(DEFAULT_DATABASE).dsn
     return EmbeddedStatus(data_dir, initialized, True, info.pid, url)
 
 
