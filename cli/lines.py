@@ -27,19 +27,15 @@ def stamp(value: datetime | str) -> str:
 
 
 def fit(words: list[str], room: int) -> str:
-    """As many whole words as fit in `room` characters; `…` stands for the ones left out,
-    so no word is ever cut."""
+    """As many whole words as fit in `room` characters, so no word is ever cut; ` …` marks
+    the ones left out when there is room for it (a word that fits beats the mark)."""
     line = ""
-    for i, word in enumerate(words):
+    for word in words:
         candidate = f"{line} {word}" if line else word
-        rest = len(words) - i - 1
-        if len(candidate) + (2 if rest else 0) <= room:
-            line = candidate
-            continue
-        if len(candidate) <= room and not rest:
-            return candidate
-        marked = f"{line} {ELLIPSIS}" if line else ELLIPSIS
-        return marked if len(marked) <= room else line
+        if len(candidate) > room:
+            marked = f"{line} {ELLIPSIS}" if line else ELLIPSIS
+            return marked if len(marked) <= room else line
+        line = candidate
     return line
 
 

@@ -21,8 +21,20 @@ from cli.serve import serve
 from cli.worker import worker
 from cli.workflows import workflows_app
 
-app = typer.Typer(help="WES Orchestrator: an event-sourced orchestration engine for warehouses.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+class _Wes(typer.Typer):
+    """The `wes` app: run as a program (the `wes` script, `python -m cli.main`), every
+    failure is one line on stderr; CliRunner still invokes the plain command."""
+
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        if args or kwargs:
+            super().__call__(*args, **kwargs)
+            return
+        main()
+
+
+app = _Wes(help="WES Orchestrator: an event-sourced orchestration engine for warehouses.",
+           no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(projections_app, name="projections")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(definitions_app, name="definitions")
@@ -84,7 +96,7 @@ def main() -> None:
     from domain.exceptions import DomainError
 
     try:
-        code = app(standalone_mode=False)
+        code = typer.Typer.__call__(app, standalone_mode=False)
     except USAGE_ERRORS as e:  # bad arguments: one line too, and where to look
         if type(e).__name__ == "NoArgsIsHelpError":  # the help was printed
             sys.exit(0)
