@@ -73,9 +73,18 @@ def services(
     port: int = typer.Option(8100, help="Port to listen on."),
 ) -> None:
     """Run the simulated warehouse services alone."""
-    from simulator.server import run
+    import contextlib
 
-    run(host=host, port=port)
+    import uvicorn
+
+    from cli.serve import bind_or_fail
+    from simulator.server import DEFAULT_INSTANCE_ID, create_app
+
+    listening = bind_or_fail(host, port)  # a busy port is one line
+    config = uvicorn.Config(create_app(DEFAULT_INSTANCE_ID), host=host, port=port,
+                            log_level="info")
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[listening])
 
 
 def one_line(text: str) -> str:

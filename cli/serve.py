@@ -58,7 +58,7 @@ def serve(
     if refusal:
         fail(refusal)
     # Bound before anything starts, so a busy port is one line, not a stack of uvicorn's.
-    listening = _bind(host, port)
+    listening = bind_or_fail(host, port)
     # Notices wait until the server is built: a failure before that is its one line alone.
     notices: list[str] = []
     if not keys.enabled:
@@ -99,7 +99,7 @@ def serve(
         uvicorn.Server(config).run(sockets=[listening])
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_or_fail(host: str, port: int) -> socket.socket:
     """The listening socket, or a one-line failure when the port is taken."""
     from cli.main import fail
 

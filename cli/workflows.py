@@ -75,7 +75,8 @@ def list_workflows(
 ) -> None:
     """List workflows (newest first), with the API's filters."""
     params: dict[str, Any] = {
-        "status": status, "priority": priority, "type": type_, "definition": definition,
+        "status": _upper(status), "priority": _upper(priority), "type": _upper(type_),
+        "definition": definition,
         "correlation_id": correlation_id, "created_after": created_after,
         "created_before": created_before, "limit": limit, "cursor": cursor}
     items: list[dict[str, Any]] = []
@@ -103,6 +104,11 @@ def list_workflows(
         out.print("no workflows match")
     if next_cursor:
         typer.echo(f"more: --cursor {next_cursor} (or --all)", err=True)
+
+
+def _upper(values: list[str] | None) -> list[str] | None:
+    """Enum filters as the API spells them (`--status completed` works too)."""
+    return [v.upper() for v in values] if values else None
 
 
 def _short_time(value: str) -> str:

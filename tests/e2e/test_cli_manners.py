@@ -73,6 +73,11 @@ class TestOneLineFailures:
         assert time.monotonic() - started < 60
         assert served.process.poll() is None  # the first one is unharmed
 
+    def test_services_on_a_busy_port(self, served):
+        line = one_line_failure(wes("services", "--port", str(served.port),
+                                    env=base_env(None), timeout=60))
+        assert "port is in use" in line
+
     def test_a_worker_without_a_database_connection(self):
         url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
         line = one_line_failure(wes("worker", env={**base_env(None), "DATABASE_URL": url},

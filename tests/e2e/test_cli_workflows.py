@@ -139,7 +139,7 @@ class TestListAndShow:
         page = run_json(env, "workflows", "list", "--correlation-id", correlation)
         assert {w["id"] for w in page["items"]} == {s["id"] for s in started}
         high = run_json(env, "workflows", "list", "--correlation-id", correlation,
-                        "--priority", "HIGH")
+                        "--priority", "high")
         assert {w["id"] for w in high["items"]} == {started[0]["id"], started[2]["id"]}
 
     def test_list_pages_with_cursor_and_all(self, env, api, started):
