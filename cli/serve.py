@@ -3,14 +3,18 @@ warehouse services in the same process unless told otherwise."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import logging
+import socket
 from typing import TYPE_CHECKING
 
 import typer
 
 from api.auth import KeyRing, check_bind
 from application import logs
+from application.database import embedded_data_dir
 from application.errors import ApplicationError
 from application.settings import Settings
 
@@ -53,9 +57,13 @@ def serve(
     refusal = check_bind(host, keys)
     if refusal:
         fail(refusal)
+    # Bound before anything starts, so a busy port is one line, not a stack of uvicorn's.
+    listening = bind_or_fail(host, port)
+    # Notices wait until the server is built: a failure before that is its one line alone.
+    notices: list[str] = []
     if not keys.enabled:
-        typer.echo(f"wes: no API keys configured (WES_API_KEYS): listening on {host} only, "
-                   "and every request is allowed", err=True)
+        notices.append(f"no API keys configured (WES_API_KEYS): listening on {host} only, "
+                       "and every request is allowed")
     simulate = not no_simulated_services
     base_url = f"http://{'127.0.0.1' if host in ANY_HOST else host}:{port}"
     if settings.services is None and simulate:
@@ -63,23 +71,51 @@ def serve(
         services = {name: [f"{base_url}{SIMULATOR_PATH}/{name}"] for name in _service_names()}
         settings = dataclasses.replace(settings, services=services)
     elif settings.services is None and not no_worker:
-        typer.echo("wes: WES_SERVICES is not set and --no-simulated-services was given: "
-                   "steps that call a service will fail", err=True)
+        notices.append("WES_SERVICES is not set and --no-simulated-services was given: "
+                       "steps that call a service will fail")
     try:
         app = build(settings, worker=not no_worker, projections=not no_projections,
                     simulate=simulate, concurrency=concurrency, keys=keys)
     except ApplicationError as e:
+        listening.close()
         fail(str(e))
         return
     import uvicorn
+
+    for notice in notices:
+        typer.echo(f"wes: {notice}", err=True)
 
     parts = ["API"] + (["projections"] if not no_projections else []) + (
         ["worker"] if not no_worker else []) + (
         [f"simulated services at {base_url}{SIMULATOR_PATH}"] if simulate else [])
     typer.echo(f"wes: serving {', '.join(parts)} on {base_url} (docs: {base_url}/docs)",
                err=True)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(),
-                access_log=False)
+    if settings.database_url is None:
+        typer.echo(f"wes: data in the embedded PostgreSQL at {embedded_data_dir()}; it keeps "
+                   "running after this command (`wes db stop` stops it)", err=True)
+    config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(),
+                            access_log=False)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
+        uvicorn.Server(config).run(sockets=[listening])
+
+
+def bind_or_fail(host: str, port: int) -> socket.socket:
+    """The listening socket, or a one-line failure when the port is taken."""
+    from cli.main import fail
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        busy = e.errno == errno.EADDRINUSE
+        fail(f"cannot listen on {host}:{port}: " + (
+            "the port is in use (another `wes serve`? choose one with --port)" if busy
+            else e.strerror or str(e)))
+    sock.set_inheritable(True)
+    return sock
 
 
 def _service_names() -> list[str]:

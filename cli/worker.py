@@ -26,6 +26,7 @@ def worker(
     """Run an engine worker until SIGTERM/SIGINT (then finish the current steps and exit)."""
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_json)
+    # A database that cannot be reached is an ApplicationError: `wes` prints it as one line.
     container = Container.build(settings, simulator_url=simulator_url)
     if rebuild_queue:
         due = container.workflows.rebuild_work_queue()
