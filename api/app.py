@@ -129,9 +129,11 @@ def create_app(
                 await fast.close()
             await run_in_threadpool(hub.stop)
 
-    # Swagger UI and ReDoc from files installed with the package: /docs works offline.
+    # Swagger UI and ReDoc from files installed with the package: /docs works offline
+    # (`console.install` serves /redoc).
     app = FastAPIOffline(title="WES Orchestrator", version=_version(), description=DESCRIPTION,
-                         openapi_tags=TAGS, lifespan=lifespan, static_url="/ui/docs-assets")
+                         openapi_tags=TAGS, lifespan=lifespan, static_url="/ui/docs-assets",
+                         redoc_url=None)
     app.state.components = components
     registry = CollectorRegistry(auto_describe=True)
     registry.register(StoreCollector(reader, read_models.projections))

@@ -4,10 +4,13 @@ would not; the files are package data, so it works with no internet and no build
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.openapi.docs import get_redoc_html
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).parent / "static"
@@ -16,9 +19,34 @@ CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src '
        "connect-src 'self'; frame-ancestors 'none'")
 
 
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+# ReDoc's sidebar shows the vendor's logo from the vendor's server; offline, the page uses
+# the icon it is installed with instead.
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@cache
+def _redoc_js() -> bytes:
+    script = (DOCS_ASSETS / "redoc.standalone.js").read_text(encoding="utf-8")
+    return script.replace(REDOC_LOGO, "/ui/docs-assets/favicon.png").encode()
+
+
 def install(app: FastAPI) -> None:
-    """Serves the console at `/ui/` (assets under `/ui/static/`) and sends `/` there."""
+    """Serves the console at `/ui/` (assets under `/ui/static/`), sends `/` there, and
+    serves ReDoc at `/redoc` from installed files."""
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="console-static")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url or "/openapi.json",
+                              title=f"{app.title} - ReDoc", redoc_js_url="/ui/redoc.js",
+                              redoc_favicon_url="/ui/docs-assets/favicon.png",
+                              with_google_fonts=False)
+
+    @app.get("/ui/redoc.js", include_in_schema=False)
+    async def redoc_js() -> Response:
+        return Response(_redoc_js(), media_type="text/javascript",
+                        headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
