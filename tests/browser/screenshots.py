@@ -49,8 +49,10 @@ def seed(server: Server) -> dict[str, str]:
         paused = start_order(client, "ORD-1005", driven_by="caller")
         drive_step(client, paused, "reserve-inventory")
         client.post(f"/v1/workflows/{paused}/pause", json={"reason": "customer called"})
+        # A lane of 2 a minute: the first batch leaves, the others wait for the next one.
         for n in range(6):
-            start_order(client, f"ORD-3{n:03d}", waveless=True, priority="NORMAL")
+            start_order(client, f"ORD-3{n:03d}", waveless=True, priority=("HIGH", "NORMAL")[n % 2],
+                        waveless_batch_size=2, waveless_interval_ms=60_000)
         wait_for_status(client, ids["retried"], "COMPLETED")
         wait_for_status(client, ids["compensated"], "COMPENSATED")
         wait_for_status(client, ids["compensation_failed"], "COMPENSATION_FAILED")

@@ -236,3 +236,31 @@ class TestEveryPage:
         page.goto(f"{wes.url}{path}")
         page.locator(selector).first.wait_for()
         assert "WES Orchestrator" in page.locator(selector).first.inner_text()
+
+
+class TestWhoAmI:
+    def test_answers_the_role_of_the_key_sent(self, wes: Server, wes_with_keys: Server) -> None:
+        for role, key in KEYS.items():
+            with wes_with_keys.client(key) as client:
+                me = client.get("/v1/whoami")
+            assert me.status_code == 200, me.text
+            assert me.json()["role"] == role
+            assert me.json()["keys_required"] is True
+            assert me.json()["actor"].startswith("api-key:")
+            assert key not in me.text
+        with wes_with_keys.client() as anonymous:
+            assert anonymous.get("/v1/whoami").status_code == 401
+        with wes_with_keys.client("not-a-key") as wrong:
+            assert wrong.get("/v1/whoami").status_code == 401
+        with wes.client() as open_server:
+            assert open_server.get("/v1/whoami").json() == {
+                "role": "admin", "actor": "api", "keys_required": False}
+
+    def test_the_console_itself_needs_no_key(self, wes_with_keys: Server) -> None:
+        with wes_with_keys.client() as anonymous:
+            root = anonymous.get("/", follow_redirects=True)
+            assert root.status_code == 200
+            assert 'src="/ui/static/app.js"' in root.text
+            assert "default-src 'self'" in root.headers["content-security-policy"]
+            assert anonymous.get("/ui/static/pages/workflow.js").status_code == 200
+            assert anonymous.get("/v1/workflows").status_code == 401

@@ -41,7 +41,7 @@ export async function render(view) {
           h("thead", {}, h("tr", {}, ["Instance", "Load score", "Health", "Circuit", "Target share", "Avg", "p95", "Error rate", "In flight", "Queued", "Completed", "Failed"].map((c) => h("th", {}, c)))),
           h("tbody", {}, items.filter((r) => r.service === service).map((r) => h("tr", { "data-instance": r.instance },
             h("td", { class: "mono" }, r.instance), h("td", {}, fmtNum(r.load_score, 1)),
-            h("td", {}, r.metrics && r.metrics.health ? badge(r.metrics.health) : h("span", { class: "muted", title: "no LoadMetrics reported (POST /v1/load/metrics)" }, "not reported")),
+            h("td", {}, r.health ? badge(r.health) : h("span", { class: "muted", title: "no LoadMetrics reported (POST /v1/load/metrics)" }, "not reported")),
             h("td", {}, badge(r.circuit_state || "—")), h("td", {}, pct(r.target_share)),
             h("td", {}, fmtMs(r.avg_duration_ms)), h("td", {}, fmtMs(r.p95_duration_ms)), h("td", {}, pct(r.error_rate)),
             h("td", {}, r.in_flight), h("td", {}, r.queued), h("td", {}, r.completed), h("td", {}, r.failed))))))));
