@@ -68,7 +68,7 @@ def seed(server: Server) -> dict[str, str]:
 
 
 def shoot(server: Server, ids: dict[str, str], out: Path) -> list[Path]:
-    shots = [("workflows", "workflows", False), ("workflow-retried", f"workflow/{ids['retried']}", True),
+    shots = [("workflows", "workflows", False), ("workflow-retried", f"workflow/{ids['retried']}", False),
              ("workflow-compensated", f"workflow/{ids['compensated']}", True),
              ("incidents", "incidents", True), ("load", "load", True), ("waveless", "waveless", True),
              ("projections", "projections", False), ("throughput", "throughput", True),
