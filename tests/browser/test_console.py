@@ -135,6 +135,30 @@ class TestWorkflowTimeline:
         assert any(dimmed.values())
         assert all(future == (version > failed_at) for version, future in dimmed.items())
 
+    def test_time_travel_shows_the_state_as_of_a_moment(
+            self, wes: Server, watched: tuple[Any, Watch]) -> None:
+        page, _ = watched
+        with wes.client() as client:
+            inject_fault(client, "recoverable", "ORD-MOMENT")
+            wid = start_order(client, "ORD-MOMENT")
+            wait_for_status(client, wid, "COMPLETED")
+            history = client.get(f"/v1/workflows/{wid}/history").json()["items"]
+        scheduled = next(e for e in history if e["event_type"] == "StepRetryScheduled")
+        open_workflow(page, wes, wid)
+        # Half-way through the backoff before the second attempt at pick-items (1 s).
+        page.evaluate("""([iso]) => {
+            const d = new Date(new Date(iso).getTime() + 400);
+            const local = new Date(d.getTime() - d.getTimezoneOffset() * 60000);
+            document.querySelector('[data-testid="as-of-time"]').value =
+                local.toISOString().slice(0, 23);
+        }""", [scheduled["timestamp"]])
+        page.click("text=As of time")
+        page.locator('[data-testid="state"]', has_text=f"As of version {scheduled['version']}"
+                     ).wait_for()
+        assert page.locator('[data-testid="state-status"]').inner_text() == "EXECUTING"
+        pick = page.locator('[data-testid="state-steps"] tr[data-step="pick-items"]')
+        assert pick.get_attribute("data-status") == "PENDING"
+
 
 class TestActions:
     def test_pause_from_the_page_is_recorded_and_shown_without_a_reload(

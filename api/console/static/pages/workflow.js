@@ -23,6 +23,12 @@ const ACTIONS = [
   ["waveless", "Enable waveless", "waveless", {}],
 ];
 
+// An ISO time as a datetime-local input's value (local time, to the millisecond).
+function localTime(iso) {
+  const d = new Date(iso);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 23);
+}
+
 function errorText(error) {
   if (!error) return "";
   return `${error.code}${error.message ? `: ${error.message}` : ""}${error.recoverable === false ? " (unrecoverable)" : ""}`;
@@ -137,11 +143,22 @@ export async function render(view, { arg: id }) {
       history.map((e) => h("option", { value: e.version, selected: e.version === version }, `v${e.version} · ${e.event_type} · ${fmtTime(e.timestamp)}`)));
     const out = h("div", { "data-testid": "state" }, h("p", { class: "muted" }, "…"));
     const pick = (v) => { chosen = v >= last ? null : v; drawState(); };
+    // As of a moment: the API folds the events up to that time and says which version that is.
+    const at = h("input", { type: "datetime-local", step: "0.001", "aria-label": "as of time", "data-testid": "as-of-time" });
+    if (ev) at.value = localTime(ev.timestamp);
+    const asOf = h("button", { type: "button", onclick: async () => {
+      try {
+        const state = await api(`/v1/workflows/${id}/state`, { query: { at: new Date(at.value).toISOString() } });
+        pick(state.version);
+      } catch (e) {
+        clear(out, errorBox(e));
+      }
+    } }, "As of time");
     slider.addEventListener("input", debounce(() => pick(Number(slider.value)), 150));
     picker.addEventListener("change", () => pick(Number(picker.value)));
     clear(travel, h("h2", {}, "Time travel"),
-      h("p", { class: "muted" }, "The state folded from the first N events (GET /state?version=N)."),
-      h("div", { class: "row" }, slider, picker, h("button", { type: "button", onclick: () => pick(last) }, "Latest")), out);
+      h("p", { class: "muted" }, "The state folded from the first N events (GET /state?version=N), or from those up to a time (?at=)."),
+      h("div", { class: "row" }, slider, picker, h("button", { type: "button", onclick: () => pick(last) }, "Latest"), at, asOf), out);
     for (const li of timeline.querySelectorAll("li[data-version]")) li.classList.toggle("future", Number(li.dataset.version) > version);
     try {
       const state = await api(`/v1/workflows/${id}/state`, { query: { version } });
