@@ -79,7 +79,7 @@ export function barChart({ title, series, bins, width = 720, height = 220, yForm
 }
 
 // lines: [{name, points: [[x (ms), y], ...]}]
-export function lineChart({ title, lines, width = 720, height = 220, yFormat = (v) => String(Math.round(v * 10) / 10), xFormat }) {
+export function lineChart({ title, lines, width = 720, height = 220, yFormat = number, xFormat, xDomain }) {
   const all = lines.flatMap((l) => l.points);
   const max = niceMax(Math.max(0, ...all.map((p) => p[1])));
   const { svg, pad, iw, ih } = frame(width, height, max, title, yFormat);
@@ -88,8 +88,8 @@ export function lineChart({ title, lines, width = 720, height = 220, yFormat = (
     return figure(title, svg);
   }
   const xs = all.map((p) => p[0]);
-  const x0 = Math.min(...xs);
-  const x1 = Math.max(...xs, x0 + 1);
+  const x0 = xDomain ? xDomain[0] : Math.min(...xs);
+  const x1 = xDomain ? Math.max(xDomain[1], x0 + 1) : Math.max(...xs, x0 + 1);
   const fx = (x) => pad.l + ((x - x0) / (x1 - x0)) * iw;
   const fy = (y) => pad.t + ih - (ih * y) / max;
   const fmt = xFormat || ((x) => new Date(x).toLocaleTimeString(undefined, { hour12: false }));

@@ -78,3 +78,16 @@ export function progressBar(percent) {
   return h("span", { class: "bar", title: `${p.toFixed(0)} %` },
     h("span", { class: "fill", style: `width:${p}%` }));
 }
+
+// A function that runs `fn` at most once per `ms`, `ms` after the first of a burst of calls
+// (a steady stream of events still updates the page every `ms`).
+export function throttle(fn, ms) {
+  let timer = null;
+  return () => {
+    if (timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      fn();
+    }, ms);
+  };
+}

@@ -46,7 +46,8 @@ export async function render(view, { params }) {
       const c = bins(completed.items, from, width, count);
       const k = bins(compensated.items, from, width, count);
       const l = bins(late.items, from, width, count);
-      const rate = c.map((n, i) => (n + k[i] ? (100 * k[i]) / (n + k[i]) : 0));
+      // Only minutes in which something finished have a rate.
+      const rate = c.map((n, i) => (n + k[i] ? (100 * k[i]) / (n + k[i]) : null));
       const total = completed.items.length + compensated.items.length;
       clear(kpis,
         h("div", { class: "kpi", "data-kpi": "completed" }, "Completed", h("b", {}, completed.items.length)),
@@ -56,7 +57,8 @@ export async function render(view, { params }) {
         h("div", { class: "kpi", "data-kpi": "late" }, "Marked late", h("b", {}, late.items.length)));
       clear(charts,
         barChart({ title: "Workflows completed and compensated", series: ["completed", "compensated"], bins: times.map((t, i) => ({ label: label(t, width), values: [c[i], k[i]] })) }),
-        lineChart({ title: "Compensation rate (%)", lines: [{ name: "compensated / finished", points: times.map((t, i) => [t, rate[i]]) }] }),
+        lineChart({ title: "Compensation rate (%)", lines: [{ name: "compensated / finished", points: times.map((t, i) => [t, rate[i]]).filter((_, i) => c[i] + k[i] > 0) }],
+          xDomain: [from, from + (count - 1) * width], xFormat: (x) => label(x, width) }),
         barChart({ title: "Late work (MarkedLate)", series: ["marked late"], bins: times.map((t, i) => ({ label: label(t, width), values: [l[i]] })) }));
       const partial = [completed, compensated, late, failed].some((x) => !x.complete);
       note.textContent = `From the audit read model since ${new Date(from).toLocaleString()}${partial ? " (capped: more events than shown)" : ""}.`;

@@ -3,7 +3,7 @@
 
 import { allPages, api, stream } from "../api.js";
 import { gantt } from "../charts.js";
-import { badge, clear, debounce, errorBox, fmtMs, fmtTime, h, json, progressBar } from "../dom.js";
+import { badge, clear, debounce, errorBox, fmtMs, fmtTime, h, json, progressBar, throttle } from "../dom.js";
 import { actionButton } from "../session.js";
 import { buildTimeline } from "../timeline.js";
 
@@ -216,7 +216,7 @@ export async function render(view, { arg: id }) {
     return null;
   }
   let latest = 0;
-  const update = debounce(() => refresh(latest).catch((e) => clear(answer, errorBox(e))), 300);
+  const update = throttle(() => refresh(latest).catch((e) => clear(answer, errorBox(e))), 400);
   return stream({ workflow_id: id, after: history.length ? history[history.length - 1].position : null }, (ev) => {
     latest = Math.max(latest, ev.position);
     update();

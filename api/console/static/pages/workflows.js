@@ -2,7 +2,7 @@
 // updates from the event stream (the page reloads the rows it shows as events arrive).
 
 import { api, ApiError, enumOf, stream } from "../api.js";
-import { badge, clear, debounce, errorBox, fmtTime, h, progressBar, shortId } from "../dom.js";
+import { badge, clear, errorBox, fmtTime, h, progressBar, shortId, throttle } from "../dom.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -124,7 +124,7 @@ export async function render(view, { params }) {
   });
 
   await load();
-  const reload = debounce(load, 400);
+  const reload = throttle(load, 500);
   return stream({}, (event) => {
     if (!event.workflow_id) return;
     latest = Math.max(latest, event.position);
