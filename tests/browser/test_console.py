@@ -288,3 +288,35 @@ class TestWhoAmI:
             assert "default-src 'self'" in root.headers["content-security-policy"]
             assert anonymous.get("/ui/static/pages/workflow.js").status_code == 200
             assert anonymous.get("/v1/workflows").status_code == 401
+
+
+class TestOperatorPages:
+    def test_incidents_lists_a_failed_compensation_and_retries_it_in_bulk(
+            self, wes: Server, watched: tuple[Any, Watch]) -> None:
+        page, _ = watched
+        with wes.client() as client:
+            inject_fault(client, "unrecoverable", "ORD-STUCK")
+            # Every compensation call of this order's robot fails, so compensation fails.
+            inject_fault(client, "unrecoverable", "ORD-STUCK", operation="unassign",
+                         service="robotics-service", count=None)
+            wid = start_order(client, "ORD-STUCK")
+            wait_for_status(client, wid, "COMPENSATION_FAILED", timeout=90)
+        page.goto(f"{wes.url}/ui/#/incidents")
+        section = page.locator('[data-testid="compensation-failed"]')
+        section.locator(f'input[data-id="{wid}"]').check()
+        assert page.locator('[data-testid="selected-count"]').inner_text() == "1"
+        page.click('[data-action="bulk-retry-compensation"]')
+        page.locator(f'[data-testid="bulk-answer"] li[data-id="{wid}"][data-outcome="ok"]').wait_for()
+        with wes.client() as client:
+            assert "CompensationRetried" in event_types(client, wid)
+
+    def test_load_rebalances_on_request_and_lists_the_decision(
+            self, wes: Server, watched: tuple[Any, Watch]) -> None:
+        page, _ = watched
+        with wes.client() as client:
+            wait_for_status(client, start_order(client, "ORD-LOAD"), "COMPLETED")
+        page.goto(f"{wes.url}/ui/#/load")
+        page.locator('[data-service="warehouse-service"]').wait_for()
+        page.click('[data-action="rebalance"]')
+        page.locator('[data-testid="answer"] .ok', has_text="Rebalanced").wait_for()
+        page.locator('[data-testid="decisions"] td', has_text="manual").first.wait_for()
