@@ -45,6 +45,7 @@ export function fmtMs(ms) {
 
 export function fmtNum(n, digits = 2) {
   if (n === null || n === undefined) return "—";
+  if (typeof n !== "number") return String(n);
   return Number.isInteger(n) ? String(n) : n.toFixed(digits);
 }
 

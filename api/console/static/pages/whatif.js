@@ -14,21 +14,21 @@ function local(d) {
   return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
 }
 
-// WIP series in whichever shape the answer gives: {service: [[t, n]...]} or [{t|at, service: n}...].
+// WIP per service: {service: [{t (s from the window's start), in_flight}, ...]}.
 function wipLines(wip) {
-  if (!wip) return [];
-  if (Array.isArray(wip)) {
-    const lines = new Map();
-    for (const p of wip) {
-      const t = new Date(p.t ?? p.at ?? p.time).getTime();
-      for (const [k, v] of Object.entries(p.services ?? p)) {
-        if (["t", "at", "time"].includes(k) || typeof v !== "number") continue;
-        (lines.get(k) || lines.set(k, []).get(k)).push([t, v]);
-      }
-    }
-    return [...lines].map(([name, points]) => ({ name, points }));
-  }
-  return Object.entries(wip).map(([name, pts]) => ({ name, points: pts.map((p) => Array.isArray(p) ? [new Date(p[0]).getTime(), p[1]] : [new Date(p.t ?? p.at).getTime(), p.n ?? p.value ?? p.wip]) }));
+  if (!wip || typeof wip !== "object") return [];
+  return Object.entries(wip).filter(([, points]) => Array.isArray(points)).map(([name, points]) => ({
+    name, points: points.map((p) => [Number(p.t) * 1000, Number(p.in_flight ?? p.wip ?? p.n ?? 0)]),
+  }));
+}
+
+function elapsed(ms) {
+  const m = Math.floor(ms / 60000);
+  return m >= 60 ? `+${Math.floor(m / 60)} h ${m % 60} min` : `+${m} min`;
+}
+
+function nameOf(policy) {
+  return policy && typeof policy === "object" ? policy.name : policy;
 }
 
 export async function render(view) {
@@ -60,16 +60,20 @@ export async function render(view) {
     try {
       const body = { from: new Date(data.get("from")).toISOString(), to: new Date(data.get("to")).toISOString(), policies, seed: Number(data.get("seed")) };
       const r = await api("/v1/whatif", { method: "POST", body });
-      const columns = [["actual", r.actual], ...(r.calibration ? [[`calibration (${r.calibration.policy?.name ?? r.calibration.policy ?? ""})`, r.calibration.kpis]] : []),
-        ...r.results.map((x) => [x.policy?.name ?? x.policy, x.kpis])];
-      const wip = r.results.map((x) => [x.policy?.name ?? x.policy, wipLines(x.wip ?? x.wip_per_service)]).filter(([, lines]) => lines.length);
+      const columns = [["actual", r.actual],
+        ...(r.calibration ? [[`calibration (${nameOf(r.calibration.policy)})`, r.calibration.kpis]] : []),
+        ...r.results.map((x) => [nameOf(x.policy), x.kpis])];
+      const keys = [...KPIS, ...Object.keys(r.actual || {}).filter((k) => !KPIS.some(([known]) => known === k)).map((k) => [k, k])];
+      const wip = [["actual", wipLines(r.actual_wip)],
+        ...(r.calibration ? [[`calibration (${nameOf(r.calibration.policy)})`, wipLines(r.calibration.wip)]] : []),
+        ...r.results.map((x) => [nameOf(x.policy), wipLines(x.wip)])].filter(([, lines]) => lines.length);
       clear(out,
         r.calibration ? h("p", { "data-testid": "calibration" }, "Calibration ", r.calibration.within_tolerance ? h("span", { class: "ok" }, "within tolerance") : h("span", { class: "error" }, "outside tolerance")) : null,
         h("table", { class: "grid", "data-testid": "kpi-table" },
           h("thead", {}, h("tr", {}, h("th", {}, "KPI"), columns.map(([n]) => h("th", {}, n)))),
-          h("tbody", {}, KPIS.map(([key, name]) => h("tr", { "data-kpi": key }, h("td", {}, name), columns.map(([, k]) => h("td", {}, fmtNum(k ? k[key] : null))))))),
+          h("tbody", {}, keys.map(([key, name]) => h("tr", { "data-kpi": key }, h("td", {}, name), columns.map(([, k]) => h("td", {}, fmtNum(k ? k[key] : null))))))),
         h("div", { class: "charts" }, KPIS.map(([key, name]) => barChart({ title: name, width: 520, height: 180, series: [name], bins: columns.map(([n, k]) => ({ label: String(n).slice(0, 18), values: [k && k[key] ? k[key] : 0] })) }))),
-        wip.length ? h("div", { class: "charts" }, wip.map(([name, lines]) => lineChart({ title: `WIP per service: ${name}`, lines })))
+        wip.length ? h("div", { class: "charts" }, wip.map(([name, lines]) => lineChart({ title: `WIP per service over time: ${name}`, lines, xFormat: elapsed })))
           : h("p", { class: "muted" }, "The answer has no WIP series per service."),
         h("details", {}, h("summary", {}, "Raw answer"), json(r)));
     } catch (e) {
