@@ -320,3 +320,18 @@ class TestOperatorPages:
         page.click('[data-action="rebalance"]')
         page.locator('[data-testid="answer"] .ok', has_text="Rebalanced").wait_for()
         page.locator('[data-testid="decisions"] td', has_text="manual").first.wait_for()
+
+
+class TestProjectionsPage:
+    def test_an_admin_rebuilds_a_projection_and_sees_it_swapped_in(
+            self, wes: Server, watched: tuple[Any, Watch]) -> None:
+        page, _ = watched
+        with wes.client() as client:
+            before = next(p for p in client.get("/v1/projections").json()["items"]
+                          if p["name"] == "audit")["generation"]
+        page.goto(f"{wes.url}/ui/#/projections")
+        page.locator('tr[data-name="audit"] [data-action="rebuild"]').click()
+        page.locator('[data-testid="answer"]', has_text="audit: rebuilding").wait_for()
+        # The page follows the rebuild until the new generation is live.
+        page.locator('tr[data-name="audit"][data-state="running"] td:nth-child(7)',
+                     has_text=str(before + 1)).wait_for(timeout=60_000)
