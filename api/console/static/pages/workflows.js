@@ -58,7 +58,7 @@ export async function render(view, { params }) {
   clear(view,
     h("div", { class: "title" }, h("h1", {}, "Workflows"), live),
     search, form, message,
-    h("table", { class: "grid" },
+    h("table", { class: "grid list" },
       h("thead", {}, h("tr", {}, ["Workflow", "Definition", "Type", "Priority", "Status", "Current step",
         "Progress", "Retries", "Correlation id", "Created", "Updated"].map((c) => h("th", {}, c)))),
       body),
@@ -75,7 +75,7 @@ export async function render(view, { params }) {
       h("td", {}, w.type), h("td", {}, w.priority), h("td", {}, badge(w.status), w.late ? h("span", { class: "badge s-late" }, "LATE") : null),
       h("td", {}, w.current_step || "—"),
       h("td", {}, progressBar(w.progress_percent), ` ${w.steps_done}/${w.steps_total}`),
-      h("td", {}, w.retries), h("td", { class: "mono" }, w.correlation_id),
+      h("td", {}, w.retries), h("td", { class: "mono", title: w.correlation_id }, w.correlation_id),
       h("td", {}, fmtTime(w.created_at)), h("td", {}, fmtTime(w.updated_at)));
   }
 
