@@ -9,17 +9,28 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp
 
-from api import errors
+from api import console, errors
 from api.auth import KeyRing
 from api.dependencies import ApiConfig, Components, document_security
 from api.feed import EventHub, EventReader
 from api.metrics import LatencyMiddleware, StoreCollector
 from api.ports import LoadCommands, ReadModels
-from api.routers import audit, definitions, events, load, operations, projections, replay, steps
+from api.routers import (
+    audit,
+    definitions,
+    events,
+    load,
+    operations,
+    projections,
+    replay,
+    steps,
+    whoami,
+)
 from api.routers import workflows as workflow_routes
 from application.workflows import Workflows
 
@@ -59,6 +70,7 @@ TAGS = [
     {"name": "load", "description": "Load per service instance; load metrics."},
     {"name": "projections", "description": "Read model status and rebuilds."},
     {"name": "operations", "description": "Health, readiness and metrics."},
+    {"name": "console", "description": "What the operator console needs: the caller's role."},
 ]
 
 
@@ -122,8 +134,11 @@ def create_app(
                 await fast.close()
             await run_in_threadpool(hub.stop)
 
-    app = FastAPI(title="WES Orchestrator", version=_version(), description=DESCRIPTION,
-                  openapi_tags=TAGS, lifespan=lifespan)
+    # Swagger UI and ReDoc from files installed with the package: /docs works offline
+    # (`console.install` serves /redoc).
+    app = FastAPIOffline(title="WES Orchestrator", version=_version(), description=DESCRIPTION,
+                         openapi_tags=TAGS, lifespan=lifespan, static_url="/ui/docs-assets",
+                         redoc_url=None)
     app.state.components = components
     registry = CollectorRegistry(auto_describe=True)
     registry.register(StoreCollector(reader, read_models.projections))
@@ -132,11 +147,12 @@ def create_app(
     errors.document(app)
     routers = (workflow_routes.router, steps.router, replay.router, audit.router,
                events.router, definitions.router, load.router, projections.router,
-               operations.router)
+               operations.router, whoami.router)
     document_security(app, routers)
     app.add_middleware(LatencyMiddleware)
     for router in routers:
         app.include_router(router)
+    console.install(app)
     for path, sub_app in (mounts or {}).items():
         app.mount(path, sub_app)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 
@@ -32,7 +32,17 @@ def list_load(
     and p95 duration, error rate, load score, circuit state and target share. One row per
     configured instance, so the whole list is one page (`next_cursor` is always null)."""
     rows = views.load.list(window_seconds=window_seconds)
-    return Page[LoadRow](items=[LoadRow.model_validate(r) for r in rows], next_cursor=None)
+    return Page[LoadRow](items=[_row(r) for r in rows], next_cursor=None)
+
+
+def _row(r: Any) -> LoadRow:
+    row = LoadRow.model_validate(r)
+    if row.metrics is not None:
+        try:
+            row.health = LoadMetrics.from_dict(row.metrics).health.value
+        except (KeyError, TypeError, ValueError):  # a snapshot of another shape: unknown
+            row.health = None
+    return row
 
 
 @router.post("/metrics", response_model=MetricsRecorded, responses=responses(403, 404),

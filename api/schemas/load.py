@@ -35,6 +35,9 @@ class LoadRow(BaseModel):
     circuit_state: str | None
     target_share: float | None
     metrics: dict[str, Any] | None = Field(description="The last reported LoadMetrics.")
+    health: str | None = Field(None, description=(
+        "HEALTHY, DEGRADED, WARNING or CRITICAL from the last reported LoadMetrics; null "
+        "while none was reported."))
     metrics_at: datetime | None
     rebalanced_at: datetime | None
     updated_at: datetime
