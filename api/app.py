@@ -17,6 +17,7 @@ from api import errors
 from api.auth import KeyRing
 from api.dependencies import ApiConfig, Components, document_security
 from api.feed import EventHub, EventReader
+from api.limits import BodyLimit
 from api.metrics import LatencyMiddleware, StoreCollector
 from api.ports import LoadCommands, ReadModels
 from api.routers import audit, definitions, events, load, operations, projections, replay, steps
@@ -130,6 +131,8 @@ def create_app(
                operations.router)
     document_security(app, routers)
     app.add_middleware(LatencyMiddleware)
+    # Outermost: a body over the limit is refused before any other part reads it.
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     for router in routers:
         app.include_router(router)
     for path, sub_app in (mounts or {}).items():

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from application.errors import (
     ApplicationError,
@@ -36,6 +37,7 @@ from domain.exceptions import (
     InvalidValue,
     StepNotFound,
 )
+from domain.input_schema import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,7 @@ _MAPPING: Sequence[tuple[type[BaseException] | tuple[type[BaseException], ...], 
                                                   "Invalid transition")),
     (ConcurrencyConflict, (409, "conflict", "Concurrent modification")),
     (DefinitionVersionExists, (409, "definition-version-exists", "Definition version exists")),
-    ((InvalidDefinition, InvalidValue), (422, "validation", "Invalid request")),
+    ((InvalidDefinition, InvalidValue, InvalidInput), (422, "validation", "Invalid request")),
     ((DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError,
       psycopg_pool.PoolTimeout, es.OperationalError, es.InterfaceError,
       es.ConnectionUnavailableError), (503, "database-unavailable", "Database unavailable")),
@@ -193,8 +195,27 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
     detail = exc.detail if isinstance(exc.detail, str) else title
-    return problem_response(request, exc.status_code, slug, title, detail,
-                            headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; a path served by
+        # several routes (GET and POST /v1/workflows) allows the methods of them all.
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem_response(request, exc.status_code, slug, title, detail, headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves on this request's path: each method is
+    tried against the routes' own matching (included routers match as a whole)."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
