@@ -3,7 +3,8 @@
 Unknown ids -> 404, invalid transitions and conflicts -> 409, invalid input -> 422,
 missing or unknown API key -> 401, too small a role -> 403, database down -> 503,
 read model not caught up in time -> 504. Anything else is a bug: 500, logged with its
-traceback, never echoing internals to the client.
+traceback, never echoing internals to the client. (A body over the size limit is answered
+413 by `api.limits`, in the same shape, before any route runs.)
 """
 
 from __future__ import annotations
@@ -249,6 +250,8 @@ _DOC: Mapping[int, tuple[str, str, str]] = {
     404: ("Not found", "workflow-not-found", "workflow 3f2a... not found"),
     409: ("Invalid transition", "invalid-transition",
           "workflow 3f2a... cannot pause while COMPLETED"),
+    413: ("Request body too large", "body-too-large",
+          "the request body has 2097152 bytes; the limit is 1048576 bytes (WES_MAX_BODY_BYTES)"),
     422: ("Invalid request", "validation", "body.priority: Input should be 'HIGH', 'NORMAL' "
                                            "or 'LOW'"),
     503: ("Database unavailable", "database-unavailable",
@@ -259,8 +262,8 @@ _DOC: Mapping[int, tuple[str, str, str]] = {
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for the given problem statuses (plus 401, 422, 503 always)."""
-    wanted = sorted({401, 422, 503, *statuses})
+    """OpenAPI `responses` for the given problem statuses (plus 401, 413, 422, 503 always)."""
+    wanted = sorted({401, 413, 422, 503, *statuses})
     out: dict[int | str, dict[str, Any]] = {}
     for status in wanted:
         title, slug, detail = _DOC[status]

@@ -35,7 +35,6 @@ class Settings:
     waveless_ageing_ms: int = 60_000
     wip_caps: dict[str, int] = field(default_factory=dict)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -57,7 +56,6 @@ class Settings:
             waveless_ageing_ms=_int(env, "WES_WAVELESS_AGEING_MS", 60_000),
             wip_caps=_caps(env.get("WES_WIP_CAPS")),
             breaker=_breaker(env),
-            max_body_bytes=max_body_bytes(env),
         )
 
 

@@ -65,7 +65,8 @@ def _check_fallbacks(field: str, template: Any) -> None:
     if isinstance(template, Mapping):
         if FIRST in template:
             alternatives = template[FIRST]
-            if len(template) != 1 or not isinstance(alternatives, list) or not alternatives:
+            if len(template) != 1 or not isinstance(alternatives, list | tuple) \
+                    or not alternatives:
                 raise InvalidDefinition(field, f"{FIRST!r} must be the only key, holding a "
                                                "non-empty list of alternatives")
             for alternative in alternatives:
