@@ -17,6 +17,7 @@ from api.dependencies import ApiConfig
 from application.container import EngineServices
 from application.engine.handlers import PythonHandler
 from application.engine.registry import ServiceRegistry
+from application.errors import ConfigurationError
 from application.workflows import Workflows
 from cli.background import serve_in_background
 from tests.e2e import api_support
@@ -105,6 +106,9 @@ class TestBodyLimit:
     def test_the_default_limit_is_one_mebibyte(self) -> None:
         assert ApiConfig().max_body_bytes == ApiConfig.from_env({}).max_body_bytes == 1 << 20
         assert ApiConfig.from_env({"WES_MAX_BODY_BYTES": "10"}).max_body_bytes == 10
+        for bad in ("0", "-1", "1MB"):
+            with pytest.raises(ConfigurationError, match="WES_MAX_BODY_BYTES"):
+                ApiConfig.from_env({"WES_MAX_BODY_BYTES": bad})
 
 
 class TestInputSchema:
@@ -211,9 +215,13 @@ class TestUnknownServices:
 
 
 class TestMethodNotAllowed:
-    def test_allow_names_every_method_of_the_path(self, api: TestClient) -> None:
-        response = api.delete("/v1/workflows")
+    def test_allow_names_every_method_of_the_path(self, api: TestClient, app: Workflows
+                                                  ) -> None:
+        before = recorded(app)
+        response = api.request("PUT", "/v1/workflows", json={
+            "definition": "order-fulfillment", "input": {"orderId": "ORD-1"}})
         assert_problem(response, 405, "method-not-allowed")
+        assert recorded(app) == before
         assert sorted(m.strip() for m in response.headers["allow"].split(",")) == \
             ["GET", "POST"]
         response = api.put("/v1/definitions")
