@@ -18,6 +18,7 @@ from api import console, errors
 from api.auth import KeyRing
 from api.dependencies import ApiConfig, Components, document_security
 from api.feed import EventHub, EventReader
+from api.limits import BodyLimit
 from api.metrics import LatencyMiddleware, StoreCollector
 from api.ports import LoadCommands, ReadModels
 from api.routers import (
@@ -150,6 +151,8 @@ def create_app(
                operations.router, whoami.router)
     document_security(app, routers)
     app.add_middleware(LatencyMiddleware)
+    # Outermost: a body over the limit is refused before any other part reads it.
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     for router in routers:
         app.include_router(router)
     console.install(app)

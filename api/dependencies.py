@@ -26,6 +26,7 @@ from api.feed import EventHub, EventReader
 from api.ports import AsyncQueries, LoadCommands, ReadModels
 from api.schemas.common import INT64
 from application.errors import ConfigurationError
+from application.settings import DEFAULT_MAX_BODY_BYTES, max_body_bytes
 from application.workflows import Workflows
 
 
@@ -39,11 +40,12 @@ class ApiConfig:
     feed_buffer: int = 10_000
     sse_ping_seconds: float = 15.0
     sse_idle_check_seconds: float = 1.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiConfig:
         """`WES_MIN_POSITION_TIMEOUT`, `WES_READY_MAX_LAG_EVENTS`, `WES_READY_MAX_LAG_SECONDS`
-        and `WES_SSE_PING_SECONDS` override the defaults."""
+        `WES_SSE_PING_SECONDS` and `WES_MAX_BODY_BYTES` override the defaults."""
         env = os.environ if environ is None else environ
         defaults = cls()
         try:
@@ -56,6 +58,7 @@ class ApiConfig:
                                                     defaults.ready_max_lag_seconds)),
                 sse_ping_seconds=float(env.get("WES_SSE_PING_SECONDS",
                                                defaults.sse_ping_seconds)),
+                max_body_bytes=max_body_bytes(env),
             )
         except ValueError as e:
             raise ConfigurationError(f"invalid API setting: {e}") from None

@@ -3,7 +3,8 @@
 Unknown ids -> 404, invalid transitions and conflicts -> 409, invalid input -> 422,
 missing or unknown API key -> 401, too small a role -> 403, database down -> 503,
 read model not caught up in time -> 504. Anything else is a bug: 500, logged with its
-traceback, never echoing internals to the client.
+traceback, never echoing internals to the client. (A body over the size limit is answered
+413 by `api.limits`, in the same shape, before any route runs.)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from application.errors import (
     ApplicationError,
@@ -36,6 +38,7 @@ from domain.exceptions import (
     InvalidValue,
     StepNotFound,
 )
+from domain.input_schema import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +132,7 @@ _MAPPING: Sequence[tuple[type[BaseException] | tuple[type[BaseException], ...], 
                                                   "Invalid transition")),
     (ConcurrencyConflict, (409, "conflict", "Concurrent modification")),
     (DefinitionVersionExists, (409, "definition-version-exists", "Definition version exists")),
-    ((InvalidDefinition, InvalidValue), (422, "validation", "Invalid request")),
+    ((InvalidDefinition, InvalidValue, InvalidInput), (422, "validation", "Invalid request")),
     ((DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError,
       psycopg_pool.PoolTimeout, es.OperationalError, es.InterfaceError,
       es.ConnectionUnavailableError), (503, "database-unavailable", "Database unavailable")),
@@ -193,8 +196,27 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
     detail = exc.detail if isinstance(exc.detail, str) else title
-    return problem_response(request, exc.status_code, slug, title, detail,
-                            headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; a path served by
+        # several routes (GET and POST /v1/workflows) allows the methods of them all.
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem_response(request, exc.status_code, slug, title, detail, headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves on this request's path: each method is
+    tried against the routes' own matching (included routers match as a whole)."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -228,6 +250,8 @@ _DOC: Mapping[int, tuple[str, str, str]] = {
     404: ("Not found", "workflow-not-found", "workflow 3f2a... not found"),
     409: ("Invalid transition", "invalid-transition",
           "workflow 3f2a... cannot pause while COMPLETED"),
+    413: ("Request body too large", "body-too-large",
+          "the request body has 2097152 bytes; the limit is 1048576 bytes (WES_MAX_BODY_BYTES)"),
     422: ("Invalid request", "validation", "body.priority: Input should be 'HIGH', 'NORMAL' "
                                            "or 'LOW'"),
     503: ("Database unavailable", "database-unavailable",
@@ -238,8 +262,8 @@ _DOC: Mapping[int, tuple[str, str, str]] = {
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for the given problem statuses (plus 401, 422, 503 always)."""
-    wanted = sorted({401, 422, 503, *statuses})
+    """OpenAPI `responses` for the given problem statuses (plus 401, 413, 422, 503 always)."""
+    wanted = sorted({401, 413, 422, 503, *statuses})
     out: dict[int | str, dict[str, Any]] = {}
     for status in wanted:
         title, slug, detail = _DOC[status]

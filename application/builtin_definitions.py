@@ -1,10 +1,16 @@
-"""Definitions that ship with the engine: the seed's order-fulfillment saga (section 12)."""
+"""Definitions that ship with the engine: the seed's order-fulfillment saga (section 12).
+
+Version 1 is kept as it was registered (a definition version never changes, and workflows
+started from it replay with it); it needed an `items` list. Version 2, the default, takes
+the seed's own input too: `{"orderId"}` alone, with `sku` and `quantity`, or with `items`.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-ORDER_FULFILLMENT: dict[str, Any] = {
+ORDER_FULFILLMENT_V1: dict[str, Any] = {
     "name": "order-fulfillment",
     "version": 1,
     "type": "ORDER_FULFILLMENT",
@@ -79,4 +85,44 @@ ORDER_FULFILLMENT: dict[str, Any] = {
     ],
 }
 
-BUILTIN_DEFINITIONS: tuple[dict[str, Any], ...] = (ORDER_FULFILLMENT,)
+# The order's lines: the `items` given, else the one line `sku` x `quantity`, else left out
+# (the services then work on the order as a whole, as the seed's `reserve(orderId)` does).
+ITEMS: dict[str, Any] = {"$first": [
+    "${input.items}",
+    [{"sku": "${input.sku}", "quantity": "${input.quantity}"}],
+    {"$omit": True},
+]}
+
+_SKU = {"type": "string", "minLength": 1, "maxLength": 200}
+_QUANTITY = {"type": "integer", "minimum": 1, "maximum": 1_000_000}
+ORDER_INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["orderId"],
+    "properties": {
+        "orderId": {"type": "string", "minLength": 1, "maxLength": 200},
+        "sku": _SKU,
+        "quantity": _QUANTITY,
+        "items": {
+            "type": "array", "minItems": 1, "maxItems": 1000,
+            "items": {"type": "object", "required": ["sku", "quantity"],
+                      "properties": {"sku": _SKU, "quantity": _QUANTITY}},
+        },
+    },
+    "dependentRequired": {"sku": ["quantity"], "quantity": ["sku"]},
+}
+
+
+def _order_fulfillment_v2() -> dict[str, Any]:
+    data = copy.deepcopy(ORDER_FULFILLMENT_V1)
+    data["version"] = 2
+    data["input_schema"] = ORDER_INPUT_SCHEMA
+    for step in data["steps"]:
+        for body in (step["input"], step["compensation"]["parameters"]):
+            if "items" in body:
+                body["items"] = ITEMS
+    return data
+
+
+ORDER_FULFILLMENT: dict[str, Any] = _order_fulfillment_v2()
+
+BUILTIN_DEFINITIONS: tuple[dict[str, Any], ...] = (ORDER_FULFILLMENT_V1, ORDER_FULFILLMENT)

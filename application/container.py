@@ -23,6 +23,20 @@ log = logging.getLogger(__name__)
 DEFAULT_SIMULATOR_URL = "http://127.0.0.1:8000/sim"
 
 
+@dataclass(frozen=True)
+class EngineServices:
+    """The services a definition may name: the registry's and the Python handlers'."""
+
+    registry: ServiceRegistry
+    python: PythonHandler
+
+    def knows(self, service: str, operation: str) -> bool:
+        return service in self.registry.services or self.python.handles(service, operation)
+
+    def names(self) -> list[str]:
+        return list(self.registry.services)
+
+
 @dataclass
 class Container:
     """The built system: database, application, handlers; workers are made on demand."""
@@ -53,6 +67,7 @@ class Container:
                                        max_output_bytes=settings.max_output_bytes)
         python_handlers = PythonHandler()
         dispatcher = Dispatcher(python_handlers, http_handler)
+        workflows.use_services(EngineServices(registry, python_handlers))
         return cls(settings, db, workflows, python_handlers, dispatcher, registry, http_handler,
                    balancer)
 

@@ -15,6 +15,9 @@ from domain.circuit_breaker import BreakerConfig
 from domain.exceptions import InvalidValue
 from domain.waveless import MIN_INTERVAL_MS
 
+# Request bodies above this get a 413 before they are read (`WES_MAX_BODY_BYTES`).
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -57,6 +60,14 @@ class Settings:
             wip_caps=_caps(env.get("WES_WIP_CAPS")),
             breaker=_breaker(env),
         )
+
+
+def max_body_bytes(env: Mapping[str, str]) -> int:
+    """`WES_MAX_BODY_BYTES`: the largest request body the API reads (default 1 MiB)."""
+    limit = _int(env, "WES_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+    if limit < 1:
+        raise ConfigurationError(f"WES_MAX_BODY_BYTES must be >= 1, got {limit}")
+    return limit
 
 
 def waveless_defaults(env: Mapping[str, str]) -> tuple[int, int]:

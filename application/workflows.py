@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import (
@@ -32,11 +32,11 @@ from application.repository import LatestInOneReadRepository
 from application.settings import waveless_defaults
 from domain.compensation import CompensationAction
 from domain.decisions import wakeup_at
-from domain.definition import WorkflowDefinition
+from domain.definition import WorkflowDefinition, validate_steps
 from domain.definition_catalog import CATALOG_ID, DefinitionCatalog
 from domain.enums import DrivenBy
-from domain.exceptions import InvalidValue
-from domain.step import StepResult
+from domain.exceptions import InvalidDefinition, InvalidValue
+from domain.step import StepResult, StepSpec
 from domain.system_load import SystemLoad
 from domain.workflow import FailureDecision, Workflow
 from domain.workflow_error import WorkflowError
@@ -53,6 +53,32 @@ SAFE_RETRIES = 5
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class KnownServices(Protocol):
+    """What the engine can call: the service registry and the registered Python handlers."""
+
+    def knows(self, service: str, operation: str) -> bool:
+        """Whether a call of `operation` on `service` has somewhere to go."""
+
+    def names(self) -> Sequence[str]:
+        """The known service names (for the error message)."""
+
+
+def check_services(steps: Sequence[StepSpec], known: KnownServices,
+                   field: str = "steps") -> None:
+    """Refuses steps (and their compensations) naming a service the engine cannot call, so
+    that the failure shows when the definition is registered or started, not when it runs."""
+    for index, spec in enumerate(steps):
+        calls = [(f"{field}[{index}].service", spec.service, spec.operation)]
+        if spec.compensation is not None:
+            calls.append((f"{field}[{index}].compensation", spec.compensation.service,
+                          spec.compensation.operation))
+        for where, service, operation in calls:
+            if not known.knows(service, operation):
+                raise InvalidDefinition(
+                    where, f"unknown service {service!r} (operation {operation!r}); known "
+                           f"services: {', '.join(sorted(known.names())) or 'none'}")
 
 
 def fold(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -122,6 +148,8 @@ class Workflows(Application[UUID]):
         super().__init__(env)
         self.clock = clock
         self._definition_cache: _DefinitionCache | None = None
+        # None: no check (an application without an engine, as in most tests).
+        self.known_services: KnownServices | None = None
         # Recorded for a workflow enabled without settings of its own.
         self.waveless_defaults = waveless_defaults(self.env)
 
@@ -212,8 +240,14 @@ class Workflows(Application[UUID]):
     # ------------------------------------------------------------------ definitions
 
     def ensure_builtin_definitions(self) -> None:
+        # Not checked against the services: a deployment without, say, a packing service
+        # still boots; starting a definition that needs it is refused then.
         for data in BUILTIN_DEFINITIONS:
-            self.register_definition(data, actor="system")
+            self.register_definition(data, actor="system", check=False)
+
+    def use_services(self, known: KnownServices) -> None:
+        """Definitions and starts are checked against these services from now on."""
+        self.known_services = known
 
     def _catalog(self) -> DefinitionCatalog:
         """A fresh copy of the catalog, to register a definition on."""
@@ -240,10 +274,14 @@ class Workflows(Application[UUID]):
         return bool(self.recorder.select_events(CATALOG_ID, gt=version, limit=1))
 
     def register_definition(self, data: Mapping[str, Any] | WorkflowDefinition,
-                            actor: str = "admin") -> tuple[WorkflowDefinition, int | None]:
-        """Validates and registers a definition version (idempotent for identical content)."""
+                            actor: str = "admin", *, check: bool = True
+                            ) -> tuple[WorkflowDefinition, int | None]:
+        """Validates and registers a definition version (idempotent for identical content);
+        with `check`, its services must be known (see `use_services`)."""
         definition = data if isinstance(data, WorkflowDefinition) \
             else WorkflowDefinition.from_dict(data)
+        if check and self.known_services is not None:
+            check_services(definition.steps, self.known_services)
         for _ in range(SAFE_RETRIES):
             catalog = self._catalog()
             if not catalog.register(definition, self.clock(), actor):
@@ -300,20 +338,24 @@ class Workflows(Application[UUID]):
             raise InvalidValue("definition", definition, "give either a definition or steps")
         if definition is not None:
             spec = self.get_definition(definition, version)
-            step_data: Sequence[Mapping[str, Any]] = [s.to_dict() for s in spec.steps]
+            spec.check_input(input)
+            step_specs: Sequence[StepSpec] = spec.steps
             kind: str = spec.workflow_type.value
             definition_id, definition_version = spec.name, spec.version
         else:
-            step_data = list(steps or [])
+            step_specs = validate_steps(list(steps or []))
             kind = workflow_type or "ORDER_FULFILLMENT"
             definition_id, definition_version = "inline", 1
+        # Caller-driven workflows name services no engine calls: any name is theirs to use.
+        if self.known_services is not None and driven_by != DrivenBy.CALLER.value:
+            check_services(step_specs, self.known_services)
         workflow_id = (uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)
                        if idempotency_key else None)
         if workflow_id is not None and self._exists(workflow_id):
             return Started(workflow_id, None, created=False)
         now = self.clock()
         wf = Workflow.create(
-            steps=step_data, now=now, workflow_type=kind, priority=priority,
+            steps=step_specs, now=now, workflow_type=kind, priority=priority,
             definition_id=definition_id, definition_version=definition_version,
             name=name or definition_id, input=input, triggered_by=triggered_by,
             correlation_id=correlation_id, max_retries=max_retries, driven_by=driven_by,

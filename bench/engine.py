@@ -256,7 +256,7 @@ def _run(db: Database, *, sagas: int, concurrency: int, seconds: float,
             time.sleep(min(seconds, 1.0))
             idle_lags = probe.stop()
         ids = [app.start_workflow(definition="order-fulfillment",
-                                  input={"orderId": f"order-{i}", "items": [{"sku": "A", "qty": 1}]}
+                                  input={"orderId": f"order-{i}", "items": [{"sku": "A", "quantity": 1}]}
                                   ).workflow_id for i in range(sagas)]
         if read_models is not None:
             _caught_up(read_models, app, process, timeout=120)

@@ -43,7 +43,7 @@ def append_history(app: Workflows, sagas: int, offset: int = 0) -> None:
             wf = Workflow.create(steps=steps, now=now, definition_id="order-fulfillment",
                                  name="order-fulfillment",
                                  input={"orderId": f"history-{offset + i}",
-                                        "items": [{"sku": "A", "qty": 1}]})
+                                        "items": [{"sku": "A", "quantity": 1}]})
             wf.start(now)
             for step in steps:
                 wf.start_step(step["step_id"], now)

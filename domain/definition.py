@@ -9,6 +9,7 @@ from typing import Any
 from domain.enums import WorkflowType
 from domain.exceptions import InvalidDefinition, InvalidValue
 from domain.input_mapping import check_references
+from domain.input_schema import check_schema, validate
 from domain.step import StepSpec
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -23,15 +24,26 @@ class WorkflowDefinition:
     workflow_type: WorkflowType
     steps: tuple[StepSpec, ...]
     description: str = ""
+    # A JSON Schema (domain.input_schema's subset) the workflow input must fit; None: any.
+    input_schema: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "type": self.workflow_type.value,
             "description": self.description,
             "steps": [s.to_dict() for s in self.steps],
         }
+        # Only when declared: definitions registered before schemas existed compare equal.
+        if self.input_schema is not None:
+            data["input_schema"] = _thaw(self.input_schema)
+        return data
+
+    def check_input(self, workflow_input: Mapping[str, Any] | None) -> None:
+        """Raises InvalidInput naming the field when the input does not fit the schema."""
+        if self.input_schema is not None:
+            validate(self.input_schema, dict(workflow_input or {}))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkflowDefinition:
@@ -53,8 +65,11 @@ class WorkflowDefinition:
         steps = data.get("steps")
         if not isinstance(steps, Sequence) or isinstance(steps, str):
             raise InvalidDefinition("steps", "must be a list of steps")
+        schema = data.get("input_schema")
+        if schema is not None:
+            check_schema(schema)
         return cls(name, version, kind, tuple(validate_steps(steps)),
-                   str(data.get("description", "")))
+                   str(data.get("description", "")), _thaw(schema) if schema is not None else None)
 
 
 def validate_steps(steps: Sequence[StepSpec | Mapping[str, Any]]) -> list[StepSpec]:
@@ -90,6 +105,15 @@ def validate_steps(steps: Sequence[StepSpec | Mapping[str, Any]]) -> list[StepSp
                              dict(spec.compensation.parameters), spec.step_id,
                              ids[:index], ids[index + 1:], allow_self=True)
     return specs
+
+
+def _thaw(value: Any) -> Any:
+    """A plain (JSON-like) copy, so a definition never shares the caller's dicts."""
+    if isinstance(value, Mapping):
+        return {str(k): _thaw(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_thaw(v) for v in value]
+    return value
 
 
 def _leaf(field: str) -> str:

@@ -995,15 +995,9 @@ class Workflow(Aggregate):
 
     @property
     def current_step_id(self) -> str | None:
-        """The executing step, else the next one to run; None when all are done."""
-        running = self._step_in_flight()
-        if running is not None:
-            return running.step_id
-        for step in self.steps.values():
-            if step.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED,
-                                   StepStatus.COMPENSATED):
-                return step.step_id
-        return None
+        """The step in flight, else the next one to run; None when all are done or the
+        workflow is finished (see `current_step`)."""
+        return current_step(self.status, ((s.step_id, s.status) for s in self.steps.values()))
 
     def steps_requiring_compensation(self) -> list[StepExecution]:
         """COMPLETED steps with a compensation action, last completed first."""
@@ -1121,6 +1115,23 @@ class Workflow(Aggregate):
         wf.late = state["late"]
         wf.waiting_reason = state.get("waiting_reason")
         return wf
+
+
+def current_step(status: WorkflowStatus | str,
+                 steps: Iterable[tuple[str, StepStatus | str]]) -> str | None:
+    """The step in flight, else the next one to run; None when every step is done, and
+    None once the workflow is finished (COMPLETED, COMPENSATED, CANCELLED): a step that
+    will never run is not current. The progress read model folds the same rule."""
+    if WorkflowStatus(status).is_terminal:
+        return None
+    pairs = [(step_id, StepStatus(step_status)) for step_id, step_status in steps]
+    for step_id, step_status in pairs:
+        if step_status in (StepStatus.EXECUTING, StepStatus.COMPENSATING):
+            return step_id
+    for step_id, step_status in pairs:
+        if step_status not in (StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.COMPENSATED):
+            return step_id
+    return None
 
 
 def _final_error(error: WorkflowError, retries_so_far: int, now: datetime) -> WorkflowError:

@@ -6,8 +6,9 @@ the event names it. A step in flight counts for the instance its StepStarted nam
 engine routes the call before recording the start). Work queued is not bound to an instance
 yet, so it counts on the service's own row (instance = service name), as do steps started
 and outcomes recorded without an instance, and compensations in flight (the undo may go
-to another service). The SystemLoad streams (metrics, circuit changes) and the rebalancing decisions
-fill in the rows of the real instances.
+to another service). A failure recorded before any call was made (an input that does not
+resolve) counts nowhere: it reached no instance. The SystemLoad streams (metrics, circuit
+changes) and the rebalancing decisions fill in the rows of the real instances.
 
 Counters are kept by difference: each workflow's step states live in a helper table, and an
 event changes the counters by what it changes in that workflow's contribution (its steps in
@@ -380,8 +381,13 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
     @_apply.register(Workflow.StepFailed)
     def _(self, event: Workflow.StepFailed, flow: _Flow, state: _Batch,
           position: int) -> None:
-        started = flow.step(event.step_id)["started_at"]
+        step = flow.step(event.step_id)
+        started, was_in_flight = step["started_at"], step["status"] in _IN_FLIGHT
         service = flow.set_step(event.step_id, StepStatus.FAILED)["service"]
+        if not was_in_flight and event.instance is None:
+            # Failed before any call was made (its input did not resolve): no instance saw
+            # it, so it is no instance's outcome (it would show as a failing instance).
+            return
         duration: float | None = event.duration_ms
         if duration is None and started:
             duration = (event.timestamp - datetime.fromisoformat(started)).total_seconds() * 1000

@@ -2,6 +2,13 @@
 
 The fold mirrors the Workflow aggregate's own rules (progress %, current step, compensation
 progress), so a row always agrees with the workflow folded from the same events.
+
+A row says what is true now. `current_step` is the domain's `current_step` (None once the
+workflow is finished). `last_error` is the error that explains the present state, None when
+none does: a step's failure until that step succeeds, the failure the saga failed with
+while it is compensated, a compensation's failure until that compensation succeeds; a
+completed, cancelled or retried workflow has none. `last_failure` is history: the most
+recent error ever recorded, whatever happened since.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from domain.enums import StepStatus, WorkflowPriority, WorkflowStatus
 from domain.exceptions import InvalidValue
-from domain.workflow import Workflow
+from domain.workflow import Workflow, current_step
 from projections.base import BatchProjection, Event
 from projections.pagination import Page, check_limit, decode_cursor, encode_cursor
 from projections.view import (
@@ -44,8 +51,11 @@ COLUMNS = (
     "triggered_by", "driven_by", "waiting_reason", "paused_reason", "next_attempt_at",
     "batch_id", "late", "waveless", "steps",
     "executed_steps", "compensated_steps", "compensation_queue", "created_at", "started_at",
-    "updated_at", "finished_at", "version", "position",
+    "updated_at", "finished_at", "version", "position", "last_failure", "saga_error",
 )
+# Columns added after the first release: added to a live table that lacks them (see
+# PostgresProgressView.create_table), last in COLUMNS so that fresh and upgraded tables agree.
+ADDED_COLUMNS = (("last_failure", "jsonb"), ("saga_error", "jsonb"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,7 @@ class ProgressRow:
     finished_at: datetime | None
     version: int
     position: int
+    last_failure: Mapping[str, Any] | None = None
 
 
 class ProgressView(ABC):
@@ -147,6 +158,10 @@ class _Progress:
     finished_at: datetime | None
     version: int
     position: int
+    last_failure: dict[str, Any] | None = None
+    # The error this run of the saga failed with: current again once a compensation's own
+    # failure is resolved.
+    saga_error: dict[str, Any] | None = None
     _by_id: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -180,14 +195,18 @@ class _Progress:
         self._by_id[step_id]["status"] = status.value
 
     def current_step(self) -> str | None:
-        """The step in flight, else the next to run (Workflow.current_step_id)."""
-        for step in self.steps:
-            if step["status"] in _IN_FLIGHT:
-                return str(step["step_id"])
-        for step in self.steps:
-            if step["status"] not in (*_DONE, StepStatus.COMPENSATED):
-                return str(step["step_id"])
-        return None
+        """Workflow.current_step_id: the domain's rule, on the row's step states."""
+        return current_step(self.status, ((s["step_id"], s["status"]) for s in self.steps))
+
+    def failed(self, error: Mapping[str, Any]) -> None:
+        """An error was recorded: it is current, and the latest in the history."""
+        self.last_error = self.last_failure = dict(error)
+
+    def resolved(self, step_id: str, fallback: dict[str, Any] | None) -> None:
+        """The step succeeded (or was undone): its error is no longer current."""
+        if self.last_error is not None and self.last_error.get("step_id") == step_id \
+                and self.last_error != self.saga_error:
+            self.last_error = fallback
 
     def compensation_progress(self) -> float | None:
         """Workflow.compensation_progress, once a compensation has started in this run."""
@@ -215,6 +234,8 @@ class _Progress:
             Jsonb(self.steps), self.executed_steps, self.compensated_steps,
             self.compensation_queue, self.created_at, self.started_at, self.updated_at,
             self.finished_at, self.version, self.position,
+            Jsonb(self.last_failure) if self.last_failure is not None else None,
+            Jsonb(self.saga_error) if self.saga_error is not None else None,
         )
 
 
@@ -250,7 +271,8 @@ class PostgresProgressView(GenerationalView[_ProgressSQL], ProgressView):
             " compensated_steps text[] NOT NULL, compensation_queue text[],"
             " created_at timestamptz NOT NULL, started_at timestamptz,"
             " updated_at timestamptz NOT NULL, finished_at timestamptz,"
-            " version integer NOT NULL, position bigint NOT NULL"
+            " version integer NOT NULL, position bigint NOT NULL,"
+            " last_failure jsonb, saga_error jsonb"
         ), indexes=(
             ("created", SQL("created_at, id")),
             ("updated", SQL("updated_at, id")),
@@ -302,6 +324,30 @@ class PostgresProgressView(GenerationalView[_ProgressSQL], ProgressView):
                 ).format(columns=columns, view=view, column=Identifier(column),
                          cast_to=SQL(cast_to), op=SQL("<" if down else ">"),
                          direction=SQL("DESC" if down else "ASC"))
+
+    def create_table(self) -> None:
+        """As every view, then adds the columns a table made by an earlier release lacks
+        (and shows them in the stable view), so an upgrade needs no rebuild."""
+        super().create_table()
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self._select_pointer_for_share, (self.projection_name,))
+            pointer = curs.fetchone()
+            assert pointer is not None  # create_table inserted it
+            table = self._table_name(int(pointer["generation"]), "")
+            curs.execute(SQL("SELECT column_name FROM information_schema.columns"
+                             " WHERE table_schema = %s AND table_name = %s"),
+                         (self.schema, table))
+            present = {r["column_name"] for r in curs.fetchall()}
+            missing = [(name, kind) for name, kind in ADDED_COLUMNS if name not in present]
+            if not missing:
+                return
+            schema = Identifier(self.schema)
+            for name, kind in missing:
+                curs.execute(SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    schema, Identifier(table), Identifier(name), SQL(kind)))
+            # The view was made with the columns of its day: appending columns is allowed.
+            curs.execute(SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {}.{}").format(
+                self.stable_name(), schema, Identifier(table)))
 
     def generation_statements(self, tables: GenerationTables) -> _ProgressSQL:
         updates = SQL(", ").join(
@@ -388,7 +434,7 @@ def _to_dto(row: Mapping[str, Any]) -> ProgressRow:
         batch_id=row["batch_id"], late=row["late"], waveless=row["waveless"], steps=steps,
         created_at=row["created_at"], started_at=row["started_at"],
         updated_at=row["updated_at"], finished_at=row["finished_at"], version=row["version"],
-        position=row["position"],
+        position=row["position"], last_failure=row["last_failure"],
     )
 
 
@@ -444,13 +490,14 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
     def _(self, event: Workflow.StepExecuted, row: _Progress) -> None:
         row.set_step(event.step_id, StepStatus.COMPLETED)
         row.executed_steps.append(event.step_id)
+        row.resolved(event.step_id, None)  # a retry succeeded: the failure is history
 
     @_apply.register(Workflow.StepFailed)
     def _(self, event: Workflow.StepFailed, row: _Progress) -> None:
         row.set_step(event.step_id, StepStatus.FAILED)
         step = row.step(event.step_id)
         step["attempts"] = max(step["attempts"], event.attempt)  # as the aggregate counts
-        row.last_error = dict(event.error)
+        row.failed(event.error)
 
     @_apply.register(Workflow.StepRetryScheduled)
     def _(self, event: Workflow.StepRetryScheduled, row: _Progress) -> None:
@@ -472,11 +519,13 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
         row.status = WorkflowStatus.CANCELLED.value
         row.finished_at = event.timestamp
         row.next_attempt_at = None
+        row.last_error = None  # an operator's decision, not an error
 
     @_apply.register(Workflow.Failed)
     def _(self, event: Workflow.Failed, row: _Progress) -> None:
         row.status = WorkflowStatus.FAILED.value
-        row.last_error = dict(event.error)
+        row.failed(event.error)
+        row.saga_error = dict(event.error)
         row.next_attempt_at = None
 
     @_apply.register(Workflow.CompensationStarted)
@@ -493,23 +542,25 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
     @_apply.register(Workflow.StepCompensationFailed)
     def _(self, event: Workflow.StepCompensationFailed, row: _Progress) -> None:
         row.set_step(event.step_id, StepStatus.COMPLETED)  # still done in the world
-        row.last_error = dict(event.error)
+        row.failed(event.error)
         row.next_attempt_at = event.retry_at
 
     @_apply.register(Workflow.StepCompensated)
     def _(self, event: Workflow.StepCompensated, row: _Progress) -> None:
         row.set_step(event.step_id, StepStatus.COMPENSATED)
         row.compensated_steps.append(event.step_id)
+        row.resolved(event.step_id, row.saga_error)
 
     @_apply.register(Workflow.CompensationCompleted)
     def _(self, event: Workflow.CompensationCompleted, row: _Progress) -> None:
         row.status = WorkflowStatus.COMPENSATED.value
         row.finished_at = event.timestamp
+        row.last_error = row.saga_error  # why it was compensated (None: a cancel asked)
 
     @_apply.register(Workflow.CompensationFailed)
     def _(self, event: Workflow.CompensationFailed, row: _Progress) -> None:
         row.status = WorkflowStatus.COMPENSATION_FAILED.value
-        row.last_error = dict(event.error)
+        row.failed(event.error)
         row.next_attempt_at = None
 
     @_apply.register(Workflow.CompensationRetried)
@@ -521,6 +572,7 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
         row.status = WorkflowStatus.COMPLETED.value
         row.finished_at = event.timestamp
         row.next_attempt_at = None
+        row.last_error = None
 
     @_apply.register(Workflow.Retried)
     def _(self, event: Workflow.Retried, row: _Progress) -> None:
@@ -529,6 +581,7 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
         row.finished_at = None
         row.compensation_queue = None
         row.next_attempt_at = None
+        row.last_error = row.saga_error = None  # a new run; last_failure keeps the history
         for step_id in event.reset_steps:
             row.set_step(step_id, StepStatus.PENDING)
             row.step(step_id)["attempts"] = 0

@@ -48,7 +48,9 @@ def register_definition(who: Admin, workflows: WorkflowsDep, response: Response,
                         body: Annotated[DefinitionIn, Body()]) -> DefinitionRegistered:
     """Registers a version (201). The same content again answers 200; other content under
     an existing version is refused (409): register a new version instead. Running
-    workflows keep the version they started with."""
+    workflows keep the version they started with. 422 naming the field for an
+    `input_schema` outside the supported subset or a step naming a service the engine
+    cannot call."""
     definition, position = workflows.register_definition(body.to_domain_dict(),
                                                          actor=who.actor)
     created = position is not None

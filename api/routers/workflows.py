@@ -93,7 +93,9 @@ def start_workflow(
     with its id and the position of its start; with an `Idempotency-Key` seen before,
     answers 200 with the workflow that key started (the body is not compared). 409 when
     the workflow cannot be started as asked (e.g. `waveless` for a type that is not
-    waveless-capable)."""
+    waveless-capable). 422 naming the field when the input does not fit the definition's
+    `input_schema` (`input.items[0].quantity`), or when an engine-driven workflow's step
+    names a service the engine cannot call (`steps[0].service`); nothing is recorded."""
     started = workflows.start_workflow(
         definition=body.definition, version=body.version,
         steps=[s.to_domain_dict() for s in body.steps] if body.steps is not None else None,

@@ -62,13 +62,24 @@ class StepIn(BaseModel):
         default_factory=dict,
         description="The request body. A string `${input.x}` is replaced by the workflow "
                     "input's `x`, `${steps.<step_id>.y}` by an earlier step's output field "
-                    "(types kept); inside longer strings they are interpolated as text.")
+                    "(types kept); inside longer strings they are interpolated as text. "
+                    "`{\"$first\": [a, b, ...]}` is the first alternative whose references all "
+                    "resolve; the alternative `{\"$omit\": true}` leaves the field out.")
     timeout_ms: Millis = 5000
     retry_policy: Literal["default", "aggressive", "conservative"] | RetryPolicyIn = "default"
     compensation: CompensationIn | None = None
 
     def to_domain_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True, mode="json")
+
+
+INPUT_SCHEMA_DOC = (
+    "A JSON Schema the workflow input must fit, checked at start (a start that does not "
+    "fit is a 422 naming the field, e.g. `input.items[0].quantity`). The subset: `type`, "
+    "`properties`, `required`, `additionalProperties`, `dependentRequired`, `items`, "
+    "`minItems`/`maxItems`, `enum`, `const`, `minimum`/`maximum`, "
+    "`exclusiveMinimum`/`exclusiveMaximum`, `minLength`/`maxLength`, and annotations; any "
+    "other keyword is refused (422) when the definition is registered.")
 
 
 class DefinitionIn(BaseModel):
@@ -92,11 +103,15 @@ class DefinitionIn(BaseModel):
     type: WorkflowType = WorkflowType.ORDER_FULFILLMENT
     description: Text = ""
     steps: list[StepIn] = Field(min_length=1, max_length=200)
+    input_schema: JsonObject | None = Field(None, description=INPUT_SCHEMA_DOC)
 
     def to_domain_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "type": self.type.value,
-                "description": self.description,
-                "steps": [s.to_domain_dict() for s in self.steps]}
+        data: dict[str, Any] = {"name": self.name, "version": self.version,
+                                "type": self.type.value, "description": self.description,
+                                "steps": [s.to_domain_dict() for s in self.steps]}
+        if self.input_schema is not None:
+            data["input_schema"] = self.input_schema
+        return data
 
 
 class RetryPolicyOut(BaseModel):
@@ -143,6 +158,7 @@ class DefinitionOut(BaseModel):
     type: WorkflowType
     description: str
     steps: list[StepOut]
+    input_schema: dict[str, Any] | None = Field(None, description=INPUT_SCHEMA_DOC)
     versions: list[int] = Field(default_factory=list,
                                 description="Every registered version of this name.")
 

@@ -214,7 +214,8 @@ class Progress(BaseModel):
         "type": "ORDER_FULFILLMENT", "priority": "HIGH", "status": "EXECUTING",
         "current_step": "pick-items", "steps_done": 2, "steps_total": 4,
         "progress_percent": 50.0, "attempts": 3, "retries": 0, "retry_count": 0,
-        "last_error": None, "compensation_progress": None, "correlation_id": "ord-ORD-12345",
+        "last_error": None, "last_failure": None, "compensation_progress": None,
+        "correlation_id": "ord-ORD-12345",
         "triggered_by": "oms", "driven_by": "engine", "waiting_reason": None,
         "batch_id": None, "late": False, "waveless": False,
         "steps": [{"step_id": "reserve-inventory", "name": "Reserve Inventory",
@@ -230,14 +231,22 @@ class Progress(BaseModel):
     type: str
     priority: str
     status: str
-    current_step: str | None
+    current_step: str | None = Field(description=(
+        "The step in flight, else the next to run; null when every step is done or the "
+        "workflow is finished (COMPLETED, COMPENSATED, CANCELLED)."))
     steps_done: int
     steps_total: int
     progress_percent: float
     attempts: int = Field(description="Step attempts so far, all steps together.")
     retries: int = Field(description="Step retries so far (attempts after the first).")
     retry_count: int = Field(description="Times the workflow itself was retried.")
-    last_error: dict[str, Any] | None
+    last_error: dict[str, Any] | None = Field(description=(
+        "The error that explains the present state, null when none does: a step's failure "
+        "until that step succeeds, the saga's failure while it is compensated, a "
+        "compensation's failure until it succeeds; null once COMPLETED, CANCELLED or retried."))
+    last_failure: dict[str, Any] | None = Field(None, description=(
+        "History: the most recent error ever recorded, whatever happened since (a workflow "
+        "that completed after a retry keeps the failure it recovered from here)."))
     compensation_progress: float | None
     correlation_id: str
     triggered_by: str

@@ -22,7 +22,8 @@ make_client = api_support.make_client
 read_models = api_support.read_models
 
 ClientFactory = Callable[..., TestClient]
-WORKFLOW = {"definition": "order-fulfillment", "driven_by": "caller"}
+WORKFLOW = {"definition": "order-fulfillment", "driven_by": "caller",
+            "input": {"orderId": "ORD-1"}}
 
 
 class TestKeysAndRoles:

@@ -49,7 +49,7 @@ class TestProgress:
         assert (body["id"], body["status"], body["priority"]) == (
             started["id"], "EXECUTING", "HIGH")
         assert (body["definition"], body["definition_version"], body["type"]) == (
-            "order-fulfillment", 1, "ORDER_FULFILLMENT")
+            "order-fulfillment", 2, "ORDER_FULFILLMENT")
         assert (body["steps_done"], body["steps_total"], body["progress_percent"]) == (0, 4, 0)
         assert (body["correlation_id"], body["triggered_by"]) == ("ord-1", "oms")
         assert body["current_step"] == "reserve-inventory"

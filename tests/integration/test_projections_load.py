@@ -11,6 +11,7 @@ from application.workflows import Workflows
 from domain.load import LoadMetrics
 from domain.step import StepResult
 from domain.system_load import RebalancingLog, SystemLoad
+from domain.workflow_error import WorkflowError
 from projections.load import LoadRow
 from tests.support.projection_history import (
     ASSIGN,
@@ -136,3 +137,34 @@ class TestRouting:
             # The answered workflow's next step waits, not yet bound to an instance.
             assert rows[("robotics-service", "robotics-service")] == (0, 1, 0, 0)
             assert rows.get(("inventory-service", "inventory-service"), (0, 0, 0, 0))[0] == 0
+
+
+def unresolvable_history(app: Workflows) -> dict[str, UUID]:
+    """A step whose input cannot resolve fails before any call, as the engine records it;
+    another workflow's step fails at a named instance."""
+    never_called = start(app, "ORD-unresolvable")
+    wf = app.get_workflow(never_called)
+    error = WorkflowError.create(RESERVE, "inventory-service", "INPUT_MAPPING_FAILED",
+                                 "${input.noSuchField}: no 'noSuchField'", "VALIDATION_ERROR",
+                                 False)
+    wf.handle_step_failure(RESERVE, error, app.clock())
+    app.save_workflow(wf)
+    called = start(app, "ORD-called")
+    app.start_step(called, RESERVE)
+    wf = app.get_workflow(called)
+    wf.handle_step_failure(RESERVE, timeout(RESERVE), app.clock(), instance="inventory-1",
+                           duration_ms=5000)
+    app.save_workflow(wf)
+    return {"never_called": never_called, "called": called}
+
+
+class TestOnlyRealInstances:
+    def test_a_failure_that_reached_no_instance_counts_nowhere(self, server: Database) -> None:
+        with live_projection(server, unresolvable_history) as done:
+            rows = {(r.service, r.instance): r for r in done.models.load.list()}
+            assert done.app.get_workflow(
+                done.ids["never_called"]).step(RESERVE).last_error.code == "INPUT_MAPPING_FAILED"
+            failing = {key: (r.failed, r.error_rate) for key, r in rows.items() if r.failed}
+            assert failing == {("inventory-service", "inventory-1"): (1, 1.0)}
+            service_row = rows.get(("inventory-service", "inventory-service"))
+            assert service_row is None or service_row.error_rate is None

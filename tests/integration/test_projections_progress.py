@@ -7,10 +7,12 @@ from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
+from psycopg.sql import SQL, Identifier
 
 from application.database import Database
 from application.workflows import Workflows
 from domain.exceptions import InvalidValue
+from projections.progress import ADDED_COLUMNS, ProgressRow
 from projections.read_models import ReadModels
 from projections.runner import ProjectorRunner
 from tests.support.projection_history import (
@@ -20,6 +22,8 @@ from tests.support.projection_history import (
     RESERVE,
     Projected,
     all_pages,
+    out_of_stock,
+    run_step,
     start,
     timeout,
 )
@@ -57,7 +61,7 @@ class TestProgressRows:
         row = models.progress.get(history["succeeded"])
         assert row is not None
         assert (row.id, row.definition, row.definition_version, row.type, row.priority) == (
-            history["succeeded"], "order-fulfillment", 1, "ORDER_FULFILLMENT", "HIGH")
+            history["succeeded"], "order-fulfillment", 2, "ORDER_FULFILLMENT", "HIGH")
         assert (row.status, row.current_step, row.steps_done, row.steps_total) == (
             "COMPLETED", None, 4, 4)
         assert (row.progress_percent, row.attempts, row.retries, row.retry_count) == (
@@ -74,7 +78,7 @@ class TestProgressRows:
         assert steps(models, row.id) == [(RESERVE, "COMPLETED", 1), (ASSIGN, "COMPLETED", 1),
                                          (PICK, "COMPLETED", 1), (PACK, "COMPLETED", 1)]
 
-    def test_a_retried_step_counts_its_attempts_and_keeps_the_error(
+    def test_a_retried_step_counts_its_attempts_and_keeps_the_error_as_history(
             self, models: ReadModels, history: dict[str, UUID]) -> None:
         row = models.progress.get(history["retried"])
         assert row is not None
@@ -82,7 +86,8 @@ class TestProgressRows:
             "EXECUTING", ASSIGN, 1, 25.0)
         assert (row.attempts, row.retries, row.finished_at, row.waiting_reason) == (
             3, 1, None, None)
-        assert row.last_error is not None and row.last_error["code"] == "TIMEOUT"
+        assert row.last_error is None  # the retry succeeded: no error is current
+        assert row.last_failure is not None and row.last_failure["code"] == "TIMEOUT"
         assert steps(models, row.id) == [(RESERVE, "COMPLETED", 2), (ASSIGN, "EXECUTING", 1),
                                          (PICK, "PENDING", 0), (PACK, "PENDING", 0)]
 
@@ -92,9 +97,10 @@ class TestProgressRows:
         row = models.progress.get(history["compensated"])
         assert row is not None
         assert (row.status, row.current_step, row.steps_done, row.progress_percent) == (
-            "COMPENSATED", PICK, 0, 0.0)
+            "COMPENSATED", None, 0, 0.0)
         assert (row.attempts, row.compensation_progress) == (3, 100.0)
         assert row.last_error is not None and row.last_error["code"] == "OUT_OF_STOCK"
+        assert row.last_failure == row.last_error
         assert row.finished_at == app.history(row.id)[-1].timestamp
         assert steps(models, row.id) == [(RESERVE, "COMPENSATED", 1),
                                          (ASSIGN, "COMPENSATED", 1), (PICK, "FAILED", 1),
@@ -108,7 +114,7 @@ class TestProgressRows:
                         r.finished_at is not None) for name, r in rows.items() if r}
         assert shown == {
             "resumed": ("EXECUTING", ASSIGN, 1, None, False),
-            "cancelled": ("CANCELLED", ASSIGN, 1, None, True),
+            "cancelled": ("CANCELLED", None, 1, None, True),
             "paused": ("PAUSED", RESERVE, 0, "inspection", False),
         }
 
@@ -144,6 +150,93 @@ class TestProgressRows:
         assert head > 0
         assert own_models.progress.max_tracking_id(app.name) == head
         assert own_models.progress.list().items == ()
+
+
+class TestRowsSayWhatIsTrueNow:
+    def row(self, app: Workflows, models: ReadModels, runner: ProjectorRunner,
+            workflow_id: UUID) -> ProgressRow:
+        runner.wait(app.recorder.max_notification_id() or 0, timeout=10)
+        row = models.progress.get(workflow_id)
+        assert row is not None
+        wf = app.get_workflow(workflow_id)
+        assert (row.status, row.current_step) == (wf.status.value, wf.current_step_id)
+        return row
+
+    def test_a_workflow_completed_after_a_retry_has_no_current_error(
+            self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
+        workflow_id = start(app, "ORD-recovered")
+        app.start_step(workflow_id, RESERVE)
+        app.handle_step_failure(workflow_id, RESERVE, timeout(RESERVE))
+        waiting = self.row(app, own_models, runner, workflow_id)
+        assert waiting.last_error is not None and waiting.last_error["code"] == "TIMEOUT"
+        for step_id in (RESERVE, ASSIGN, PICK, PACK):
+            run_step(app, workflow_id, step_id)
+        app.complete_saga(workflow_id)
+        row = self.row(app, own_models, runner, workflow_id)
+        assert (row.status, row.current_step, row.last_error) == ("COMPLETED", None, None)
+        assert row.last_failure is not None and row.last_failure["code"] == "TIMEOUT"
+
+    def test_a_resolved_compensation_failure_gives_way_to_the_sagas_failure(
+            self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
+        workflow_id = start(app, "ORD-undo")
+        run_step(app, workflow_id, RESERVE)
+        app.start_step(workflow_id, ASSIGN)
+        app.handle_step_failure(workflow_id, ASSIGN, out_of_stock(ASSIGN))
+        # A compensation call that fails once, as the engine records it (the manual step
+        # API has no compensation failure).
+        app._command(workflow_id, lambda w, now: w.start_step_compensation(RESERVE, now))
+        app._command(workflow_id, lambda w, now: w.handle_compensation_failure(
+            RESERVE, timeout(RESERVE), now))
+        failing = self.row(app, own_models, runner, workflow_id)
+        assert failing.status == "COMPENSATING"
+        assert failing.last_error is not None and failing.last_error["code"] == "TIMEOUT"
+        app.mark_step_compensated(workflow_id, RESERVE, {"released": True})
+        app.complete_compensation(workflow_id)
+        row = self.row(app, own_models, runner, workflow_id)
+        assert (row.status, row.current_step) == ("COMPENSATED", None)
+        assert row.last_error is not None and row.last_error["code"] == "OUT_OF_STOCK"
+        assert row.last_failure is not None and row.last_failure["code"] == "TIMEOUT"
+
+    def test_a_cancelled_or_retried_workflow_has_no_current_error_or_step(
+            self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
+        workflow_id = start(app, "ORD-again")
+        app.start_step(workflow_id, RESERVE)
+        app.handle_step_failure(workflow_id, RESERVE, timeout(RESERVE))
+        app.cancel(workflow_id, reason="re-plan")
+        row = self.row(app, own_models, runner, workflow_id)
+        assert (row.status, row.current_step, row.last_error) == ("CANCELLED", None, None)
+        app.retry(workflow_id)
+        row = self.row(app, own_models, runner, workflow_id)
+        assert (row.status, row.current_step, row.last_error) == ("EXECUTING", RESERVE, None)
+        assert row.last_failure is not None and row.last_failure["code"] == "TIMEOUT"
+
+
+class TestUpgrade:
+    def test_a_table_of_an_earlier_release_gains_the_new_columns(
+            self, db: Database, app: Workflows) -> None:
+        models = ReadModels(db.env(), app=app)
+        view = models.progress
+        with view.datastore.transaction(commit=True) as curs:
+            for column, _ in ADDED_COLUMNS:
+                curs.execute(SQL("DROP VIEW {}").format(view.stable_name()))
+                curs.execute(SQL("ALTER TABLE {}.{} DROP COLUMN {}").format(
+                    Identifier(view.schema), Identifier(view.prefix + "_g1"),
+                    Identifier(column)))
+                curs.execute(SQL("CREATE VIEW {} AS SELECT * FROM {}.{}").format(
+                    view.stable_name(), Identifier(view.schema),
+                    Identifier(view.prefix + "_g1")))
+        models.close()
+        upgraded = ReadModels(db.env(), app=app)
+        try:
+            with ProjectorRunner(read_models=upgraded, standby_poll_seconds=0.1) as running:
+                workflow_id = start(app, "ORD-upgrade")
+                app.start_step(workflow_id, RESERVE)
+                _, position = app.handle_step_failure(workflow_id, RESERVE, timeout(RESERVE))
+                running.wait(position or 0, timeout=10)
+            row = upgraded.progress.get(workflow_id)
+            assert row is not None and row.last_failure is not None
+        finally:
+            upgraded.close()
 
 
 class TestProgressQueries:

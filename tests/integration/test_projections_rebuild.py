@@ -140,7 +140,8 @@ class TestRebuild:
                 # A writer that always has appended more by the next read: chasing the
                 # head would never end (and held the switch's transaction open meanwhile).
                 found = read(*args, **kwargs)
-                app.start_workflow(definition="order-fulfillment", driven_by="caller")
+                app.start_workflow(definition="order-fulfillment", driven_by="caller",
+                                   input={"orderId": "ORD-1"})
                 return found
 
             monkeypatch.setattr(app.recorder, "select_notifications", read_then_append)

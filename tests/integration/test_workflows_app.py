@@ -21,6 +21,7 @@ from domain.exceptions import (
     InvalidValue,
     StepNotFound,
 )
+from domain.input_schema import InvalidInput
 from domain.load import LoadMetrics
 from domain.step import StepResult
 from domain.workflow_error import WorkflowError
@@ -277,11 +278,13 @@ class TestRejectedCommandsChangeNothing:
                     "retry_policy": {"multiplier": 0.5}}]},
         {"steps": [{"step_id": "a", "service": "s", "operation": "o",
                     "retry_policy": {"initial_delay_ms": 5000, "max_delay_ms": 10}}]},
+        {"input": {}}, {"input": {"orderId": "O", "items": [{"sku": "S", "quantity": 0}]}},
     ])
     def test_invalid_starts_are_rejected_and_record_nothing(self, app, kwargs):
         head = app.recorder.max_notification_id()
         kwargs.setdefault("definition", None if "steps" in kwargs else "order-fulfillment")
-        with pytest.raises((InvalidValue, InvalidDefinition, DefinitionNotFound)):
+        kwargs.setdefault("input", {"orderId": "ORD-1"})
+        with pytest.raises((InvalidValue, InvalidDefinition, DefinitionNotFound, InvalidInput)):
             app.start_workflow(**kwargs)
         assert app.recorder.max_notification_id() == head
 
@@ -296,13 +299,13 @@ class TestRejectedCommandsChangeNothing:
 
 class TestDefinitions:
     def test_versions_are_kept_and_a_running_workflow_keeps_its_version(self, app):
-        v1 = app.get_definition("order-fulfillment")
-        data = v1.to_dict() | {"version": 2}
+        latest = app.get_definition("order-fulfillment")
+        data = latest.to_dict() | {"version": 3}
         data["steps"] = data["steps"][:2]
         app.register_definition(data)
-        assert app.get_definition("order-fulfillment").version == 2
+        assert app.get_definition("order-fulfillment").version == 3
         assert [d.version for d in app.list_definitions()
-                if d.name == "order-fulfillment"] == [1, 2]
+                if d.name == "order-fulfillment"] == [1, 2, 3]
         old = start(app, version=1)
         assert len(app.get_workflow(old).steps) == 4
         assert app.get_workflow(old).definition_version == 1
@@ -319,13 +322,13 @@ class TestDefinitions:
         app.get_definition("order-fulfillment")  # this process has read the catalog
         other = Workflows(env=db.env())
         try:
-            data = other.get_definition("order-fulfillment").to_dict() | {"version": 2}
+            data = other.get_definition("order-fulfillment").to_dict() | {"version": 3}
             data["steps"] = data["steps"][:1]
             other.register_definition(data)
-            other.register_definition(data | {"name": "single-pick"})
+            other.register_definition(data | {"name": "single-pick", "version": 1})
         finally:
             other.close()
-        assert app.get_definition("order-fulfillment").version == 2
+        assert app.get_definition("order-fulfillment").version == 3
         assert app.get_definition("order-fulfillment", 1).version == 1
         assert len(app.get_definition("single-pick").steps) == 1
         wf_id = app.start_workflow(definition="single-pick", input={"orderId": "o-1"}).workflow_id

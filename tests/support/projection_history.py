@@ -29,6 +29,7 @@ DURATIONS = {RESERVE: 10, ASSIGN: 20, PICK: 30, PACK: 40}
 OUTPUTS: dict[str, dict[str, Any]] = {RESERVE: {"reservationId": "RES-1"},
                                       ASSIGN: {"robotId": "ROBOT-7"}, PICK: {"picked": 1},
                                       PACK: {"parcelId": "PCL-1"}}
+LINES = [{"sku": "SKU-1", "quantity": 1}]
 SCENARIOS = ("succeeded", "retried", "compensated", "resumed", "cancelled", "paused")
 # Every table behind the read models' stable SQL views.
 TABLES = ("wes_progress", "wes_audit", "wes_load", "wes_load_workflows", "wes_load_instances",
@@ -54,7 +55,7 @@ class StepClock:
 def start(app: Workflows, order: str, **kwargs: Any) -> UUID:
     """An order-fulfillment workflow the test drives by hand."""
     return app.start_workflow(definition="order-fulfillment",
-                              input={"orderId": order, "items": ["SKU-1"]},
+                              input={"orderId": order, "items": LINES},
                               driven_by="caller", **kwargs).workflow_id
 
 
@@ -137,7 +138,7 @@ def bulk_completed(app: Workflows, count: int, per_transaction: int = 100) -> in
     pending: list[Workflow] = []
     for n in range(count):
         wf = Workflow.create(steps=steps, now=now, definition_id="order-fulfillment",
-                             input={"orderId": f"BULK-{n}", "items": ["SKU-1"]})
+                             input={"orderId": f"BULK-{n}", "items": LINES})
         wf.start(now)
         for step_id in (RESERVE, ASSIGN, PICK, PACK):
             wf.start_step(step_id, now)
