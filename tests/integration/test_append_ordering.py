@@ -154,6 +154,93 @@ class TestAppendInFlight:
         assert [n.id for n in recorder.select_notifications(None, 10, topics=["b"])] == [2, 3, 4]
 
 
+class TestReadsFromAnyPosition:
+    """A read may start anywhere: inside a block still in flight, or "from now"."""
+
+    def test_a_read_starting_inside_an_open_append_does_not_pass_over_it(
+            self, store: Any) -> None:
+        datastore, recorder = store
+        recorder.insert_events(events())
+        with datastore.get_connection() as slow, slow.transaction():
+            assert recorder.append(slow, events(6)) == [2, 3, 4, 5, 6, 7]
+            assert recorder.insert_events(events()) == [8]
+            assert naive_positions(datastore, recorder) == [1, 8]
+            for start in range(2, 8):
+                assert [n.id for n in recorder.select_notifications(start, 10)] == [], start
+                assert recorder.select_notifications(start - 1, 10,
+                                                     inclusive_of_start=False) == []
+                found, blocked = recorder.select_committed(start, 10)
+                assert found == [] and blocked is not None
+            # Above the block nothing is in flight: position 8 is the next event there.
+            assert [n.id for n in recorder.select_notifications(8, 10)] == [8]
+        assert [n.id for n in recorder.select_notifications(4, 10)] == [4, 5, 6, 7, 8]
+
+    def test_a_read_inside_a_long_open_append_does_not_pass_over_it(self, store: Any) -> None:
+        # More missing positions than the reader probes one by one: it reads pg_locks.
+        datastore, recorder = store
+        with datastore.get_connection() as slow, slow.transaction():
+            assert recorder.append(slow, events(200)) == list(range(1, 201))
+            assert recorder.insert_events(events()) == [201]
+            assert recorder.select_notifications(50, 10) == []
+            assert recorder.select_notifications(120, 10, topics=["topic"]) == []
+        assert [n.id for n in recorder.select_notifications(195, 10)] == [
+            195, 196, 197, 198, 199, 200, 201]
+
+    def test_a_subscription_from_inside_an_open_append_waits_for_it(self, store: Any) -> None:
+        datastore, recorder = store
+        recorder.insert_events(events())
+        received: list[int] = []
+        with datastore.get_connection() as slow, recorder.subscribe(gt=3) as subscription:
+            slow.execute("BEGIN")
+            assert recorder.append(slow, events(6)) == [2, 3, 4, 5, 6, 7]
+            recorder.insert_events(events())
+            reader = threading.Thread(target=lambda: received.extend(
+                n.id for _, n in zip(range(5), subscription, strict=False)))
+            reader.start()
+            time.sleep(0.3)
+            assert received == []  # position 8 is committed, but 4..7 are not yet
+            slow.execute("COMMIT")
+            reader.join(5)
+        assert received == [4, 5, 6, 7, 8]
+
+    def test_the_settled_head_stays_below_an_open_append(self, store: Any) -> None:
+        datastore, recorder = store
+        recorder.insert_events(events())
+        assert recorder.settled_head() == 1
+        with datastore.get_connection() as slow, slow.transaction():
+            recorder.append(slow, events(6))
+            # An append in flight above every committed position holds nothing back.
+            assert recorder.settled_head() == 1
+            recorder.insert_events(events())
+            assert recorder.max_notification_id() == 8
+            assert recorder.settled_head() == 1
+        assert recorder.settled_head() == 8
+
+    def test_the_settled_head_steps_over_a_rolled_back_append(self, store: Any) -> None:
+        datastore, recorder = store
+        with datastore.get_connection() as conn:
+            conn.execute("BEGIN")
+            recorder.append(conn, events(3))
+            recorder.insert_events(events())
+            assert recorder.settled_head() == 0
+            conn.execute("ROLLBACK")
+        assert recorder.settled_head() == 4
+
+    def test_a_subscription_from_the_settled_head_gets_what_commits_later(
+            self, store: Any) -> None:
+        datastore, recorder = store
+        recorder.insert_events(events())
+        received: list[int] = []
+        with datastore.get_connection() as slow:
+            slow.execute("BEGIN")
+            recorder.append(slow, events(2))
+            recorder.insert_events(events())
+            with recorder.subscribe(gt=recorder.settled_head()) as subscription:
+                slow.execute("COMMIT")
+                received.extend(n.id for _, n in zip(range(3), subscription, strict=False))
+        assert received == [2, 3, 4]
+
+
 class TestManyWritersCommittingOutOfOrder:
     WRITERS = 8
     SECONDS = 3.0
