@@ -330,3 +330,76 @@ class TestManyWritersCommittingOutOfOrder:
         for seen in (seen_by_subscription, seen_by_poller):
             assert seen == sorted(set(seen)), "a position came twice or out of order"
             assert [p for p in seen if p <= final["last"]] == expected
+
+
+class TestReadersStartingAnywhereWhileWritersCommitOutOfOrder:
+    WRITERS = 6
+    SECONDS = 3.0
+
+    def test_no_start_position_and_no_settled_head_passes_over_an_event(
+            self, store: Any) -> None:
+        datastore, recorder = store
+        commit_sent: dict[int, float] = {}  # position -> when its COMMIT was sent
+        lock = threading.Lock()
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def write(seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                while not stop.is_set():
+                    with datastore.get_connection() as conn:
+                        conn.execute("BEGIN")
+                        positions = recorder.append(conn, events(rng.randint(1, 6))) or []
+                        time.sleep(rng.random() * 0.004)  # commit after others took theirs
+                        if rng.random() < 0.1:
+                            conn.execute("ROLLBACK")
+                            continue
+                        sent = time.monotonic()
+                        conn.execute("COMMIT")
+                    with lock:
+                        commit_sent.update(dict.fromkeys(positions, sent))
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        reads: list[tuple[int, list[int]]] = []  # (start, what a reader from there saw)
+        heads: list[tuple[int, float]] = []  # (settled head, when it was handed out)
+
+        def read_from_anywhere(seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                while not stop.is_set():
+                    heads.append((recorder.settled_head(), time.monotonic()))
+                    # Often inside an append still in flight: the newest positions.
+                    latest = recorder.max_notification_id() or 0
+                    start = rng.randint(max(0, latest - 12), latest)
+                    seen: list[int] = []
+                    for _ in range(rng.randint(1, 3)):
+                        batch = recorder.select_notifications(
+                            seen[-1] if seen else start, 5, inclusive_of_start=False)
+                        seen += [n.id for n in batch]
+                    if seen:
+                        reads.append((start, seen))
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(self.WRITERS)]
+        threads += [threading.Thread(target=read_from_anywhere, args=(100 + i,))
+                    for i in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(self.SECONDS)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+
+        committed = sorted(commit_sent)
+        assert len(reads) > 50 and len(committed) > 200
+        for start, seen in reads:
+            # Everything that ever committed between the start and the last position read.
+            assert seen == [p for p in committed if start < p <= seen[-1]], start
+        for head, handed_out in heads:
+            # Whatever lies at or below a head had its COMMIT sent before the head was read.
+            late = [p for p in committed if p <= head and commit_sent[p] > handed_out]
+            assert late == [], (head, late)
