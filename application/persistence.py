@@ -500,8 +500,8 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_committed(self, first: int, limit: int, stop: int | None = None,
                          topics: Sequence[str] = ()) -> tuple[list[Notification], int | None]:
-        """Up to `limit` notifications from position `first` on, in order, and the position
-        of an append still in flight that stopped the read (None if nothing did)."""
+        """Up to `limit` notifications from position `first` on, in order, and a marker
+        position of an append still in flight that stopped the read (None if nothing did)."""
         found: list[Notification] = []
         wanted = set(topics)
         while True:
@@ -604,8 +604,8 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         return self.heads().settled
 
     def wait_for_append(self, position: int, stopped: Callable[[], bool]) -> None:
-        """Blocks until the append whose block starts at `position` has committed or rolled
-        back (or `stopped()` turns true)."""
+        """Blocks until the append whose block is marked at `position` (its first or last)
+        has committed or rolled back (or `stopped()` turns true)."""
         while not stopped():
             try:
                 with self.datastore.transaction(commit=False) as curs:
