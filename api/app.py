@@ -41,7 +41,8 @@ An event-sourced saga orchestration engine for warehouse execution systems.
 * **Queries** (`GET /v1/workflows`, `/v1/audit`, `/v1/load`, `/v1/projections`) are served
   from read models that follow the event store. Every query accepts `?min_position=N`:
   the answer waits (bounded) until the read model has applied global position N, so a
-  client reads its own writes; `504` if it does not catch up in time.
+  client reads its own writes; `504` if it does not catch up in time, `422` at once for a
+  position the event store does not have yet.
 * **Commands** answer with the global `position` of their last event.
 * **Audit replay** (`/history`, `/state?version=N` or `?at=TIME`) and the **event feed**
   (`/v1/events`, `/v1/events/stream`) read the event store itself.

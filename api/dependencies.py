@@ -21,7 +21,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import KeyRing, Role
-from api.errors import ApiProblem, Forbidden, Unauthenticated, WaitTimeout
+from api.errors import ApiProblem, Forbidden, PositionNotWritten, Unauthenticated, WaitTimeout
 from api.feed import EventHub, EventReader
 from api.ports import AsyncQueries, LoadCommands, ReadModels
 from api.schemas.common import INT64
@@ -208,28 +208,43 @@ Admin = Annotated[Principal, Depends(_require(Role.ADMIN))]
 MIN_POSITION = Query(
     ge=0, le=INT64,
     description="Wait (bounded) until the read model has applied this global position, "
-                "e.g. the `position` a command answered; 504 if it does not in time.",
+                "e.g. the `position` a command answered; 504 if it does not in time, 422 at "
+                "once if the event store has no such position yet.",
 )
 
 
+def _written(c: Components, position: int) -> None:
+    """A position above the latest committed one is a 422 at once: a command answers only
+    after its events committed, so such a position was never handed out."""
+    latest = c.reader.latest()
+    if position > latest:
+        raise PositionNotWritten(position, latest)
+
+
 def _fresh(*names: str) -> Callable[..., Coroutine[None, None, None]]:
+    def wait_for(c: Components, position: int) -> int | None:
+        _written(c, position)
+        return c.read_models.projections.wait(names, position, c.config.min_position_timeout)
+
     async def wait(request: Request,
                    min_position: Annotated[int | None, MIN_POSITION] = None) -> None:
         if min_position is None:
             return
         c = components_of(request)
-        timeout = c.config.min_position_timeout
         # The wait polls the database and sleeps: a worker thread, not the event loop.
-        reached = await run_in_threadpool(c.read_models.projections.wait, names, min_position,
-                                          timeout)
+        reached = await run_in_threadpool(wait_for, c, min_position)
         if reached is None or reached < min_position:
-            raise WaitTimeout(min_position, reached, timeout)
+            raise WaitTimeout(min_position, reached, c.config.min_position_timeout)
 
     return wait
 
 
-async def _current(min_position: Annotated[int | None, MIN_POSITION] = None) -> None:
-    """Reads from the event store are always current: nothing to wait for."""
+async def _current(request: Request,
+                   min_position: Annotated[int | None, MIN_POSITION] = None) -> None:
+    """Reads from the event store are always current: nothing to wait for, but a position
+    the store does not have is refused as everywhere."""
+    if min_position is not None:
+        await run_in_threadpool(_written, components_of(request), min_position)
 
 
 ProgressFresh = Annotated[None, Depends(_fresh("progress"))]

@@ -98,6 +98,18 @@ class WaitTimeout(ApiProblem):
         )
 
 
+class PositionNotWritten(ApiProblem):
+    """`?min_position=` beyond the store's latest position: nothing could ever be waited for."""
+
+    def __init__(self, position: int, latest: int) -> None:
+        super().__init__(
+            422, "position-not-written", "Position not written",
+            f"min_position {position} is beyond the event store's latest position {latest}: "
+            "pass a position a command answered",
+            field="min_position", min_position=position, latest=latest,
+        )
+
+
 class Unauthenticated(ApiProblem):
     def __init__(self, detail: str) -> None:
         super().__init__(401, "unauthenticated", "Unauthenticated", detail,

@@ -1,12 +1,14 @@
 """The event feed: stored events in global order, and a hub that follows new ones live.
 
-`EventReader` reads and decodes events after a position (the library's
-`select_notifications`). `EventHub` runs one library subscription (PostgreSQL
-LISTEN/NOTIFY) in a thread for the whole process and keeps the latest events in memory,
-so any number of SSE clients follow the store without querying it; a client that is
-further behind than the buffer reads from the store until it catches up. Positions only
-grow (the library records notification ids without interleaving), so "every event after
-my last id" never skips or repeats one.
+`EventReader` reads and decodes events after a position (the recorder's
+`select_notifications`). `EventHub` runs one subscription (PostgreSQL LISTEN/NOTIFY) in a
+thread for the whole process and keeps the latest events in memory, so any number of SSE
+clients follow the store without querying it; a client that is further behind than the
+buffer reads from the store until it catches up. The recorder hands positions out in
+order, exactly once, never past an append still in flight, from any start position; so
+"every event after my last id" never skips or repeats one. "From now" starts after the
+recorder's settled head (below every append in flight), never after the highest committed
+position, which an append still in flight may lie below.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
+from application.persistence import Heads
 from application.workflows import Workflows, event_data
 from domain.workflow import Workflow
 
@@ -103,6 +106,15 @@ class EventReader:
         )
 
     def head(self) -> int:
+        """Where "from now" starts: every append at or below it has ended."""
+        return self.workflows.store.settled_head()
+
+    def heads(self) -> Heads:
+        """The latest committed position and the settled head, read together."""
+        return self.workflows.store.heads()
+
+    def latest(self) -> int:
+        """The highest committed position (positions above it do not exist yet)."""
         return self.workflows.recorder.max_notification_id() or 0
 
     def read(self, after: int, limit: int) -> list[StoredEvent]:

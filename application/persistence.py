@@ -17,17 +17,26 @@ does the same. Here an append holds a lock only while it takes its positions:
 
 1. Positions are handed out in contiguous blocks, one block per append, under a session
    advisory lock that is released before the rows are even written (microseconds). While
-   it holds that lock, the append also takes a transaction-scoped advisory lock named after
-   the first position of its block: the block's *marker*, held until the append commits or
-   aborts.
-2. A reader returns rows in position order and never passes over a missing position until
-   it knows that position's transaction has ended. For a missing position below a row it
-   has read, the block's marker answers exactly that: every block below a visible row took
-   its marker before that row's block was handed out, so a free marker means the writer has
-   finished. The reader then reads the missing positions again with a fresh snapshot: rows
-   now present committed late and are returned in order; rows still missing were rolled
-   back and can never appear. A held marker stops the read just before it; a subscription
-   then waits on that very marker (no timeout decides anything).
+   it holds that lock, the append also takes transaction-scoped advisory locks named after
+   the first and the last position of its block: the block's *markers*, held until the
+   append commits or aborts.
+2. A reader returns rows in position order from any start and never passes over a missing
+   position until it knows that position's transaction has ended. Every missing position
+   below a row it has read lies in a block handed out before that row's block, so its
+   markers were taken before the row's block existed; and a block still in flight that
+   holds a missing position has its first or its last position among the missing ones
+   (it cannot reach the row, which is committed), even when it began below the read's
+   start. So if no marker among the missing positions is held, their writers have
+   finished: the reader reads them again with a fresh snapshot (rows now present committed
+   late and are returned in order; rows still missing were rolled back and can never
+   appear). A held marker stops the read just before it; a subscription then waits on that
+   very marker (no timeout decides anything).
+
+   "From now" is the *settled head* (`settled_head`), not the highest committed position:
+   the position just below the first block still in flight (its lowest held marker), read
+   from pg_locks in the statement that reads the highest position. A reader that starts
+   after it misses nothing that commits later; it may get a few events that committed just
+   before it asked.
 3. NOTIFY is sent after commit by one background sender per recorder, coalescing bursts,
    so it does not serialise commits either. It only wakes subscribers up: correctness
    never depends on it.
@@ -35,21 +44,21 @@ does the same. Here an append holds a lock only while it takes its positions:
 Positions are therefore contiguous per append (the library's non-interleaving contract),
 returned by `insert_events` as before, and read in order exactly once. Anything that
 reads the events table must go through `select_notifications` / `subscribe` (a bare
-`ORDER BY notification_id` query can pass over an append still in flight).
+`ORDER BY notification_id` query can pass over an append still in flight), and a reader
+"from now" starts after `settled_head()`: `max_notification_id()` stays the library's
+highest committed position, right for "wait until this is applied", not as a start.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import threading
 import time
-import weakref
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -59,20 +68,21 @@ from eventsourcing.persistence import (
     Notification,
     OperationalError,
     ProgrammingError,
-    ShutDown,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresSubscription
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from application.connection_check import check_now_and_then
+from application.log_following import Notifier, WesSubscription, unlisten
 
 # Markers live in the two-int advisory-lock space (classid = a hash of the table, objid =
 # the position's low 31 bits). A hash collision can only make a reader or writer wait for
-# another transaction to end; it can never make a reader pass over an event.
+# another transaction to end (or, past 2**31 positions, hold the settled head lower); it
+# can never make a reader pass over an event.
 _POSITION_BITS = 0x7FFFFFFF
 # Appends with up to this many events (or work items) send them as scalar parameters.
 _SCALAR_ROWS = 8
@@ -107,6 +117,16 @@ class HistoryRow:
     version: int
     topic: str
     state: bytes
+
+
+class Heads(NamedTuple):
+    """Two heads of the event log, read at one instant."""
+
+    latest: int
+    """The highest committed position (the library's `max_notification_id`)."""
+    settled: int
+    """The highest position at or below which every append has ended (committed or rolled
+    back); at most `latest`. Positions above it may still commit."""
 
 
 class WesApplicationRecorder(PostgresApplicationRecorder):
@@ -237,7 +257,7 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         self._id_type = id_type
         self._append_sql: dict[tuple[int, int, int], str] = {}
         self._notify = self._render(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
-        self._notifier = _Notifier(self.datastore, self._notify)
+        self._notifier = Notifier(self.datastore, self._notify)
 
         # ---- reading
         columns = SQL("SELECT originator_version, topic, state FROM {}.{} WHERE originator_id = %s"
@@ -283,6 +303,21 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             " AND classid = {}::oid AND granted AND mode = 'ExclusiveLock'"
             " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ).format(Literal(self._marker_class)))
+        # One statement, so the events are read in a snapshot taken before pg_locks is: an
+        # append whose marker is still held then has not committed in that snapshot.
+        self._heads_sql = self._render(SQL(
+            "WITH head AS (SELECT coalesce(max(notification_id), 0) AS latest FROM {events}),"
+            " held AS (SELECT (head.latest & ~{bits}::bigint) | l.objid::bigint AS p"
+            "  FROM head, pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 2"
+            "  AND l.classid = {cls}::oid AND l.granted AND l.mode = 'ExclusiveLock'"
+            "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())),"
+            " named AS (SELECT CASE WHEN held.p > head.latest THEN held.p - {bits} - 1"
+            "  ELSE held.p END AS p FROM held, head)"
+            " SELECT head.latest, (SELECT min(named.p) FROM named WHERE named.p >= 1"
+            "  AND NOT EXISTS (SELECT 1 FROM {events} e WHERE e.notification_id = named.p))"
+            "  AS in_flight FROM head"
+        ).format(events=SQL("{}.{}").format(schema, events), bits=Literal(_POSITION_BITS),
+                 cls=Literal(self._marker_class)))
         self._wait_marker_sql = self._render(SQL(
             "SELECT pg_advisory_xact_lock_shared({}, (%s::bigint & {})::integer)"
         ).format(Literal(self._marker_class), Literal(_POSITION_BITS)))
@@ -328,7 +363,10 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             " BEGIN"
             "  PERFORM pg_advisory_lock({allocation});"
             "  first_id := nextval({seq}::regclass);"
-            "  IF n > 1 THEN PERFORM setval({seq}::regclass, first_id + n - 1); END IF;"
+            "  IF n > 1 THEN"
+            "   PERFORM setval({seq}::regclass, first_id + n - 1);"
+            "   PERFORM pg_advisory_xact_lock({marker}, ((first_id + n - 1) & {bits})::integer);"
+            "  END IF;"
             "  PERFORM pg_advisory_xact_lock({marker}, (first_id & {bits})::integer);"
             "  PERFORM pg_advisory_unlock({allocation});"
             "  RETURN first_id;"
@@ -462,8 +500,8 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_committed(self, first: int, limit: int, stop: int | None = None,
                          topics: Sequence[str] = ()) -> tuple[list[Notification], int | None]:
-        """Up to `limit` notifications from position `first` on, in order, and the position
-        of an append still in flight that stopped the read (None if nothing did)."""
+        """Up to `limit` notifications from position `first` on, in order, and a marker
+        position of an append still in flight that stopped the read (None if nothing did)."""
         found: list[Notification] = []
         wanted = set(topics)
         while True:
@@ -549,9 +587,25 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
                          prepare=True, binary=True)
             return curs.fetchall()
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def heads(self) -> Heads:
+        """The latest committed position, and the settled head below every append in flight."""
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(self._heads_sql, prepare=True).fetchone()
+        latest, in_flight = (row["latest"], row["in_flight"]) if row else (0, None)
+        # Markers name a block's first and last positions: the lowest held one is the
+        # first position of the lowest block in flight (below `latest`, both are held).
+        settled = latest if in_flight is None else min(latest, in_flight - 1)
+        return Heads(latest=latest, settled=settled)
+
+    def settled_head(self) -> int:
+        """The highest position at or below which no append is in flight: where a reader
+        "from now" starts so that it misses nothing that commits later."""
+        return self.heads().settled
+
     def wait_for_append(self, position: int, stopped: Callable[[], bool]) -> None:
-        """Blocks until the append whose block starts at `position` has committed or rolled
-        back (or `stopped()` turns true)."""
+        """Blocks until the append whose block is marked at `position` (its first or last)
+        has committed or rolled back (or `stopped()` turns true)."""
         while not stopped():
             try:
                 with self.datastore.transaction(commit=False) as curs:
@@ -609,7 +663,7 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
                     for _ in conn.notifies(timeout=0.5, stop_after=1):
                         on_append()
             finally:
-                _unlisten(conn)
+                unlisten(conn)
 
     def next_due(self) -> datetime | None:
         """The earliest time any item becomes claimable (None when the queue is empty)."""
@@ -665,103 +719,6 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._aggregate_ids, (created_topic,))
             return [r["originator_id"] for r in curs.fetchall()]
-
-
-class WesSubscription(PostgresSubscription):
-    """The library's LISTEN/NOTIFY subscription, reading with `select_committed`: when an
-    append still in flight stops a read, it waits for exactly that append to end.
-
-    It also reads once more as soon as its LISTEN has taken effect. The library starts the
-    first read and the LISTEN in two threads, so an append that commits after that read but
-    before the LISTEN sends a NOTIFY nobody hears, and the subscription would not see it
-    until some later append (a projector once sat 10 s short of a workflow's first event).
-    """
-
-    def _listen(self) -> None:
-        try:
-            with self._recorder.datastore.get_connection() as conn:
-                conn.execute(SQL("LISTEN {0}").format(Identifier(self._recorder.channel_name)))
-                if not conn.autocommit:
-                    conn.commit()  # LISTEN takes effect at commit
-                # From here on every append is heard; read what committed before.
-                self._has_been_notified.set()
-                try:
-                    while not self._has_been_stopped and not self._thread_error:
-                        for _ in conn.notifies(timeout=0.1, stop_after=1):
-                            self._has_been_notified.set()
-                finally:
-                    _unlisten(conn)
-        except BaseException as e:
-            if self._thread_error is None:
-                self._thread_error = e
-            self.stop()
-
-    def _pull(self) -> None:
-        recorder = cast(WesApplicationRecorder, self._recorder)
-        while not self._has_been_stopped:
-            self._has_been_notified.clear()
-            notifications, blocked = recorder.select_committed(
-                (self._last_notification_id or 0) + 1, self._select_limit, topics=self._topics)
-            if notifications:
-                try:
-                    self._notifications_queue.put(notifications)
-                except ShutDown:
-                    break
-                self._last_notification_id = notifications[-1].id
-            if blocked is not None:
-                recorder.wait_for_append(blocked, lambda: self._has_been_stopped)
-            elif len(notifications) < self._select_limit:
-                break
-
-
-def _unlisten(conn: psycopg.Connection[Any]) -> None:
-    """Stops listening before the connection goes back to the pool: a pooled connection
-    still LISTENing would pile up notifications nobody reads."""
-    if not conn.closed:
-        with contextlib.suppress(psycopg.Error):
-            conn.execute("UNLISTEN *")
-
-
-class _Notifier:
-    """Sends the NOTIFY for appends after they commit, from one thread, one per burst."""
-
-    def __init__(self, datastore: PostgresDatastore, statement: str) -> None:
-        self._datastore = datastore
-        self._statement = statement
-        self._pending = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def wake(self) -> None:
-        self._pending.set()
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=_send_notifications, name="wes-notify", daemon=True,
-                        args=(weakref.ref(self._datastore), self._pending, self._statement))
-                    self._thread.start()
-
-
-def _send_notifications(datastore_ref: weakref.ref[PostgresDatastore], pending: threading.Event,
-                        statement: str) -> None:
-    # Holds the datastore only weakly, and ends when its pool is closed.
-    while True:
-        woken = pending.wait(1.0)
-        datastore = datastore_ref()
-        if datastore is None or datastore.pool.closed:
-            return
-        if woken:
-            pending.clear()  # commits from now on get a NOTIFY of their own
-            try:
-                with datastore.get_connection() as conn:
-                    conn.execute(statement)
-            except Exception:
-                if datastore.pool.closed:
-                    return
-                pending.set()
-                time.sleep(0.1)
-        del datastore
 
 
 class LeaderLock:

@@ -43,8 +43,10 @@ data: {"position": 58, "workflow_id": "...", "event_type": "Started", ...}
 
 `data` is a `FeedEvent`. On reconnecting, an `EventSource` sends `Last-Event-ID` and the
 stream resumes right after that position, with no gap and no repeat. Without it the stream
-starts after `?after=` or, when absent, with events appended from now on. Comment lines
-(`: ping`) keep idle connections open."""
+starts after `?after=` or, when absent, "from now": after the settled head (below every
+append still in flight), so it may begin with events that committed just before, and never
+misses one that commits later. Any start position is safe: the stream never passes over an
+append in flight. Comment lines (`: ping`) keep idle connections open."""
 
 
 def _filter(workflow_id: UUID | None, correlation_id: str | None,
@@ -66,11 +68,13 @@ def list_events(
     event store. With filters, a page may hold fewer than `limit` events while more
     follow: continue from `next_after` until `next_cursor` is null."""
     start = after or 0
-    head = c.reader.head()
     events, last = c.reader.scan(start, limit, _filter(workflow_id, correlation_id,
                                                        event_type))
+    # Read after the page, so that the latest position is at least the last one read.
+    heads = c.reader.heads()
     return EventPage(items=[FeedEvent.model_validate(e) for e in events], next_after=last,
-                     next_cursor=str(last) if last < head else None, head=head)
+                     next_cursor=str(last) if last < heads.latest else None,
+                     head=heads.settled)
 
 
 @router.get(

@@ -36,6 +36,9 @@ class EventPage(BaseModel):
 
     items: list[FeedEvent]
     next_after: int = Field(description="The last position read (pass as `after`).")
-    next_cursor: str | None = Field(description="Same as `next_after` while more events "
-                                                "exist; null once caught up with `head`.")
-    head: int = Field(description="The store's latest position when this page was read.")
+    next_cursor: str | None = Field(description="Same as `next_after` while committed "
+                                                "events exist after it; null once caught up.")
+    head: int = Field(description="The store's settled head when this page was read: every "
+                                  "append at or below it has ended, so a reader that starts "
+                                  "after it (\"from now\") misses nothing that commits later. "
+                                  "It stays below an append still in flight.")

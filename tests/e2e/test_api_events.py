@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from uuid import UUID
+
 import httpx
 from fastapi.testclient import TestClient
 
 from application.workflows import Workflows
-from cli.background import BackgroundServer
+from cli.background import BackgroundServer, serve_in_background
 from tests.e2e import api_support
 from tests.e2e.api_support import (
     NOT_POSITIONS,
     SseEvent,
     assert_problem,
+    build_app,
     read_sse,
     start_caller_driven,
 )
@@ -25,6 +30,33 @@ read_models = api_support.read_models
 def all_positions(app: Workflows, after: int = 0) -> list[int]:
     return [n.id for n in app.recorder.select_notifications(
         start=after, limit=10_000, inclusive_of_start=False)]
+
+
+@contextlib.contextmanager
+def append_held_open(app: Workflows, workflow_id: str, pairs: int = 2) -> Iterator[list[int]]:
+    """Real events of one workflow (pause/resume pairs) appended in a transaction that
+    stays open for the block: an append in flight, as a slow writer leaves it."""
+    wf = app.get_workflow(UUID(workflow_id))
+    for _ in range(pairs):
+        wf.pause(app.clock())
+        wf.resume(app.clock())
+    stored = [app.mapper.to_stored_event(e) for e in wf.collect_events()]
+    with app.store.datastore.get_connection() as conn, conn.transaction():
+        positions = app.store.append(conn, stored)
+        assert positions is not None and len(positions) == 2 * pairs
+        yield positions
+    app.store.announce()
+
+
+def stream_ids_until(response: httpx.Response, last: int) -> list[int]:
+    """Ids of the events an open SSE response sends, up to and including position `last`."""
+    ids: list[int] = []
+    for line in response.iter_lines():
+        if line.startswith("id:"):
+            ids.append(int(line[3:]))
+            if ids[-1] >= last:
+                break
+    return ids
 
 
 class TestEventPages:
@@ -69,6 +101,50 @@ class TestEventPages:
         assert_problem(api.get("/v1/events", params={"limit": 0}), 422)
         assert_problem(api.get("/v1/events", params={"limit": 501}), 422)
         assert_problem(api.get("/v1/events", params={"after": -1}), 422)
+
+
+class TestFeedAroundAnAppendInFlight:
+    """An append still in flight below a committed one: no read passes over it, from any
+    start position, and no head handed out lies above it."""
+
+    def test_a_page_from_inside_the_append_stops_before_it(
+            self, api: TestClient, app: Workflows) -> None:
+        held_for, other = start_caller_driven(api), start_caller_driven(api)
+        with append_held_open(app, held_for["id"]) as held:
+            later = api.post(f"/v1/workflows/{other['id']}/pause").json()["position"]
+            assert later == held[-1] + 1
+            for after in held[:-1]:
+                page = api.get("/v1/events", params={"after": after}).json()
+                assert (page["items"], page["next_after"]) == ([], after), after
+            assert api.get("/v1/events", params={"after": held[-1]}).json()["items"][0][
+                "position"] == later  # above the append nothing is held back
+            # The head handed out is where "from now" starts: below the append.
+            assert api.get("/v1/events", params={"after": later}).json()["head"] == held[0] - 1
+        page = api.get("/v1/events", params={"after": held[1]}).json()
+        assert [e["position"] for e in page["items"]] == [*held[2:], later]
+        assert [e["event_type"] for e in page["items"]] == ["Paused", "Resumed", "Paused"]
+        assert page["head"] == later
+
+    def test_streams_from_now_and_from_inside_the_append_miss_nothing(
+            self, api: TestClient, app: Workflows,
+            read_models: api_support.ReadModelSet) -> None:
+        held_for, other = start_caller_driven(api), start_caller_driven(api)
+        with contextlib.ExitStack() as stack:
+            client = stack.enter_context(httpx.Client(timeout=10))
+            with append_held_open(app, held_for["id"]) as held:
+                later = api.post(f"/v1/workflows/{other['id']}/pause").json()["position"]
+                # A server starting now: where its hub starts following is a head too.
+                server = serve_in_background(build_app(app, read_models, projectors=False))
+                stack.callback(server.stop)
+                from_now = stack.enter_context(
+                    client.stream("GET", f"{server.url}/v1/events/stream"))
+                resumed = stack.enter_context(client.stream(
+                    "GET", f"{server.url}/v1/events/stream",
+                    headers={"Last-Event-ID": str(held[1])}))
+            # The append commits only now, after both streams have started.
+            sentinel = api.post(f"/v1/workflows/{other['id']}/resume").json()["position"]
+            assert stream_ids_until(from_now, sentinel) == [*held, later, sentinel]
+            assert stream_ids_until(resumed, sentinel) == [*held[2:], later, sentinel]
 
 
 class TestEventStream:

@@ -50,7 +50,7 @@ FAILURES_SHOWN_PER_OPERATION = 3
 @schemathesis.check
 def no_server_error(ctx: checks.CheckContext, response: checks.Response, case: Case) -> None:
     """No 5xx, except two documented answers: the 504 of a `min_position` the read model
-    has not reached (generated positions are mostly far beyond the head), and `/readyz`
+    has not reached (one beyond the store's head is a 422 at once), and `/readyz`
     saying "not ready" (the projectors do not run here, so their lag only grows)."""
     if response.status_code == 504 and response.json().get("type") == \
             "urn:wes:problem:read-model-behind":
@@ -77,7 +77,7 @@ RANDOM_CHECKS = [check for check in CHECKS if check is not checks.negative_data_
 def api_schema(app: Workflows, read_models: api_support.ReadModelSet
                ) -> Iterator[BaseSchema]:
     """The live OpenAPI document of the app (keys required), with the projectors off and a
-    short read-your-writes wait, so an unreachable `min_position` answers 504 quickly."""
+    short read-your-writes wait, so a `min_position` not yet projected answers 504 quickly."""
     quick = ApiConfig(min_position_timeout=0.05)
     balancer = LoadBalancer(app, {"inventory-service": ["http://127.0.0.1:9/inventory"]})
     application = build_app(app, read_models, keys=KeyRing.from_keys(KEYS.items()),

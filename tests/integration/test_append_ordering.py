@@ -154,6 +154,93 @@ class TestAppendInFlight:
         assert [n.id for n in recorder.select_notifications(None, 10, topics=["b"])] == [2, 3, 4]
 
 
+class TestReadsFromAnyPosition:
+    """A read may start anywhere: inside a block still in flight, or "from now"."""
+
+    def test_a_read_starting_inside_an_open_append_does_not_pass_over_it(
+            self, store: Any) -> None:
+        datastore, recorder = store
+        recorder.insert_events(events())
+        with datastore.get_connection() as slow, slow.transaction():
+            assert recorder.append(slow, events(6)) == [2, 3, 4, 5, 6, 7]
+            assert recorder.insert_events(events()) == [8]
+            assert naive_positions(datastore, recorder) == [1, 8]
+            for start in range(2, 8):
+                assert [n.id for n in recorder.select_notifications(start, 10)] == [], start
+                assert recorder.select_notifications(start - 1, 10,
+                                                     inclusive_of_start=False) == []
+                found, blocked = recorder.select_committed(start, 10)
+                assert found == [] and blocked is not None
+            # Above the block nothing is in flight: position 8 is the next event there.
+            assert [n.id for n in recorder.select_notifications(8, 10)] == [8]
+        assert [n.id for n in recorder.select_notifications(4, 10)] == [4, 5, 6, 7, 8]
+
+    def test_a_read_inside_a_long_open_append_does_not_pass_over_it(self, store: Any) -> None:
+        # More missing positions than the reader probes one by one: it reads pg_locks.
+        datastore, recorder = store
+        with datastore.get_connection() as slow, slow.transaction():
+            assert recorder.append(slow, events(200)) == list(range(1, 201))
+            assert recorder.insert_events(events()) == [201]
+            assert recorder.select_notifications(50, 10) == []
+            assert recorder.select_notifications(120, 10, topics=["topic"]) == []
+        assert [n.id for n in recorder.select_notifications(195, 10)] == [
+            195, 196, 197, 198, 199, 200, 201]
+
+    def test_a_subscription_from_inside_an_open_append_waits_for_it(self, store: Any) -> None:
+        datastore, recorder = store
+        recorder.insert_events(events())
+        received: list[int] = []
+        with datastore.get_connection() as slow, recorder.subscribe(gt=3) as subscription:
+            slow.execute("BEGIN")
+            assert recorder.append(slow, events(6)) == [2, 3, 4, 5, 6, 7]
+            recorder.insert_events(events())
+            reader = threading.Thread(target=lambda: received.extend(
+                n.id for _, n in zip(range(5), subscription, strict=False)))
+            reader.start()
+            time.sleep(0.3)
+            assert received == []  # position 8 is committed, but 4..7 are not yet
+            slow.execute("COMMIT")
+            reader.join(5)
+        assert received == [4, 5, 6, 7, 8]
+
+    def test_the_settled_head_stays_below_an_open_append(self, store: Any) -> None:
+        datastore, recorder = store
+        recorder.insert_events(events())
+        assert recorder.settled_head() == 1
+        with datastore.get_connection() as slow, slow.transaction():
+            recorder.append(slow, events(6))
+            # An append in flight above every committed position holds nothing back.
+            assert recorder.settled_head() == 1
+            recorder.insert_events(events())
+            assert recorder.max_notification_id() == 8
+            assert recorder.settled_head() == 1
+        assert recorder.settled_head() == 8
+
+    def test_the_settled_head_steps_over_a_rolled_back_append(self, store: Any) -> None:
+        datastore, recorder = store
+        with datastore.get_connection() as conn:
+            conn.execute("BEGIN")
+            recorder.append(conn, events(3))
+            recorder.insert_events(events())
+            assert recorder.settled_head() == 0
+            conn.execute("ROLLBACK")
+        assert recorder.settled_head() == 4
+
+    def test_a_subscription_from_the_settled_head_gets_what_commits_later(
+            self, store: Any) -> None:
+        datastore, recorder = store
+        recorder.insert_events(events())
+        received: list[int] = []
+        with datastore.get_connection() as slow:
+            slow.execute("BEGIN")
+            recorder.append(slow, events(2))
+            recorder.insert_events(events())
+            with recorder.subscribe(gt=recorder.settled_head()) as subscription:
+                slow.execute("COMMIT")
+                received.extend(n.id for _, n in zip(range(3), subscription, strict=False))
+        assert received == [2, 3, 4]
+
+
 class TestManyWritersCommittingOutOfOrder:
     WRITERS = 8
     SECONDS = 3.0
@@ -243,3 +330,76 @@ class TestManyWritersCommittingOutOfOrder:
         for seen in (seen_by_subscription, seen_by_poller):
             assert seen == sorted(set(seen)), "a position came twice or out of order"
             assert [p for p in seen if p <= final["last"]] == expected
+
+
+class TestReadersStartingAnywhereWhileWritersCommitOutOfOrder:
+    WRITERS = 6
+    SECONDS = 3.0
+
+    def test_no_start_position_and_no_settled_head_passes_over_an_event(
+            self, store: Any) -> None:
+        datastore, recorder = store
+        commit_sent: dict[int, float] = {}  # position -> when its COMMIT was sent
+        lock = threading.Lock()
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def write(seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                while not stop.is_set():
+                    with datastore.get_connection() as conn:
+                        conn.execute("BEGIN")
+                        positions = recorder.append(conn, events(rng.randint(1, 6))) or []
+                        time.sleep(rng.random() * 0.004)  # commit after others took theirs
+                        if rng.random() < 0.1:
+                            conn.execute("ROLLBACK")
+                            continue
+                        sent = time.monotonic()
+                        conn.execute("COMMIT")
+                    with lock:
+                        commit_sent.update(dict.fromkeys(positions, sent))
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        reads: list[tuple[int, list[int]]] = []  # (start, what a reader from there saw)
+        heads: list[tuple[int, float]] = []  # (settled head, when it was handed out)
+
+        def read_from_anywhere(seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                while not stop.is_set():
+                    heads.append((recorder.settled_head(), time.monotonic()))
+                    # Often inside an append still in flight: the newest positions.
+                    latest = recorder.max_notification_id() or 0
+                    start = rng.randint(max(0, latest - 12), latest)
+                    seen: list[int] = []
+                    for _ in range(rng.randint(1, 3)):
+                        batch = recorder.select_notifications(
+                            seen[-1] if seen else start, 5, inclusive_of_start=False)
+                        seen += [n.id for n in batch]
+                    if seen:
+                        reads.append((start, seen))
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(self.WRITERS)]
+        threads += [threading.Thread(target=read_from_anywhere, args=(100 + i,))
+                    for i in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(self.SECONDS)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+
+        committed = sorted(commit_sent)
+        assert len(reads) > 50 and len(committed) > 200
+        for start, seen in reads:
+            # Everything that ever committed between the start and the last position read.
+            assert seen == [p for p in committed if start < p <= seen[-1]], start
+        for head, handed_out in heads:
+            # Whatever lies at or below a head had its COMMIT sent before the head was read.
+            late = [p for p in committed if p <= head and commit_sent[p] > handed_out]
+            assert late == [], (head, late)
