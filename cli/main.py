@@ -9,6 +9,7 @@ import typer
 from cli.bench import bench
 from cli.demo import demo
 from cli.projections import projections_app
+from cli.relay import relay
 from cli.replay import replay
 from cli.serve import serve
 from cli.worker import worker
@@ -21,6 +22,7 @@ app.command()(worker)
 app.command()(replay)
 app.command()(demo)
 app.command()(bench)
+app.command()(relay)
 
 
 @app.command()
