@@ -70,10 +70,12 @@ class NatsJetStreamSink:
         try:
             # No reconnection inside the client: the relay decides what to do after a
             # failure (reconnect, then ask the stream where it stopped).
-            self._nc = await nats.connect(
+            # (nats-py reads max_reconnect_attempts=0 as "no limit" while connecting.)
+            self._nc = await asyncio.wait_for(nats.connect(
                 servers=servers, name="wes-relay", allow_reconnect=False,
-                connect_timeout=self.connect_timeout, max_reconnect_attempts=0,
-                error_cb=self._on_error, disconnected_cb=self._on_disconnected)
+                connect_timeout=self.connect_timeout, max_reconnect_attempts=1,
+                reconnect_time_wait=0, error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected), 2 * self.connect_timeout * len(servers))
             self._js = self._nc.jetstream(timeout=self.ack_timeout)
             await self._ensure_stream()
         except _BROKER_ERRORS as e:
@@ -160,7 +162,7 @@ class NatsJetStreamSink:
 
     async def _on_error(self, error: Exception) -> None:
         # nats-py's default callback logs the error, whose text may name the server URL.
-        log.warning("NATS connection error", extra={"error": _describe(error),
+        log.debug("NATS connection error", extra={"error": _describe(error),
                                                     "target": self.describe()})
 
     async def _on_disconnected(self) -> None:
