@@ -139,3 +139,8 @@ def _lag_seconds(app: Any, position: int) -> float | None:
     except Exception:  # an event this version cannot read: the state says so
         return None
     return max((datetime.now(UTC) - event.timestamp).total_seconds(), 0.0)
+
+
+def relay_status(app: Any) -> RelayStatus:
+    """The relay's status on `app`'s event store (API, CLI and metrics)."""
+    return RelayTracking(app.recorder.datastore).status(app)
