@@ -186,3 +186,24 @@ def _describe(error: BaseException) -> str:
         if "://" in word and "@" in word:
             text = text.replace(word, redact(word.strip("'\"(),")))
     return f"{type(error).__name__}: {text}"
+
+
+async def first_sequence_after(js: JetStreamContext, stream: str, position: int,
+                               subjects: str = ">") -> int:
+    """The stream sequence to start a consumer at to get the events after global
+    `position`: a binary search on the messages' Wes-Position header (the stream is in
+    position order), a few direct reads however long the stream."""
+    state = (await js.stream_info(stream)).state
+    low, high = state.first_seq, state.last_seq + 1
+    while low < high:
+        middle = (low + high) // 2
+        try:  # the message at `middle`, or the next one if that one was removed
+            message = await js.get_msg(stream, seq=middle, subject=subjects, next=True)
+        except NotFoundError:
+            high = middle
+            continue
+        if _position_of(message.headers, message.data) > position:
+            high = middle
+        else:
+            low = (message.seq or middle) + 1
+    return low

@@ -15,13 +15,14 @@ import nats
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.v1.http import from_json
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from api.feed import EventReader
 from application.engine.dispatch import Dispatcher
 from application.engine.handlers import PythonHandler, StepCall
 from application.engine.worker import Worker
 from application.relay.envelope import Naming, envelope, event_id, names, snake
-from application.relay.jetstream import NatsJetStreamSink, redact
+from application.relay.jetstream import NatsJetStreamSink, first_sequence_after, redact
 from application.relay.relay import Relay
 from application.relay.sink import SinkUnavailable
 from application.relay.tracking import RelayTracking
@@ -316,3 +317,50 @@ class TestStatus:
         assert redact("nats://tok3n@a:1,nats://b:2") == "nats://***@a:1,nats://b:2"
         sink = NatsJetStreamSink(RelaySettings(nats_url="nats://u:pw@h:4222"))
         assert "pw" not in sink.describe()
+
+
+class TestConsumers:
+    """The README's consumer: a durable pull consumer, replays from the start and from a
+    global position."""
+
+    def test_a_durable_consumer_replays_from_the_start_and_from_a_position(self, app,
+                                                                           settings):
+        completed_orders(app, 4)
+        with running(relay_for(app, settings)) as relay:
+            caught_up(relay, app)
+        feed = [e.position for e in EventReader(app).read(0, 10_000)]
+        middle = feed[len(feed) // 2]
+
+        async def consume() -> tuple[list[int], list[int], list[int]]:
+            nc = await nats.connect(settings.nats_url)
+            js = nc.jetstream()
+
+            async def drain(sub: Any) -> list[int]:
+                seen: list[int] = []
+                while True:
+                    try:
+                        batch = await sub.fetch(100, timeout=1)
+                    except nats.errors.TimeoutError:
+                        return seen
+                    for msg in batch:
+                        seen.append(json.loads(msg.data)["position"])
+                        await msg.ack()
+
+            everything = await js.pull_subscribe("orchestration.workflow.events.>",
+                                                 durable="audit-copy", stream=settings.stream)
+            first = await drain(everything)
+            again = await drain(await js.pull_subscribe(
+                "orchestration.workflow.events.>", durable="audit-copy",
+                stream=settings.stream))  # the durable remembers what was acknowledged
+            start = await first_sequence_after(js, settings.stream, middle)
+            later = await drain(await js.pull_subscribe(
+                "orchestration.workflow.events.>", durable="from-middle",
+                stream=settings.stream, config=ConsumerConfig(
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)))
+            await nc.close()
+            return first, again, later
+
+        first, again, later = asyncio.run(consume())
+        assert first == feed
+        assert again == []
+        assert later == [p for p in feed if p > middle]
