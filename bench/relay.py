@@ -5,9 +5,10 @@ A nats-server of the benchmark's own (free port, temporary store) is started whe
 `nats-server` binary is there (otherwise the figure is not available). First the engine
 runs `sagas` order-fulfillment sagas (one worker, four threads, in-process no-op handlers
 as local activities, as in the `engine` figure) while `wes relay` follows in a process of
-its own, as deployed: the append rate is the events the engine appended per second, and
-the lag of each event is from its timestamp (taken just before its commit) to the time
-JetStream stored its message. Then the stream is dropped and a relay in this process
+its own, as deployed: the append rate is the events the engine appended per second. The
+lag is measured as the `lag` figure measures the projections': meanwhile a probe pauses or
+resumes a workflow of its own every 20 ms and times each command from its commit until a
+JetStream consumer in this process receives its event. Then the stream is dropped and a relay in this process
 publishes the whole history again from position 0: the relay's own rate (catching up,
 with nothing else running).
 """
@@ -24,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from application.workflows import Workflows
 from bench import pg
 from bench.engine import SERVICES, StepClock
 from bench.report import Figure, percentile, ratio
+from domain.enums import WorkflowStatus
 
 UNIT = "events/s"
 TARGET = "ratio >= 1 (keeps up with the engine), lag p99 <= 250 ms"
@@ -59,9 +60,8 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4) -> Figure:
         app = Workflows(env={**db.env(), "POSTGRES_POOL_SIZE": str(concurrency + 8)})
         try:
             app.ensure_builtin_definitions()
-            appended, append_seconds = _engine_run(app, db, broker, sagas, concurrency)
+            appended, append_seconds, lags = _engine_run(app, db, broker, sagas, concurrency)
             head = app.recorder.max_notification_id() or 0
-            lags = _lags(broker.url, settings.stream)
             asyncio.run(_delete_stream(broker.url, settings.stream))
             relayed, relay_seconds = _catch_up(app, settings, head)
         finally:
@@ -78,17 +78,21 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4) -> Figure:
                  "lag_p50_ms": round(percentile(lags, 50) * 1000, 2) if lags else None,
                  "lag_p99_ms": p99 and round(p99, 2),
                  "lag_max_ms": round(max(lags) * 1000, 2) if lags else None,
-                 "lag_samples": len(lags), "relay": "wes relay in its own process"})
+                 "lag_samples": len(lags), "relay": "wes relay in its own process",
+                 "lag": "probe command commit -> received by a JetStream consumer"})
 
 
 def _engine_run(app: Workflows, db: Database, broker: _Broker, sagas: int,
-                concurrency: int) -> tuple[int, float]:
-    """Runs the sagas with `wes relay` following; (events appended, seconds)."""
+                concurrency: int) -> tuple[int, float, list[float]]:
+    """Runs the sagas with `wes relay` following and the probe timing its lag; (events
+    the engine appended, seconds, lags)."""
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - read if the relay fails
     relay = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "relay"],
         env={**os.environ, "DATABASE_URL": pg.database_url(db), "WES_SCHEMA": db.schema,
              "WES_NATS_URL": broker.url, "WES_NATS_STREAM": "BENCH"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=log)
+    relay.log = log  # type: ignore[attr-defined]
     tracking = RelayTracking(app.recorder.datastore)  # type: ignore[attr-defined]
     python = PythonHandler()
     for service in SERVICES:
@@ -98,24 +102,32 @@ def _engine_run(app: Workflows, db: Database, broker: _Broker, sagas: int,
         _wait(lambda: (tracking.position() or 0) >= (app.recorder.max_notification_id() or 0),
               60, relay)
         ids = [app.start_workflow(definition="order-fulfillment",
-                                  input={"orderId": f"order-{i}"}).workflow_id
+                                  input={"orderId": f"order-{i}",
+                                         "items": [{"sku": "A", "qty": 1}]}).workflow_id
                for i in range(sagas)]
+        probe = _LagProbe(app, broker.url, "BENCH")
         before = app.recorder.max_notification_id() or 0
         worker = Worker(app, dispatcher, concurrency=concurrency, poll_seconds=0.05)
+        probe.start()
         began = time.perf_counter()
         worker.start()
         while app.store.work_queue_size() > 0:
             time.sleep(0.02)
         elapsed = time.perf_counter() - began
         worker.stop()
-        del ids
+        lags = probe.stop()
+        completed = sum(app.get_workflow(i).status == WorkflowStatus.COMPLETED for i in ids)
+        if completed != len(ids):
+            raise RuntimeError(f"only {completed} of {len(ids)} sagas completed")
         head = app.recorder.max_notification_id() or 0
         _wait(lambda: (tracking.position() or 0) >= head, 120, relay)
     finally:
         relay.terminate()
         relay.wait(30)
+        log.close()
         dispatcher.close()
-    return head - before, elapsed
+    # The engine's events only: the probe's commands are not the engine's appends.
+    return head - before - probe.commands, elapsed, lags
 
 
 def _catch_up(app: Workflows, settings: RelaySettings, head: int) -> tuple[int, float]:
@@ -135,25 +147,83 @@ def _catch_up(app: Workflows, settings: RelaySettings, head: int) -> tuple[int, 
     return head, elapsed
 
 
-def _lags(url: str, stream: str) -> list[float]:
-    """Seconds from each event's timestamp to its message's storage in the stream."""
-    async def read() -> list[float]:
-        nc = await nats.connect(url)
-        lags = []
+class _LagProbe:
+    """Commands a probe workflow every `interval` seconds and times each from its commit
+    until a JetStream consumer (new messages only) receives its event."""
+
+    def __init__(self, app: Workflows, url: str, stream: str, interval: float = 0.02) -> None:
+        self.app, self.url, self.stream, self.interval = app, url, stream, interval
+        self.workflow_id = app.start_workflow(definition="order-fulfillment",
+                                              driven_by="caller",
+                                              input={"orderId": "relay-probe"}).workflow_id
+        self._sent: dict[int, float] = {}
+        self.commands = 0
+        self._received: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._subscribed = threading.Event()
+        self._threads = [threading.Thread(target=self._command, daemon=True),
+                         threading.Thread(target=lambda: asyncio.run(self._consume()),
+                                          daemon=True)]
+
+    def start(self) -> None:
+        self._threads[1].start()
+        if not self._subscribed.wait(20):
+            raise RuntimeError("the probe's consumer did not subscribe")
+        self._threads[0].start()
+
+    def stop(self, timeout: float = 20.0) -> list[float]:
+        """Stops commanding, waits (bounded) for the events in flight; returns the lags."""
+        self._stopping.set()
+        self._threads[0].join(30)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if set(self._sent) <= set(self._received):
+                    break
+            time.sleep(0.01)
+        self._done = True
+        self._threads[1].join(30)
+        with self._lock:
+            self.commands = len(self._sent)
+            return [self._received[p] - at for p, at in self._sent.items()
+                    if p in self._received]
+
+    def _command(self) -> None:
+        paused = False
+        while not self._stopping.wait(self.interval):
+            if paused:
+                position = self.app.resume(self.workflow_id, actor="bench")
+            else:
+                position = self.app.pause(self.workflow_id, reason="probe", actor="bench")
+            at = time.perf_counter()
+            paused = not paused
+            with self._lock:
+                self._sent[position or 0] = at
+
+    async def _consume(self) -> None:
+        from nats.js.api import DeliverPolicy
+
+        nc = await nats.connect(self.url)
+        probe = str(self.workflow_id)
+        self._done = False
         try:
-            js = nc.jetstream()
-            sub = await js.subscribe(f"{RelaySettings().subject_prefix}.>", stream=stream,
-                                     ordered_consumer=True)
-            total = (await js.stream_info(stream)).state.messages
-            while len(lags) < total:
-                msg = await sub.next_msg(timeout=10)
-                event_time = datetime.fromisoformat(json.loads(msg.data)["time"])
-                stored = msg.metadata.timestamp
-                lags.append(max((stored - event_time).total_seconds(), 0.0))
+            sub = await nc.jetstream().subscribe(
+                f"{RelaySettings().subject_prefix}.workflow.>", stream=self.stream,
+                ordered_consumer=True, deliver_policy=DeliverPolicy.NEW)
+            self._subscribed.set()
+            while not self._done:
+                try:
+                    msg = await sub.next_msg(timeout=0.2)
+                except nats.errors.TimeoutError:
+                    continue
+                now = time.perf_counter()
+                event = json.loads(msg.data)
+                if event["subject"] == probe:
+                    with self._lock:
+                        self._received[event["position"]] = now
         finally:
             await nc.close()
-        return lags
-    return asyncio.run(read())
 
 
 async def _delete_stream(url: str, stream: str) -> None:
@@ -168,7 +238,10 @@ def _wait(done: Any, timeout: float, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
     while not done():
         if process.poll() is not None:
-            raise RuntimeError(f"wes relay exited with {process.returncode}")
+            log = process.log  # type: ignore[attr-defined]
+            log.seek(0)
+            raise RuntimeError(f"wes relay exited with {process.returncode}: "
+                               + log.read().decode(errors="replace")[-1000:])
         if time.monotonic() > deadline:
             raise RuntimeError(f"wes relay did not catch up in {timeout:.0f} s")
         time.sleep(0.02)
