@@ -9,21 +9,23 @@ so the same event always gets the same id, whoever relays it and however often.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from application.workflows import event_data
-
 CONTENT_TYPE = JSONFormat.CONTENT_TYPE  # application/cloudevents+json
 _EVENT_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:wes-orchestrator:event")
-_FORMAT = JSONFormat()
+# The fields every event has, which the envelope carries (`event_data` leaves them out too).
+_BASE_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 _ACRONYM = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _WORD = re.compile(r"([a-z0-9])([A-Z])")
 
@@ -52,6 +54,7 @@ def snake(name: str) -> str:
     return _WORD.sub(r"\1_\2", _ACRONYM.sub(r"\1_\2", name)).lower()
 
 
+@functools.lru_cache(maxsize=1024)
 def names(topic: str) -> tuple[str, str]:
     """(aggregate, event type) of a stored event's topic, both snake_case."""
     qualname = topic.split(":", 1)[-1]
@@ -82,8 +85,25 @@ def envelope(event: Any, topic: str, position: int, naming: Naming) -> Outgoing:
     correlation_id = getattr(event, "correlation_id", None)
     if correlation_id:
         attributes["correlationid"] = str(correlation_id)
-    body = _FORMAT.write(CloudEvent(attributes, event_data(event)))
+    # The SDK's model checks the attributes; the body is what its JSONFormat.write writes
+    # (attributes, then "data"), serialized by orjson: the SDK's stdlib encoding took a
+    # third of the relay's time. The data are the event's fields as the event feed
+    # (`event_data`) shows them: datetimes in ISO 8601, UUIDs as strings.
+    checked = CloudEvent(attributes, None).get_attributes()
+    head = orjson.dumps(checked, option=orjson.OPT_UTC_Z)
+    data = orjson.dumps({k: v for k, v in vars(event).items() if k not in _BASE_FIELDS},
+                        default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
+    body = head[:-1] + b',"data":' + data + b"}"
     return Outgoing(position, ident, f"{naming.subject_prefix}.{aggregate}.{event_type}", body)
+
+
+def _jsonable(value: Any) -> Any:
+    """What orjson cannot write by itself, as `event_data` turns it into JSON."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | list | set | frozenset):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def _aware(moment: datetime) -> datetime:

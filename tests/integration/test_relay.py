@@ -340,7 +340,7 @@ class TestConsumers:
                 while True:
                     try:
                         batch = await sub.fetch(100, timeout=1)
-                    except nats.errors.TimeoutError:
+                    except TimeoutError:  # nats-py raises its own or asyncio's (both are TimeoutError)
                         return seen
                     for msg in batch:
                         seen.append(json.loads(msg.data)["position"])
