@@ -10,6 +10,7 @@ so the same event always gets the same id, whoever relays it and however often.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 CONTENT_TYPE = JSONFormat.CONTENT_TYPE  # application/cloudevents+json
 _EVENT_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:wes-orchestrator:event")
+_NAMESPACE = _EVENT_IDS.bytes
 # The fields every event has, which the envelope carries (`event_data` leaves them out too).
 _BASE_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 _ACRONYM = re.compile(r"([A-Z]+)([A-Z][a-z])")
@@ -63,8 +65,14 @@ def names(topic: str) -> tuple[str, str]:
 
 
 def event_id(aggregate_id: UUID, version: int) -> str:
-    """The event's id: stable, unique per (aggregate, version)."""
-    return str(uuid.uuid5(_EVENT_IDS, f"{aggregate_id}/{version}"))
+    """The event's id: stable, unique per (aggregate, version); `uuid.uuid5(namespace,
+    "<aggregate id>/<version>")`, computed without the UUID object (a third as long)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE + f"{aggregate_id}/{version}".encode(),
+                                    usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def envelope(event: Any, topic: str, position: int, naming: Naming) -> Outgoing:

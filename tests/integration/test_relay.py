@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import threading
 import uuid
 from collections.abc import Iterator
@@ -193,6 +194,13 @@ class TestRelayedWorkload:
         assert names("domain.system_load:SystemLoad.SystemLoadRebalanced") == (
             "system_load", "system_load_rebalanced")
         assert snake("HTTPCallFailed") == "http_call_failed"
+
+    def test_the_event_id_is_the_uuid5_of_aggregate_and_version(self):
+        for _ in range(50):
+            aggregate, version = uuid.uuid4(), random.randint(1, 10**6)
+            assert event_id(aggregate, version) == str(uuid.uuid5(
+                uuid.uuid5(uuid.NAMESPACE_URL, "urn:wes-orchestrator:event"),
+                f"{aggregate}/{version}"))
 
     def test_a_timestamp_without_zone_is_refused(self, app):
         (event, _), = to_events(app, "t", app.recorder.select_notifications(1, 1))[0][:1]
