@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,6 +51,15 @@ def redact(url: str) -> str:
     return ",".join(shown)
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """A batch published and not yet acknowledged."""
+
+    events: Sequence[Outgoing]
+    futures: list[asyncio.Future[Any]]
+    base: int  # the stream's sequence it expects before its first message
+
+
 class NatsJetStreamSink:
     """Publishes to the JetStream stream `settings.stream` (created if missing)."""
 
@@ -60,7 +70,9 @@ class NatsJetStreamSink:
         self.ack_timeout = ack_timeout
         self._nc: Any = None
         self._js: JetStreamContext | None = None
-        self._last_sequence = 0
+        self._last_sequence = 0  # the stream's, as the last ack said
+        self._next_sequence = 0  # after the messages sent so far
+        self._lost_track = True  # until resume_point has read where the stream ends
 
     def describe(self) -> str:
         return f"nats {redact(self.settings.nats_url)} stream {self.settings.stream}"
@@ -106,7 +118,8 @@ class NatsJetStreamSink:
         try:
             info = await js.stream_info(self.settings.stream)
             last = info.state.last_seq
-            self._last_sequence = last
+            self._last_sequence = self._next_sequence = last
+            self._lost_track = False
             if last == 0:
                 return 0
             try:
@@ -117,35 +130,62 @@ class NatsJetStreamSink:
             raise SinkUnavailable(f"{self.describe()}: {_describe(e)}") from None
         return _position_of(message.headers, message.data)
 
-    async def publish(self, events: Sequence[Outgoing]) -> int:
+    async def send(self, events: Sequence[Outgoing]) -> _Sent:
+        """Publishes without waiting for the acks, each message expecting the sequence the
+        one before it will get: the next batch may be sent before this one's acks."""
         js = self._jetstream()
+        if self._lost_track:
+            raise SinkUnavailable(f"{self.describe()}: a batch failed; ask where the stream "
+                                  "ends (resume_point) before sending again")
+        base = self._next_sequence
         futures: list[asyncio.Future[Any]] = []
         try:
             for offset, event in enumerate(events):
                 headers = {"Nats-Msg-Id": event.event_id,
-                           "Nats-Expected-Last-Sequence": str(self._last_sequence + offset),
+                           "Nats-Expected-Last-Sequence": str(base + offset),
                            "Content-Type": CONTENT_TYPE,
                            POSITION_HEADER: str(event.position)}
                 futures.append(await js.publish_async(event.subject, event.body,
                                                       headers=headers))
-            acks = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True),
-                                          self.ack_timeout)
         except _BROKER_ERRORS as e:
             for future in futures:
                 future.cancel()
+            self._lost_track = True
             raise SinkUnavailable(f"{self.describe()}: {_describe(e)}") from None
+        self._next_sequence = base + len(events)
+        return _Sent(events, futures, base)
+
+    async def confirm(self, sent: _Sent) -> int:
+        """Waits for a sent batch's acks; raises unless every message landed where it was
+        expected. Returns the stream's sequence after the batch."""
+        try:
+            self._check(sent, await asyncio.wait_for(
+                asyncio.gather(*sent.futures, return_exceptions=True), self.ack_timeout))
+        except _BROKER_ERRORS as e:
+            for future in sent.futures:
+                future.cancel()
+            self._lost_track = True
+            raise SinkUnavailable(f"{self.describe()}: {_describe(e)}") from None
+        except SinkUnavailable:
+            self._lost_track = True  # and every batch sent after this one fails too
+            raise
+        self._last_sequence = sent.base + len(sent.events)
+        return self._last_sequence
+
+    def _check(self, sent: _Sent, acks: Sequence[Any]) -> None:
         for offset, ack in enumerate(acks):
-            expected = self._last_sequence + offset + 1
+            expected = sent.base + offset + 1
+            position = sent.events[offset].position
             if isinstance(ack, BaseException):
-                raise SinkUnavailable(f"{self.describe()}: message for position "
-                                      f"{events[offset].position} refused: {_describe(ack)}")
+                raise SinkUnavailable(f"{self.describe()}: message for position {position} "
+                                      f"refused: {_describe(ack)}")
             if ack.duplicate or ack.seq != expected or ack.stream != self.settings.stream:
                 raise SinkUnavailable(
-                    f"{self.describe()}: message for position {events[offset].position} "
-                    f"landed as {ack.stream} #{ack.seq} (duplicate={ack.duplicate}), "
-                    f"expected #{expected}")
-        self._last_sequence += len(events)
-        return self._last_sequence
+                    f"{self.describe()}: message for position {position} landed as "
+                    f"{ack.stream} #{ack.seq} (duplicate={ack.duplicate}), expected #{expected}")
+
+    async def publish(self, events: Sequence[Outgoing]) -> int:
+        return await self.confirm(await self.send(events))
 
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None

@@ -13,7 +13,6 @@ broker but the relay itself.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import threading
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 # The database went away: reconnect and carry on from the stream's position.
 _DATABASE_DOWN = (OperationalError, InterfaceError, PsycopgOperationalError,
                   PsycopgInterfaceError, OSError)
-_SAVE_EVERY = 0.25  # seconds between tracking writes while catching up
+_SAVE_EVERY = 0.25  # seconds between tracking writes while events flow
 
 
 class Backoff:
@@ -185,51 +184,68 @@ class Relay:
 
     async def _follow(self, session: LockSession, position: int) -> bool:
         """Publishes the events after `position` until stopped (True) or the lock's session
-        is gone (False). Raises SinkUnavailable or UnhandledEvent."""
+        is gone (False). Raises SinkUnavailable or UnhandledEvent.
+
+        One batch is in flight while the next is read and sent: its acks are awaited after
+        that (or at once when nothing new came), so reading and encoding overlap the
+        broker's work. A batch's position counts only once it is confirmed."""
         next_check = time.monotonic() + self.health_check
-        saved_at = time.monotonic()
-        unsaved: int | None = None
-        sequence: int | None = None
-        while not self._stop.is_set():
-            self._appended.clear()  # before reading: an append after the read wakes us
-            notifications = await asyncio.to_thread(self._read, position)
-            if notifications:
-                items, unreadable = to_events(self.app, NAME, notifications)
-                outgoing = [envelope(event, notification.topic, notification.id, self.naming)
-                            for (event, _), notification in zip(items, notifications,
-                                                                strict=False)]
-                if outgoing:
-                    sequence = await self.sink.publish(outgoing)
-                    position = self.position = outgoing[-1].position
-                    unsaved = position
-                    if self.on_published is not None:
-                        self.on_published(outgoing)
+        tracked = _Tracked(self, time.monotonic())
+        in_flight: tuple[Any, list[Outgoing]] | None = None
+        try:
+            while not self._stop.is_set():
+                self._appended.clear()  # before reading: an append after the read wakes us
+                notifications = await asyncio.to_thread(self._read, position)
+                sent: tuple[Any, list[Outgoing]] | None = None
+                unreadable: UnhandledEvent | None = None
+                if notifications:
+                    items, unreadable = to_events(self.app, NAME, notifications)
+                    outgoing = [envelope(event, notification.topic, notification.id,
+                                         self.naming)
+                                for (event, _), notification in zip(items, notifications,
+                                                                    strict=False)]
+                    if outgoing:
+                        sent = (await self.sink.send(outgoing), outgoing)
+                        position = outgoing[-1].position
+                if in_flight is not None:
+                    await self._confirm(in_flight, tracked)
+                in_flight = sent
                 if unreadable is not None:
-                    if unsaved is not None:
-                        await asyncio.to_thread(self.tracking.save, unsaved, sequence,
-                                                self.sink.describe())
+                    if in_flight is not None:
+                        in_flight, confirming = None, in_flight
+                        await self._confirm(confirming, tracked)
+                    await tracked.save()
                     raise unreadable
-            caught_up = len(notifications) < self.batch_size
-            now = time.monotonic()
-            if unsaved is not None and (caught_up or now - saved_at >= _SAVE_EVERY):
-                await asyncio.to_thread(self.tracking.save, unsaved, sequence,
-                                        self.sink.describe())
-                unsaved, saved_at = None, now
-            if now >= next_check:
-                if not await asyncio.to_thread(session.alive):
-                    log.warning("relay lost its lock session")
-                    return False
-                next_check = now + self.health_check
-            if not notifications:
-                await asyncio.to_thread(self._appended.wait, self.idle_wait)
-        if unsaved is not None:
-            await asyncio.to_thread(self.tracking.save, unsaved, sequence, self.sink.describe())
-        return True
+                now = time.monotonic()
+                # At most every _SAVE_EVERY: a commit per batch would slow a relay that
+                # keeps up with the engine batch by batch.
+                if now - tracked.saved_at >= _SAVE_EVERY:
+                    await tracked.save(now)
+                if now >= next_check:
+                    if not await asyncio.to_thread(session.alive):
+                        log.warning("relay lost its lock session")
+                        return False
+                    next_check = now + self.health_check
+                if not notifications:  # nothing in flight now: wait for an append
+                    wait = (self.idle_wait if tracked.unsaved is None
+                            else max(_SAVE_EVERY - (now - tracked.saved_at), 0.005))
+                    await asyncio.to_thread(self._appended.wait, min(wait, self.idle_wait))
+            if in_flight is not None:
+                await self._confirm(in_flight, tracked)
+            return True
+        finally:
+            await tracked.save()
+
+    async def _confirm(self, sent: tuple[Any, list[Outgoing]], tracked: _Tracked) -> None:
+        handle, outgoing = sent
+        tracked.sequence = await self.sink.confirm(handle)
+        self.position = tracked.unsaved = outgoing[-1].position
+        if self.on_published is not None:
+            self.on_published(outgoing)
 
     def _read(self, position: int) -> Sequence[Notification]:
-        read = functools.partial(self.app.recorder.select_notifications, start=position,
-                                 limit=self.batch_size, inclusive_of_start=False)
-        return read()
+        return self.app.recorder.select_notifications(start=position, limit=self.batch_size,
+                                                      inclusive_of_start=False)
 
     def _listen(self) -> None:
         """Wakes the follower on every append (LISTEN), until stopped."""
@@ -245,3 +261,21 @@ class Relay:
         deadline = time.monotonic() + seconds
         while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
             await asyncio.sleep(min(left, 0.1))
+
+
+class _Tracked:
+    """What the tracking row should say, and when it was last written."""
+
+    def __init__(self, relay: Relay, now: float) -> None:
+        self.relay = relay
+        self.saved_at = now
+        self.unsaved: int | None = None  # a confirmed position not written yet
+        self.sequence: int | None = None
+
+    async def save(self, now: float | None = None) -> None:
+        if self.unsaved is None:
+            return
+        position, self.unsaved = self.unsaved, None
+        await asyncio.to_thread(self.relay.tracking.save, position, self.sequence,
+                                self.relay.sink.describe())
+        self.saved_at = time.monotonic() if now is None else now

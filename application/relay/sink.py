@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from application.relay.envelope import Outgoing
 
@@ -18,7 +18,8 @@ class Sink(Protocol):
 
     A sink must never hold an event twice nor out of order, even when another relay (one
     that lost its lock) or a retry publishes the same events: `publish` appends only if
-    the destination still ends where this sink last saw it, and raises otherwise.
+    the destination still ends where this sink last saw it, and raises otherwise. After
+    any failure it sends nothing more until `resume_point` has been asked again.
     """
 
     def describe(self) -> str:
@@ -34,9 +35,19 @@ class Sink(Protocol):
         any), or None when it cannot tell (its last message was removed)."""
         ...
 
+    async def send(self, events: Sequence[Outgoing]) -> Any:
+        """Starts appending the events in order, after those sent before (the relay sends
+        the next batch while the broker acknowledges this one); raises SinkUnavailable."""
+        ...
+
+    async def confirm(self, sent: Any) -> int:
+        """Waits until a sent batch is in, all of it, or raises SinkUnavailable (some may
+        be in then: ask `resume_point` again); returns the destination's sequence after it.
+        Batches are confirmed in the order they were sent."""
+        ...
+
     async def publish(self, events: Sequence[Outgoing]) -> int:
-        """Appends the events in order, all or raise SinkUnavailable (some may be in then:
-        ask `resume_point` again); returns the destination's sequence after the last."""
+        """`send` and `confirm` one batch."""
         ...
 
     async def close(self) -> None:
