@@ -61,7 +61,8 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4) -> Figure:
         app = Workflows(env={**db.env(), "POSTGRES_POOL_SIZE": str(concurrency + 8)})
         try:
             app.ensure_builtin_definitions()
-            appended, append_seconds, lags = _engine_run(app, db, broker, sagas, concurrency)
+            appended, append_seconds, lags, idle_lags = _engine_run(app, db, broker, sagas,
+                                                                    concurrency)
         finally:
             app.close()
         asyncio.run(_delete_stream(broker.url, settings.stream))
@@ -87,14 +88,19 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4) -> Figure:
                  "lag_p50_ms": round(percentile(lags, 50) * 1000, 2) if lags else None,
                  "lag_p99_ms": p99 and round(p99, 2),
                  "lag_max_ms": round(max(lags) * 1000, 2) if lags else None,
-                 "lag_samples": len(lags), "relay": "wes relay in its own process",
+                 "lag_samples": len(lags),
+                 "idle_lag_p50_ms": round(percentile(idle_lags, 50) * 1000, 2)
+                 if idle_lags else None,
+                 "idle_lag_p99_ms": round(percentile(idle_lags, 99) * 1000, 2)
+                 if idle_lags else None,
+                 "relay": "wes relay in its own process",
                  "lag": "probe command commit -> received by a JetStream consumer"})
 
 
 def _engine_run(app: Workflows, db: Database, broker: _Broker, sagas: int,
-                concurrency: int) -> tuple[int, float, list[float]]:
+                concurrency: int) -> tuple[int, float, list[float], list[float]]:
     """Runs the sagas with `wes relay` following and the probe timing its lag; (events
-    the engine appended, seconds, lags)."""
+    the engine appended, seconds, lags, lags with the engine idle)."""
     log = tempfile.TemporaryFile()  # noqa: SIM115 - read if the relay fails
     relay = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "relay"],
@@ -114,6 +120,10 @@ def _engine_run(app: Workflows, db: Database, broker: _Broker, sagas: int,
                                   input={"orderId": f"order-{i}",
                                          "items": [{"sku": "A", "qty": 1}]}).workflow_id
                for i in range(sagas)]
+        idle = _LagProbe(app, broker.url, "BENCH")  # the same probe with the engine idle
+        idle.start()
+        time.sleep(1.0)
+        idle_lags = idle.stop()
         probe = _LagProbe(app, broker.url, "BENCH")
         before = app.recorder.max_notification_id() or 0
         worker = Worker(app, dispatcher, concurrency=concurrency, poll_seconds=0.05)
@@ -136,7 +146,7 @@ def _engine_run(app: Workflows, db: Database, broker: _Broker, sagas: int,
         log.close()
         dispatcher.close()
     # The engine's events only: the probe's commands are not the engine's appends.
-    return head - before - probe.commands, elapsed, lags
+    return head - before - probe.commands, elapsed, lags, idle_lags
 
 
 def _catch_up(app: Workflows, settings: RelaySettings, head: int) -> tuple[int, float]:
