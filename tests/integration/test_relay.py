@@ -31,7 +31,7 @@ from application.settings import RelaySettings
 from application.waveless import LoadSignals, Releaser, WavelessSettings
 from application.workflows import Workflows
 from projections.base import to_events
-from tests.support.nats_server import NatsServer, read_stream, stream_state
+from tests.support.nats_server import NatsServer, delete_stream, read_stream, stream_state
 from tests.support.projection_history import completed_orders, mixed_history
 from tests.support.waiting import wait_for, wait_for_status
 
@@ -247,6 +247,35 @@ class TestExactlyOnce:
             await stale.close()
 
         asyncio.run(race())
+        assert_stream_is_the_feed(app, settings)
+
+    def test_a_batch_cut_off_midway_is_completed_not_doubled(self, app, settings):
+        completed_orders(app, 2)
+        notifications = app.recorder.select_notifications(start=1, limit=100)
+        items = to_events(app, "t", notifications)[0]
+        outgoing = [envelope(e, n.topic, n.id, Naming()) for (e, _), n in
+                    zip(items, notifications, strict=True)]
+
+        async def die_after_sending() -> None:  # as a relay killed before the acks came
+            sink = NatsJetStreamSink(settings)
+            await sink.open()
+            await sink.resume_point()
+            await sink.send(outgoing[:7])
+            await sink.close()
+
+        asyncio.run(die_after_sending())
+        assert stream_state(settings.nats_url, settings.stream).messages == 7
+        with running(relay_for(app, settings)) as relay:
+            caught_up(relay, app)
+        assert_stream_is_the_feed(app, settings)
+
+    def test_a_deleted_stream_is_filled_again_from_the_first_event(self, app, settings):
+        completed_orders(app, 1)
+        with running(relay_for(app, settings)) as relay:
+            caught_up(relay, app)
+        delete_stream(settings.nats_url, settings.stream)
+        with running(relay_for(app, settings)) as relay:
+            caught_up(relay, app)
         assert_stream_is_the_feed(app, settings)
 
     def test_a_stream_whose_last_message_is_gone_resumes_from_the_tracking_row(
