@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -52,8 +51,7 @@ LAG_TARGET_MS = 250.0
 
 
 def measure(db: Database, *, sagas: int, concurrency: int = 4) -> Figure:
-    binary = shutil.which("nats-server") or next(
-        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if Path(p).exists()), None)
+    binary = shutil.which("nats-server")
     if binary is None:
         return Figure.unavailable("relay", UNIT, TARGET, "nats-server is not installed")
     with _Broker(binary) as broker:

@@ -5,7 +5,7 @@ the name "relay"); others stand by and take over when it dies. The active one as
 sink where it stopped (the stream's last message is the truth; the tracking row only when
 the stream cannot tell), then reads the events after that position in global order
 (`select_notifications`, which never passes an append still in flight), publishes them in
-batches and records each acknowledged batch in the tracking row. Any broker failure: back
+batches and records the acknowledged position in the tracking row. Any broker failure: back
 off, reconnect, ask the sink again. The store is the outbox, so nothing waits on the
 broker but the relay itself.
 """
