@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.feed import EventReader
 from api.ports import ProjectionControl
 from application.metrics import REQUEST_LATENCY
+from application.relay.tracking import relay_status
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ class LatencyMiddleware:
 
 
 class StoreCollector(Collector):
-    """Events appended to the store (by every process) and each projection's position/lag."""
+    """Events appended to the store (by every process) and each projection's position/lag
+    (the event relay's too, as projection="relay")."""
 
     def __init__(self, reader: EventReader, projections: ProjectionControl) -> None:
         self.reader = reader
@@ -56,7 +58,7 @@ class StoreCollector(Collector):
         up = GaugeMetricFamily("wes_database_up", "1 when the event store answered the scrape.")
         try:
             head = self.reader.head()
-            statuses = list(self.projections.statuses())
+            statuses = [*self.projections.statuses(), relay_status(self.reader.workflows)]
         except Exception as e:  # a scrape must not fail because the database is down
             log.debug("metrics: database unavailable: %s", e)
             up.add_metric([], 0)

@@ -147,3 +147,43 @@ def parse_services(raw: str) -> dict[str, list[str]]:
             raise ConfigurationError(f"WES_SERVICES[{name!r}] must be a non-empty list of URLs")
         services[name] = [u.rstrip("/") for u in urls]
     return services
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """`wes relay` (API.md "Event relay"): where the events go and how they are named."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    stream: str = "ORCHESTRATION"
+    subject_prefix: str = "orchestration.workflow.events"
+    retention: str = "limits"  # JetStream's limits | interest | workqueue
+    replicas: int = 1
+    type_prefix: str = "com.paklog.wes.orchestration"  # the seed's CloudEvents types
+    source: str = "/wes-orchestrator"
+    batch_size: int = 500
+    max_backoff_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RelaySettings:
+        env = os.environ if environ is None else environ
+        default = cls()
+        retention = env.get("WES_NATS_RETENTION", default.retention).lower()
+        if retention not in ("limits", "interest", "workqueue"):
+            raise ConfigurationError(
+                f"WES_NATS_RETENTION must be limits, interest or workqueue, got {retention!r}")
+        replicas = _int(env, "WES_NATS_REPLICAS", default.replicas)
+        batch_size = _int(env, "WES_RELAY_BATCH_SIZE", default.batch_size)
+        if replicas < 1 or batch_size < 1:
+            raise ConfigurationError("WES_NATS_REPLICAS and WES_RELAY_BATCH_SIZE must be >= 1")
+        return cls(
+            nats_url=env.get("WES_NATS_URL") or default.nats_url,
+            stream=env.get("WES_NATS_STREAM") or default.stream,
+            subject_prefix=(env.get("WES_NATS_SUBJECT_PREFIX") or default.subject_prefix
+                            ).rstrip("."),
+            retention=retention, replicas=replicas,
+            type_prefix=(env.get("WES_RELAY_TYPE_PREFIX") or default.type_prefix).rstrip("."),
+            source=env.get("WES_RELAY_SOURCE") or default.source,
+            batch_size=batch_size,
+            max_backoff_seconds=float(env.get("WES_RELAY_MAX_BACKOFF_SECONDS",
+                                              default.max_backoff_seconds)),
+        )

@@ -16,12 +16,13 @@ from application.database import Database
 from bench import pg
 from bench.report import Figure, fmt, machine
 
-ORDER = ("commands", "engine", "rebuild", "lag", "api", "replay")
+ORDER = ("commands", "engine", "rebuild", "lag", "api", "replay", "relay")
 TARGETS = {"commands": ("commands/s", "ratio >= 0.6"), "engine": ("sagas/s", "value >= 200"),
            "rebuild": ("events/s", "ratio >= 0.5, flat memory"),
            "lag": ("ms (p99)", "p99 <= 100 ms"),
            "api": ("requests/s", "ratio >= 0.5, p99 <= 25 ms"),
-           "replay": ("ms (p99)", "p99 <= 50 ms")}
+           "replay": ("ms (p99)", "p99 <= 50 ms"),
+           "relay": ("events/s", "ratio >= 1 (keeps up with the engine), lag p99 <= 250 ms")}
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,9 @@ def run(quick: bool = False, console: Console | None = None, sizes: Sizes | None
         if "replay" in wanted and (figure := attempt(("replay",), lambda: replay.measure(
                 schema("replay"), samples=sizes.replay_samples))):
             found["replay"] = figure
+        if "relay" in wanted and (figure := attempt(("relay",), lambda: _relay(
+                schema("relay"), sizes))):
+            found["relay"] = figure
     figures = [found.get(name) or Figure.unavailable(name, *TARGETS[name], "not measured")
                for name in ORDER if name in wanted]
     return Result(info, figures, failures)
@@ -116,6 +120,12 @@ def _rebuild(db: Database, sizes: Sizes) -> Figure:
     from bench import rebuild
 
     return rebuild.measure(db, events=sizes.rebuild_events)
+
+
+def _relay(db: Database, sizes: Sizes) -> Figure:
+    from bench import relay
+
+    return relay.measure(db, sagas=sizes.sagas)
 
 
 def _api(db: Database, ids: list[Any], sizes: Sizes) -> Figure:

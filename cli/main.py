@@ -16,6 +16,7 @@ from cli.db import db_app
 from cli.definitions import definitions_app
 from cli.demo import demo
 from cli.projections import projections_app
+from cli.relay import relay
 from cli.replay import replay
 from cli.serve import serve
 from cli.worker import worker
@@ -44,6 +45,7 @@ app.command()(worker)
 app.command()(replay)
 app.command()(demo)
 app.command()(bench)
+app.command()(relay)
 
 _verbose = False
 # Typer (from 0.20) raises its own copies of click's exceptions; older ones raise click's.

@@ -29,6 +29,7 @@ from rich.text import Text
 from application import logs
 from application.database import resolve
 from application.errors import ApplicationError
+from application.relay.tracking import relay_status
 from application.settings import Settings
 from projections.base import UnhandledEvent
 from projections.read_models import PROJECTION_NAMES, ReadModels, UnknownProjection
@@ -101,9 +102,10 @@ def run(
 def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Position, head of the event store, lag and state of every projection."""
+    """Position, head of the event store, lag and state of every projection and of the
+    event relay."""
     with _read_models() as models:
-        statuses = models.status()
+        statuses = [*models.status(), relay_status(models.app)]
     if as_json:
         typer.echo(json.dumps([asdict(s) for s in statuses], indent=2))
         return
@@ -115,7 +117,7 @@ def status(
         if s.rebuilding_generation is not None:
             state += f" (g{s.rebuilding_generation} at {s.rebuilding_position or 0})"
         table.add_row(s.name, str(s.position), str(s.head), str(s.lag_events), lag_seconds,
-                      state, str(s.generation))
+                      state, "-" if s.generation is None else str(s.generation))
     Console().print(table)
 
 

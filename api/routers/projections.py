@@ -6,23 +6,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
-from api.dependencies import Admin, Reader, ReadModelsDep
+from api.dependencies import Admin, Reader, ReadModelsDep, WorkflowsDep
 from api.errors import not_found, responses
 from api.schemas.common import Page
 from api.schemas.projections import ProjectionStatus, RebuildStarted
+from application.relay.tracking import relay_status
 
 router = APIRouter(prefix="/v1/projections", tags=["projections"])
 
 
 @router.get("", response_model=Page[ProjectionStatus], responses=responses(403),
             summary="Projection status")
-def list_projections(_: Reader, views: ReadModelsDep) -> Page[ProjectionStatus]:
+def list_projections(_: Reader, views: ReadModelsDep,
+                     workflows: WorkflowsDep) -> Page[ProjectionStatus]:
     """Per projection: the last position applied, the store's head, the lag in events and
-    seconds, and its state. There are a handful, so the whole list is one page
-    (`next_cursor` is always null)."""
+    seconds, and its state; and the event relay (`relay`: the last position the broker
+    acknowledged). There are a handful, so the whole list is one page (`next_cursor` is
+    always null)."""
+    statuses = [*views.projections.statuses(), relay_status(workflows)]
     return Page[ProjectionStatus](
-        items=[ProjectionStatus.model_validate(s) for s in views.projections.statuses()],
-        next_cursor=None)
+        items=[ProjectionStatus.model_validate(s) for s in statuses], next_cursor=None)
 
 
 @router.post("/{name}/rebuild", status_code=status.HTTP_202_ACCEPTED,

@@ -275,10 +275,13 @@ class TestLoadAndProjections:
         listed = api.get("/v1/projections").json()
         assert listed["next_cursor"] is None
         statuses = {s["name"]: s for s in listed["items"]}
-        assert set(statuses) == {"progress", "load", "audit"}
+        assert set(statuses) == {"progress", "load", "audit", "relay"}
         for status in statuses.values():
             assert status["head"] >= started["position"]
             assert status["lag_events"] == status["head"] - status["position"]
+        relay = statuses.pop("relay")
+        assert (relay["state"], relay["generation"]) == ("stopped", None)  # no relay runs
+        for status in statuses.values():
             assert status["state"] in ("running", "standby", "rebuilding")
 
     def test_rebuilds_a_projection_blue_green(self, api: TestClient) -> None:

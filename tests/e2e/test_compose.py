@@ -29,7 +29,14 @@ def test_the_compose_file_is_valid():
 def test_postgres_api_workers_projector_and_services_run_as_separate_services():
     result = compose("config", "--services")
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == {"postgres", "api", "worker", "projector", "services"}
+    assert set(result.stdout.split()) == {"postgres", "api", "worker", "projector", "services",
+                                          "nats", "relay"}
     config = compose("config").stdout
     assert "wes worker" in config or "- worker" in config
     assert "projections" in config and "DATABASE_URL" in config
+
+
+def test_the_relay_publishes_to_the_nats_service_with_jetstream():
+    config = compose("config").stdout
+    assert "nats:2" in config and "-js" in config
+    assert "WES_NATS_URL: nats://nats:4222" in config
