@@ -141,6 +141,10 @@ class TestRepository:
         reader = Workflows(env=db.env())  # an empty cache: the first load is a miss
         try:
             repository = reader.repository
+            # Snapshots are decoded with the event store's mapper, as the library's
+            # snapshot store would decode them.
+            assert reader.snapshots is not None and reader.snapshots.mapper is reader.mapper
+            assert reader.events.mapper is reader.mapper
             assert repository._store is not None and repository._snapshots_table, (
                 "the one-statement read is not in use")
             plain = _library_repository(reader, snapshots=False)

@@ -28,6 +28,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresDatastore,
+    PostgresFactory,
     PostgresSubscription,
     PostgresTrackingRecorder,
 )
@@ -129,6 +130,8 @@ PINNED_SIGNATURES: list[tuple[str, Callable[..., Any], list[tuple[str, str]]]] =
      [("self", P), ("application_name", P)]),
     ("PostgresTrackingRecorder.create_table", PostgresTrackingRecorder.create_table,
      [("self", P)]),
+    ("PostgresFactory.tracking_recorder", PostgresFactory.tracking_recorder,
+     [("self", P), ("tracking_recorder_class", P)]),
 ]
 
 
@@ -193,6 +196,12 @@ class TestPinnedNames:
         # Our `__deepcopy__` methods are what the cache's `deepcopy(aggregate)` runs.
         assert es_application.deepcopy is copy.deepcopy
         assert "deepcopy(aggregate)" in inspect.getsource(Repository.get)
+
+    def test_the_factory_builds_a_view_with_the_arguments_our_view_takes(self):
+        # `GenerationalView.__init__` drops the tracking table name the factory proposes.
+        source = inspect.getsource(PostgresFactory.tracking_recorder)
+        assert "datastore=self.datastore" in source
+        assert "tracking_table_name=tracking_table_name" in source
 
     def test_the_datastore_pool_pre_pings_with_the_check_we_replace(self):
         # `check_now_and_then` swaps the pool's `_check`, which psycopg_pool takes only in
