@@ -290,8 +290,9 @@ class TestSubscription:
                 not topics or get_topic(SystemLoad.MetricsReported) in topics)
             for collector in collectors:
                 collector.wait_for(len(grown), store.announce)
-        mine_items, theirs_items = (
-            [_notification(n) for n in c.items[:len(grown)]] for c in collectors)
+        for collector in collectors:
+            collector.thread.join(5)
+        mine_items, theirs_items = ([_notification(n) for n in c.items] for c in collectors)
         assert mine_items == theirs_items == [_notification(n) for n in grown]
 
 
