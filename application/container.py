@@ -16,6 +16,7 @@ from application.load_balancing import LoadBalancer
 from application.persistence import LeaderLock
 from application.settings import Settings
 from application.waveless import LoadSignals, Releaser, WavelessSettings
+from application.wip import WipGate
 from application.workflows import Workflows
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,12 @@ class Container:
                    balancer)
 
     def worker(self, concurrency: int = 4, worker_id: str | None = None) -> Worker:
+        wip = WipGate(self.workflows.store, self.settings.wip_caps,
+                      lease_seconds=self.settings.worker_lease_seconds) \
+            if self.settings.wip_caps else None
         worker = Worker(self.workflows, self.dispatcher, worker_id=worker_id,
                         concurrency=concurrency, lease_seconds=self.settings.worker_lease_seconds,
-                        poll_seconds=self.settings.worker_poll_seconds)
+                        poll_seconds=self.settings.worker_poll_seconds, wip=wip)
         self.workers.append(worker)
         return worker
 

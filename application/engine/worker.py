@@ -35,6 +35,7 @@ from application.errors import ConcurrencyConflict, DatabaseUnavailable, Workflo
 from application.logs import workflow_context
 from application.metrics import STEP_DURATION, STEPS_RUN
 from application.persistence import Claim
+from application.wip import Slot, WipGate
 from application.workflows import Workflows, utc_now
 from domain import decisions as d
 from domain.enums import ErrorType
@@ -60,13 +61,15 @@ class _Drive:
     idle: bool = False  # it ended with nothing to do now
     removed: bool = False  # its last save removed its work item: nothing left to release
     not_before: datetime | None = None  # backpressure: no instance can take the call
+    waiting_for: str | None = None  # a capped service with no free slot (see WipGate)
 
 
 class _Backpressure(Exception):
     """No instance of the step's service can take work now: wait, do not spend a retry."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, service: str | None = None) -> None:
         self.seconds = seconds
+        self.service = service
 
 
 class Worker:
@@ -82,9 +85,11 @@ class Worker:
         lease_seconds: float = 3.0,
         poll_seconds: float = 0.5,
         clock: Callable[[], datetime] = utc_now,
+        wip: WipGate | None = None,
     ) -> None:
         self.app = app
         self.handler = handler
+        self.wip = wip if wip is not None and wip.caps else None
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.concurrency = max(1, concurrency)
         self.lease_seconds = lease_seconds
@@ -171,6 +176,8 @@ class Worker:
                 held = list(self._held)
             try:
                 self.app.store.renew(self.worker_id, held, self.lease_seconds)
+                if self.wip is not None:
+                    self.wip.renew(self.worker_id)
             except Exception as e:
                 log.warning("lease renewal failed", extra={"error": str(e)[:200]})
 
@@ -200,6 +207,9 @@ class Worker:
                         self.worker_id, claim.workflow_id, claim.due_at, result.wakeup):
                     # Nothing to do and nothing saved: the item was stale (a repair, say);
                     # now it says when the workflow next has work, or is gone.
+                    return
+                if result.waiting_for is not None and self.wip is not None:
+                    self.wip.hold(claim.workflow_id, result.waiting_for, self.worker_id)
                     return
                 self.app.store.release(self.worker_id, claim.workflow_id, result.not_before)
                 return
@@ -248,13 +258,15 @@ class Worker:
                             self.app.save_workflow(wf, now)
                             result.saved, unsaved = True, False
                         self._check_capacity(wf, action)
-                        self._act(wf, action, now)
+                        with self._wip_slot(wf, action):
+                            self._act(wf, action, now)
                         result.saved = True
                         wf = None  # the call's outcome was recorded on fresh state
                     except _Backpressure as e:
                         log.info("no instance can take the call; waiting %.1f s", e.seconds,
                                  extra={"step_id": action.step_id})
                         result.not_before = self.clock() + timedelta(seconds=e.seconds)
+                        result.waiting_for = e.service
                         break
                     except ConcurrencyConflict:
                         wf, unsaved = None, False  # someone else changed it first
@@ -287,6 +299,36 @@ class Worker:
         seconds = unavailable_for(service) if unavailable_for else None
         if seconds:
             raise _Backpressure(seconds)
+
+    @contextlib.contextmanager
+    def _wip_slot(self, wf: Workflow, action: d.Action) -> Iterator[None]:
+        """Holds a slot of a capped service (WES_WIP_CAPS) from before the step's start is
+        saved until its outcome is recorded; none free: wait, spending no retry."""
+        service = self._called_service(wf, action)
+        if self.wip is None or service is None or not self.wip.capped(service):
+            yield
+            return
+        holder = f"{wf.id}:{action.step_id}:{action.kind}:{action.attempt}"
+        slot: Slot | None = self.wip.acquire(service, holder, self.worker_id)
+        if slot is None:
+            log.info("service at its WIP cap; the step waits", extra={
+                "step_id": action.step_id, "service": service})
+            raise _Backpressure(self.wip.recheck_seconds, service)
+        try:
+            yield
+        finally:
+            self.wip.release(slot)
+
+    @staticmethod
+    def _called_service(wf: Workflow, action: d.Action) -> str | None:
+        """The service an action calls (None for decisions that call nothing)."""
+        if action.step_id is None:
+            return None
+        if action.kind in (d.RUN_STEP, d.RESUME_STEP):
+            return wf.step(action.step_id).spec.service
+        if action.kind in (d.COMPENSATE_STEP, d.RESUME_COMPENSATION):
+            return wf.get_compensation_action(action.step_id).service
+        return None
 
     def _decide_in_memory(self, wf: Workflow, action: d.Action, now: datetime) -> bool:
         """Applies a decision that needs no remote call; False if it needs one."""
@@ -340,6 +382,8 @@ class Worker:
         return self._local(compensation.service, compensation.operation)
 
     def _local(self, service: str, operation: str) -> bool:
+        if self.wip is not None and self.wip.capped(service):
+            return False  # a capped service's steps take a slot: their start is saved first
         is_local = getattr(self.handler, "is_local", None)
         return bool(is_local and is_local(service, operation))
 
