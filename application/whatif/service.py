@@ -1,0 +1,164 @@
+"""A what-if run: the window's events -> observations -> the actual policy simulated
+(calibration) and each policy asked about, side by side with what actually happened.
+
+Bounded in time and memory: a window of at most `MAX_WINDOW`, at most `MAX_WORKFLOWS`
+workflows, `MAX_POLICIES` policies, and a wall-clock limit on the whole run.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from application.errors import ApplicationError
+from application.whatif.history import Recorded, extract
+from application.whatif.store import stored_events
+from application.workflows import Workflows
+from domain.simulation.kpis import calibration, kpis, wip_series
+from domain.simulation.model import Policy
+from domain.simulation.run import SimulationLimit, simulate
+
+log = logging.getLogger(__name__)
+
+MAX_WINDOW = timedelta(days=2)
+MAX_WORKFLOWS = 50_000
+MAX_POLICIES = 4
+DEFAULT_TIME_LIMIT_S = 60.0
+SIMULATED_EVENTS_PER_WORKFLOW = 2_000  # a workflow's calls, retries and waits, generously
+ACTUAL = "actual"
+
+
+class WhatIfError(ApplicationError):
+    """A what-if that cannot run; `status` is the HTTP status it means (422 or 413)."""
+
+    def __init__(self, message: str, status: int = 422, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+@dataclass(frozen=True)
+class WhatIfRequest:
+    """A window, the policies to try and the seed of the run's random draws."""
+
+    start: datetime
+    end: datetime
+    policies: Sequence[Policy] = ()
+    seed: int = 0
+    actual: Policy | None = None  # what ran, where the settings do not say it (caps, ageing)
+
+
+@dataclass
+class WhatIfSettings:
+    """What the running engine's settings say the actual policy was."""
+
+    wip_caps: Mapping[str, int] = field(default_factory=dict)
+    ageing_ms: int | None = None
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+
+
+def check(request: WhatIfRequest) -> None:
+    """Refuses a request before any work: window order, zones and size, policy count."""
+    for name, value in (("from", request.start), ("to", request.end)):
+        if value.tzinfo is None:
+            raise WhatIfError(f"{name} must carry a time zone", field=name)
+    if request.end <= request.start:
+        raise WhatIfError("to must be after from", field="to")
+    if request.end - request.start > MAX_WINDOW:
+        raise WhatIfError(f"the window is longer than {MAX_WINDOW.total_seconds() / 3600:g} h",
+                          status=413, field="to")
+    if len(request.policies) > MAX_POLICIES:
+        raise WhatIfError(f"at most {MAX_POLICIES} policies per run", status=413,
+                          field="policies")
+    names = [p.name for p in request.policies]
+    if len(set(names)) != len(names) or ACTUAL in names:
+        raise WhatIfError(f"policy names must be distinct and not {ACTUAL!r}", field="policies")
+
+
+def run(app: Workflows, ids_in_window: Callable[[datetime, datetime, int], Sequence[UUID]],
+        request: WhatIfRequest, settings: WhatIfSettings | None = None,
+        timer: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """The report: what happened, the simulated actual policy (calibration) and each
+    policy's simulated KPIs. `ids_in_window(start, end, limit)` lists the workflows
+    created in the window (the progress read model)."""
+    settings = settings or WhatIfSettings()
+    check(request)
+    began = timer()
+    ids = ids_in_window(request.start, request.end, MAX_WORKFLOWS + 1)
+    if not ids:
+        raise WhatIfError("no workflows were created in the window", field="from")
+    if len(ids) > MAX_WORKFLOWS:
+        raise WhatIfError(f"more than {MAX_WORKFLOWS} workflows in the window; narrow it",
+                          status=413, field="to")
+    actual_policy = request.actual or Policy(ACTUAL, wip_caps=dict(settings.wip_caps),
+                                             ageing_ms=settings.ageing_ms)
+    recorded = extract(stored_events(app, ids), request.start, request.end,
+                       recorded_caps=actual_policy.wip_caps)
+    if not recorded.observed.arrivals:
+        raise WhatIfError("no engine-driven workflows were created in the window", field="from")
+    if not recorded.waveless:
+        raise WhatIfError("the window holds no waveless work: a release policy changes nothing",
+                          field="from")
+    extracted = timer() - began
+    deadline = began + settings.time_limit_s
+    bound = SIMULATED_EVENTS_PER_WORKFLOW * len(recorded.observed.arrivals)
+
+    def simulated(policy: Policy) -> dict[str, Any]:
+        try:
+            result = simulate(recorded.observed, policy, random.Random(request.seed),
+                              recorded_caps=actual_policy.wip_caps, max_events=bound,
+                              deadline=lambda: timer() > deadline)
+        except SimulationLimit as e:
+            raise WhatIfError(f"policy {policy.name!r} did not finish within the run's limits "
+                              f"({settings.time_limit_s:g} s): {e}", status=413) from None
+        return {"policy": policy.to_dict(), "kpis": result.kpis, "wip": result.wip,
+                "simulated_events": result.events}
+
+    actual = _actual(recorded)
+    calibrated = simulated(actual_policy)
+    report_calibration = {"policy": calibrated["policy"], "kpis": calibrated["kpis"],
+                          "wip": calibrated["wip"],
+                          **calibration(actual["kpis"], calibrated["kpis"])}
+    results = [simulated(policy.over(actual_policy)) for policy in request.policies]
+    log.info("what-if run", extra={"workflows": len(recorded.observed.arrivals),
+                                   "policies": len(request.policies),
+                                   "seconds": round(timer() - began, 3),
+                                   "calibrated": report_calibration["within_tolerance"]})
+    return {
+        "from": request.start.isoformat(), "to": request.end.isoformat(), "seed": request.seed,
+        "actual": actual["kpis"], "actual_wip": actual["wip"],
+        "calibration": report_calibration, "results": results,
+        "observed": _observed_summary(recorded),
+        "run": {"extract_seconds": round(extracted, 3),
+                "total_seconds": round(timer() - began, 3)},
+    }
+
+
+def _actual(recorded: Recorded) -> dict[str, Any]:
+    observed = recorded.observed
+    finished = [(r.finished - observed.start).total_seconds() for r in recorded.records
+                if r.finished is not None]
+    span = max([*finished, (observed.end - observed.start).total_seconds()])
+    return {"kpis": kpis(recorded.records, observed.start),
+            "wip": wip_series(recorded.spans, span)}
+
+
+def _observed_summary(recorded: Recorded) -> dict[str, Any]:
+    observed = recorded.observed
+    operations = {f"{service}/{operation}" + ("" if kind == "step" else f" ({kind})"):
+                  model.summary()
+                  for (service, operation, kind), model in sorted(observed.operations.items())}
+    gaps = sorted(observed.dispatch_ms)
+    return {
+        "workflows": len(observed.arrivals), "waveless": recorded.waveless,
+        "engine_concurrency": observed.engine_concurrency,
+        "service_concurrency": dict(sorted(observed.service_concurrency.items())),
+        "dispatch_p50_ms": round(gaps[len(gaps) // 2], 3) if gaps else None,
+        "operations": operations,
+    }
