@@ -4,6 +4,7 @@ dispatch gaps and the concurrency that was seen; and what actually happened."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +41,7 @@ def extract(events_by_workflow: Iterable[tuple[UUID, list[Any]]], start: datetim
     dispatch: list[float] = []
     spans: dict[str, list[tuple[float, float]]] = {}
     steps_cache: dict[tuple[str, int], tuple[Any, ...]] = {}
+    capped_calls: dict[str, list[tuple[float, float, float]]] = {}
     waveless = 0
     for workflow_id, events in events_by_workflow:
         if not events or not isinstance(events[0], Workflow.Created):
@@ -63,22 +65,24 @@ def extract(events_by_workflow: Iterable[tuple[UUID, list[Any]]], start: datetim
         records.append(Record(created.timestamp, wf.started_at,
                               wf.finished_at if status in _TERMINAL else None, status,
                               wf.cut_off))
-        _calls(events, wf, start, caps, operations, output_keys, dispatch, spans)
+        _calls(events, wf, start, caps, operations, output_keys, dispatch, spans, capped_calls)
     service_peaks = {service: _most_at_once(s) for service, s in spans.items()}
     every = [span for s in spans.values() for span in s]
     arrivals.sort(key=lambda a: (a.at, str(a.workflow_id)))
     observed = Observed(start, end, arrivals, operations, dispatch, _most_at_once(every),
-                        service_peaks, {k: tuple(sorted(v)) for k, v in output_keys.items()})
+                        service_peaks, {k: tuple(sorted(v)) for k, v in output_keys.items()},
+                        {service: _handoffs(calls) for service, calls in capped_calls.items()})
     return Recorded(observed, records, spans, waveless)
 
 
 def _calls(events: list[Any], wf: Workflow, start: datetime, caps: Mapping[str, int],
            operations: dict[tuple[str, str, str], OperationModel],
            output_keys: dict[tuple[str, str], set[str]], dispatch: list[float],
-           spans: dict[str, list[tuple[float, float]]]) -> None:
+           spans: dict[str, list[tuple[float, float]]],
+           capped_calls: dict[str, list[tuple[float, float, float]]]) -> None:
     """Every call of one workflow: its model sample, its span, the gap before it."""
     ready: datetime | None = None  # when the workflow could next start a call
-    running: dict[tuple[str, str], tuple[datetime, str, str]] = {}
+    running: dict[tuple[str, str], tuple[datetime, str, str, datetime | None]] = {}
     for e in events:
         kind = type(e).__name__
         if kind in ("Started", "StepExecuted", "StepCompensated", "Failed"):
@@ -89,12 +93,12 @@ def _calls(events: list[Any], wf: Workflow, start: datetime, caps: Mapping[str, 
             ready = e.retry_at
         elif kind == "StepStarted":
             spec = wf.step(e.step_id).spec
-            running[(e.step_id, FORWARD)] = (e.timestamp, spec.service, spec.operation)
+            running[(e.step_id, FORWARD)] = (e.timestamp, spec.service, spec.operation, ready)
             _gap(dispatch, ready, e.timestamp, spec.service in caps)
         elif kind == "StepCompensationStarted":
             undo = wf.step(e.step_id).spec.compensation
             if undo is not None:
-                running[(e.step_id, UNDO)] = (e.timestamp, undo.service, undo.operation)
+                running[(e.step_id, UNDO)] = (e.timestamp, undo.service, undo.operation, ready)
                 _gap(dispatch, ready, e.timestamp, undo.service in caps)
         if kind in ("StepExecuted", "StepFailed"):
             began = running.pop((e.step_id, FORWARD), None)
@@ -105,16 +109,37 @@ def _calls(events: list[Any], wf: Workflow, start: datetime, caps: Mapping[str, 
                 .append(outcome)
             if kind == "StepExecuted":
                 output_keys.setdefault((began[1], began[2]), set()).update(e.output)
-            spans.setdefault(began[1], []).append(
-                ((began[0] - start).total_seconds(), (e.timestamp - start).total_seconds()))
+            _span(spans, capped_calls, caps, began, e.timestamp, start)
         elif kind in ("StepCompensated", "StepCompensationFailed"):
             began = running.pop((e.step_id, UNDO), None)
             if began is None:
                 continue
             operations.setdefault((began[1], began[2], UNDO), OperationModel()).outcomes \
                 .append(_outcome(e, began[0]))
-            spans.setdefault(began[1], []).append(
-                ((began[0] - start).total_seconds(), (e.timestamp - start).total_seconds()))
+            _span(spans, capped_calls, caps, began, e.timestamp, start)
+
+
+def _span(spans: dict[str, list[tuple[float, float]]],
+          capped_calls: dict[str, list[tuple[float, float, float]]], caps: Mapping[str, int],
+          began: tuple[datetime, str, str, datetime | None], ended: datetime,
+          start: datetime) -> None:
+    a, b = (began[0] - start).total_seconds(), (ended - start).total_seconds()
+    spans.setdefault(began[1], []).append((a, b))
+    if began[1] in caps:
+        ready = (began[3] - start).total_seconds() if began[3] is not None else a
+        capped_calls.setdefault(began[1], []).append((ready, a, b))
+
+
+def _handoffs(calls: list[tuple[float, float, float]]) -> list[float]:
+    """How long a capped service's freed slot took to reach a call that was waiting for it
+    (the previous call's outcome saved -> this call's start saved), in ms."""
+    ends = sorted(end for _, _, end in calls)
+    found = []
+    for ready, began, _ in calls:
+        freed = bisect.bisect_right(ends, began) - 1
+        if freed >= 0 and ready < ends[freed]:
+            found.append((began - ends[freed]) * 1000)
+    return found
 
 
 def _gap(dispatch: list[float], ready: datetime | None, started: datetime, capped: bool) -> None:

@@ -32,6 +32,8 @@ MAX_POLICIES = 4
 DEFAULT_TIME_LIMIT_S = 60.0
 SIMULATED_EVENTS_PER_WORKFLOW = 2_000  # a workflow's calls, retries and waits, generously
 ACTUAL = "actual"
+MAX_REPLICATIONS = 5
+REPLICATED_ARRIVALS = 10_000  # replications x arrivals stays below this (one at least)
 
 
 class WhatIfError(ApplicationError):
@@ -109,16 +111,25 @@ def run(app: Workflows, ids_in_window: Callable[[datetime, datetime, int], Seque
     deadline = began + settings.time_limit_s
     bound = SIMULATED_EVENTS_PER_WORKFLOW * len(recorded.observed.arrivals)
 
+    replications = replications_for(len(recorded.observed.arrivals))
+
     def simulated(policy: Policy) -> dict[str, Any]:
-        try:
-            result = simulate(recorded.observed, policy, random.Random(request.seed),
-                              recorded_caps=actual_policy.wip_caps, max_events=bound,
-                              deadline=lambda: timer() > deadline)
-        except SimulationLimit as e:
-            raise WhatIfError(f"policy {policy.name!r} did not finish within the run's limits "
-                              f"({settings.time_limit_s:g} s): {e}", status=413) from None
-        return {"policy": policy.to_dict(), "kpis": result.kpis, "wip": result.wip,
-                "simulated_events": result.events}
+        # Every policy sees the same draws: one generator from the seed per policy run.
+        rng = random.Random(request.seed)
+        runs = []
+        for _ in range(replications):
+            try:
+                runs.append(simulate(recorded.observed, policy,
+                                     random.Random(rng.getrandbits(64)),
+                                     recorded_caps=actual_policy.wip_caps, max_events=bound,
+                                     deadline=lambda: timer() > deadline))
+            except SimulationLimit as e:
+                raise WhatIfError(f"policy {policy.name!r} did not finish within the run's "
+                                  f"limits ({settings.time_limit_s:g} s): {e}",
+                                  status=413) from None
+        return {"policy": policy.to_dict(), "kpis": _mean([r.kpis for r in runs]),
+                "wip": runs[0].wip, "replications": replications,
+                "simulated_events": sum(r.events for r in runs)}
 
     actual = _actual(recorded)
     calibrated = simulated(actual_policy)
@@ -138,6 +149,35 @@ def run(app: Workflows, ids_in_window: Callable[[datetime, datetime, int], Seque
         "run": {"extract_seconds": round(extracted, 3),
                 "total_seconds": round(timer() - began, 3)},
     }
+
+
+def replications_for(arrivals: int) -> int:
+    """Independent runs averaged per policy: a small window's single run is noisy."""
+    return max(1, min(MAX_REPLICATIONS, REPLICATED_ARRIVALS // max(arrivals, 1)))
+
+
+def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(runs) == 1:
+        return runs[0]
+    return {k: round(sum(r[k] for r in runs) / len(runs), 3) for k in runs[0]}
+
+
+def progress_ids(progress: Any, page_size: int = 500
+                 ) -> Callable[[datetime, datetime, int], list[UUID]]:
+    """`ids_in_window` over the progress read model (oldest first; a workflow not yet
+    projected is not seen)."""
+    def ids(start: datetime, end: datetime, limit: int) -> list[UUID]:
+        found: list[UUID] = []
+        cursor = None
+        while len(found) < limit:
+            page = progress.list(created_after=start, created_before=end, sort="created_at",
+                                 descending=False, limit=page_size, cursor=cursor)
+            found.extend(row.id for row in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return found[:limit]
+    return ids
 
 
 def _actual(recorded: Recorded) -> dict[str, Any]:

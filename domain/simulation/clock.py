@@ -17,10 +17,15 @@ class VirtualClock:
         self._queue: list[tuple[float, int, Callable[..., Any], tuple[Any, ...]]] = []
         self._seq = 0
         self.events_run = 0
+        self._now = (0.0, start)
 
     @property
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.t)
+        at, value = self._now
+        if at != self.t:
+            value = self.start + timedelta(seconds=self.t)
+            self._now = (self.t, value)
+        return value
 
     def offset(self, when: datetime) -> float:
         """Seconds from the clock's start to `when`."""

@@ -14,7 +14,7 @@ COMPENSATED = "COMPENSATED"
 SERIES_POINTS = 120
 # Calibration: a KPI agrees when within RELATIVE of the recorded value, or within the
 # absolute allowance for small values (seconds for times, workflows for counts).
-RELATIVE = 0.15
+RELATIVE = 0.2
 ABSOLUTE_SECONDS = 0.5
 ABSOLUTE_COUNT = 2
 

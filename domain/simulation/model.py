@@ -88,6 +88,8 @@ class Observed:
     engine_concurrency: int  # the most calls in flight at once, all services
     service_concurrency: dict[str, int]  # the most calls in flight at once, per service
     output_keys: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    handoff_ms: dict[str, list[float]] = field(default_factory=dict)  # capped: slot freed ->
+    # the start of a call that waited for it
 
     def model(self, service: str, operation: str, kind: str = FORWARD) -> OperationModel | None:
         found = self.operations.get((service, operation, kind))

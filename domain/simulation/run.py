@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import deque
 from collections.abc import Callable, Mapping
-from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime
 from math import ceil
@@ -34,7 +34,7 @@ from domain.load import LoadMetrics
 from domain.simulation.clock import VirtualClock
 from domain.simulation.kpis import Record, kpis, wip_series
 from domain.simulation.model import FORWARD, UNDO, Arrival, Observed, Outcome, Policy
-from domain.step import StepResult
+from domain.step import StepExecution, StepResult
 from domain.waveless import (
     CAP_REACHED,
     DEFAULT_AGEING_MS,
@@ -114,10 +114,12 @@ class Simulation:
         self.records: dict[UUID, Record] = {}
         self.arrived: dict[UUID, Arrival] = {}
         self.spans: dict[str, list[tuple[float, float]]] = {}
-        self.recent: dict[str, list[tuple[float, bool]]] = {}
+        self.recent: dict[str, deque[tuple[float, bool]]] = {}
+        self._scores: dict[tuple[int, float], float] = {}
         self.batches = 0
         self._estimates = {s: observed.mean_ms(s) for s, _, _ in observed.operations}
         self._templates: dict[tuple[str, ...], Workflow] = {}
+        self._outputs: dict[tuple[str, str], dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ running
 
@@ -171,7 +173,12 @@ class Simulation:
                                        input=dict(arrival.input))
             template.collect_events()
             self._templates[key] = template
-        wf = deepcopy(template)
+        wf = object.__new__(Workflow)
+        # Top-level containers are fresh, steps fresh from their (immutable) specs; the
+        # rest (enums, strings, times, None) is immutable and shared.
+        wf.__dict__.update({k: (v.copy() if isinstance(v, list | dict | set) else v)
+                            for k, v in template.__dict__.items()})
+        wf.steps = {sid: StepExecution(spec=st.spec) for sid, st in template.steps.items()}
         wf._id = arrival.workflow_id
         wf._created_on = wf._modified_on = now
         wf.created_at = now
@@ -256,12 +263,15 @@ class Simulation:
         score = errors = None
         for service, calls in self.recent.items():
             while calls and self.clock.t - calls[0][0] > LOAD_WINDOW_SECONDS:
-                calls.pop(0)
+                calls.popleft()
             failed = sum(1 for _, ok in calls if not ok)
             rate = failed / len(calls) if calls else 0.0
             busy = self.in_flight.get(service, 0)
-            s = LoadMetrics(service, service, 0.0, 0.0, busy, busy, 0.0,
-                            rate if len(calls) >= MIN_LOAD_CALLS else 0.0).load_score
+            counted = rate if len(calls) >= MIN_LOAD_CALLS else 0.0
+            s = self._scores.get((busy, counted))
+            if s is None:
+                s = LoadMetrics(service, service, 0.0, 0.0, busy, busy, 0.0, counted).load_score
+                self._scores[(busy, counted)] = s
             score = s if score is None else max(score, s)
             if len(calls) >= MIN_LOAD_CALLS:
                 errors = rate if errors is None else max(errors, rate)
@@ -310,6 +320,14 @@ class Simulation:
         gaps = self.observed.dispatch_ms
         return gaps[int(self.rng.random() * len(gaps))] / 1000 if gaps else 0.0
 
+    def _handoff(self, service: str) -> float:
+        """How long a freed place takes to reach a waiting call: as observed for a capped
+        service, else a dispatch gap."""
+        seen = self.observed.handoff_ms.get(service)
+        if seen:
+            return seen[int(self.rng.random() * len(seen))] / 1000
+        return self._gap()
+
     def _request(self, wf: Workflow, action: d.Action) -> None:
         step_id = action.step_id or ""
         if action.kind == d.RUN_STEP:
@@ -347,7 +365,17 @@ class Simulation:
             return None
         return seen
 
-    def _start(self, call: _Call) -> None:
+    def _start(self, call: _Call, delay: float = 0.0) -> None:
+        """Takes the call's engine thread and service place now; the start is saved after
+        `delay` (a woken waiter is claimed again first)."""
+        self.engine_busy += 1
+        self.in_flight[call.service] = self.in_flight.get(call.service, 0) + 1
+        if delay > 0:
+            self.clock.after(delay, self._begin, call)
+        else:
+            self._begin(call)
+
+    def _begin(self, call: _Call) -> None:
         now = self.clock.now
         wf, step_id = call.wf, call.action.step_id or ""
         outcome = self._draw(call)
@@ -356,8 +384,6 @@ class Simulation:
         else:
             wf.start_step_compensation(step_id, now)
         wf.collect_events()
-        self.engine_busy += 1
-        self.in_flight[call.service] = self.in_flight.get(call.service, 0) + 1
         self.clock.after(outcome.duration_ms / 1000, self._complete, call, outcome,
                          self.clock.t)
 
@@ -380,12 +406,11 @@ class Simulation:
         self.engine_busy -= 1
         self.in_flight[call.service] -= 1
         self.spans.setdefault(call.service, []).append((began, self.clock.t))
-        self.recent.setdefault(call.service, []).append((self.clock.t, outcome.ok))
+        self.recent.setdefault(call.service, deque()).append((self.clock.t, outcome.ok))
         attempt = call.action.attempt
         if call.kind == FORWARD:
             if outcome.ok:
-                keys = self.observed.output_keys.get((call.service, call.operation), ())
-                wf.record_step_result(step_id, StepResult(step_id, {k: f"sim-{k}" for k in keys},
+                wf.record_step_result(step_id, StepResult(step_id, self._output(call),
                                                           int(outcome.duration_ms)),
                                       now, attempt=attempt)
             else:
@@ -399,6 +424,15 @@ class Simulation:
         self._dispatch_waiting()
         self.clock.after(self._gap(), self._drive, wf)
 
+    def _output(self, call: _Call) -> dict[str, Any]:
+        """An output with the fields later steps refer to (their values do not matter)."""
+        key = (call.service, call.operation)
+        found = self._outputs.get(key)
+        if found is None:
+            found = {k: f"sim-{k}" for k in self.observed.output_keys.get(key, ())}
+            self._outputs[key] = found
+        return found
+
     @staticmethod
     def _error(call: _Call, outcome: Outcome, now: datetime) -> WorkflowError:
         return WorkflowError.create(call.action.step_id, call.service,
@@ -408,16 +442,26 @@ class Simulation:
                                     outcome.recoverable, occurred_at=now)
 
     def _dispatch_waiting(self) -> None:
-        """Starts waiting calls while there is room: the most urgent first."""
-        while self.engine_busy < self.engine_limit:
-            best: tuple[int, float, int, _Call] | None = None
-            for service, queue in self.waiting.items():
-                if queue and (best is None or queue[0] < best) and self._can_start(service):
-                    best = queue[0]
-            if best is None:
-                return
-            heapq.heappop(self.waiting[best[3].service])
-            self._start(best[3])
+        """A place freed: the most urgent waiting call that could start is handed it (as
+        the engine hands a freed slot to one held work item). It starts after the observed
+        hand-off time, if the place is still free then: a call that became ready meanwhile
+        may take it first, as a worker that just finished the previous step does."""
+        best: tuple[int, float, int, _Call] | None = None
+        for service, queue in self.waiting.items():
+            if queue and (best is None or queue[0] < best) and self._can_start(service):
+                best = queue[0]
+        if best is None:
+            return
+        heapq.heappop(self.waiting[best[3].service])
+        self.clock.after(self._handoff(best[3].service), self._woken, best)
+
+    def _woken(self, entry: tuple[int, float, int, _Call]) -> None:
+        call = entry[3]
+        if self._can_start(call.service):
+            self._start(call)
+            self._dispatch_waiting()  # more room than this call needs: hand on
+        else:
+            heapq.heappush(self.waiting.setdefault(call.service, []), entry)
 
 
 def simulate(observed: Observed, policy: Policy, rng: random.Random, *,
