@@ -20,6 +20,7 @@ from api.feed import EventHub, EventReader
 from api.metrics import LatencyMiddleware, StoreCollector
 from api.ports import LoadCommands, ReadModels
 from api.routers import audit, definitions, events, load, operations, projections, replay, steps
+from api.routers import whatif as whatif_routes
 from api.routers import workflows as workflow_routes
 from application.workflows import Workflows
 
@@ -54,6 +55,7 @@ TAGS = [
     {"name": "load", "description": "Load per service instance; load metrics."},
     {"name": "projections", "description": "Read model status and rebuilds."},
     {"name": "operations", "description": "Health, readiness and metrics."},
+    {"name": "whatif", "description": "Replay recorded work through other release policies."},
 ]
 
 
@@ -127,7 +129,7 @@ def create_app(
     errors.document(app)
     routers = (workflow_routes.router, steps.router, replay.router, audit.router,
                events.router, definitions.router, load.router, projections.router,
-               operations.router)
+               operations.router, whatif_routes.router)
     document_security(app, routers)
     app.add_middleware(LatencyMiddleware)
     for router in routers:

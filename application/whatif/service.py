@@ -8,6 +8,7 @@ workflows, `MAX_POLICIES` policies, and a wall-clock limit on the whole run.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,7 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from application.errors import ApplicationError
+from application.errors import ApplicationError, ConfigurationError
+from application.settings import Settings
 from application.whatif.history import Recorded, extract
 from application.whatif.store import stored_events
 from application.workflows import Workflows
@@ -63,6 +65,18 @@ class WhatIfSettings:
     wip_caps: Mapping[str, int] = field(default_factory=dict)
     ageing_ms: int | None = None
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WhatIfSettings:
+        """`WES_WIP_CAPS`, `WES_WAVELESS_AGEING_MS` (what ran) and
+        `WES_WHATIF_TIME_LIMIT_SECONDS` (a run's wall-clock bound, default 60)."""
+        settings = Settings.from_env(None if environ is None else dict(environ))
+        env = os.environ if environ is None else environ
+        try:
+            limit = float(env.get("WES_WHATIF_TIME_LIMIT_SECONDS", DEFAULT_TIME_LIMIT_S))
+        except ValueError:
+            raise ConfigurationError("WES_WHATIF_TIME_LIMIT_SECONDS must be a number") from None
+        return cls(dict(settings.wip_caps), settings.waveless_ageing_ms, limit)
 
 
 def check(request: WhatIfRequest) -> None:
