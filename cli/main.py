@@ -11,6 +11,7 @@ from cli.demo import demo
 from cli.projections import projections_app
 from cli.replay import replay
 from cli.serve import serve
+from cli.whatif import whatif
 from cli.worker import worker
 
 app = typer.Typer(help="WES Orchestrator: an event-sourced orchestration engine for warehouses.",
@@ -21,6 +22,7 @@ app.command()(worker)
 app.command()(replay)
 app.command()(demo)
 app.command()(bench)
+app.command()(whatif)
 
 
 @app.command()
