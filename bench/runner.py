@@ -16,12 +16,13 @@ from application.database import Database
 from bench import pg
 from bench.report import Figure, fmt, machine
 
-ORDER = ("commands", "engine", "rebuild", "lag", "api", "replay")
+ORDER = ("commands", "engine", "rebuild", "lag", "api", "replay", "whatif")
 TARGETS = {"commands": ("commands/s", "ratio >= 0.6"), "engine": ("sagas/s", "value >= 200"),
            "rebuild": ("events/s", "ratio >= 0.5, flat memory"),
            "lag": ("ms (p99)", "p99 <= 100 ms"),
            "api": ("requests/s", "ratio >= 0.5, p99 <= 25 ms"),
-           "replay": ("ms (p99)", "p99 <= 50 ms")}
+           "replay": ("ms (p99)", "p99 <= 50 ms"),
+           "whatif": ("s", "a day of 15,000 orders < 10 s")}
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,13 @@ class Sizes:
     sagas: int
     rebuild_events: int
     replay_samples: int
+    whatif_orders: int = 15_000
 
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(seconds=0.6, rounds=1, sagas=60, rebuild_events=5_500, replay_samples=10)
+            return cls(seconds=0.6, rounds=1, sagas=60, rebuild_events=5_500, replay_samples=10,
+                       whatif_orders=500)
         return cls(seconds=3.0, rounds=3, sagas=2000, rebuild_events=200_000, replay_samples=50)
 
 
@@ -107,6 +110,8 @@ def run(quick: bool = False, console: Console | None = None, sizes: Sizes | None
         if "replay" in wanted and (figure := attempt(("replay",), lambda: replay.measure(
                 schema("replay"), samples=sizes.replay_samples))):
             found["replay"] = figure
+        if "whatif" in wanted and (figure := attempt(("whatif",), lambda: _whatif(sizes))):
+            found["whatif"] = figure
     figures = [found.get(name) or Figure.unavailable(name, *TARGETS[name], "not measured")
                for name in ORDER if name in wanted]
     return Result(info, figures, failures)
@@ -116,6 +121,12 @@ def _rebuild(db: Database, sizes: Sizes) -> Figure:
     from bench import rebuild
 
     return rebuild.measure(db, events=sizes.rebuild_events)
+
+
+def _whatif(sizes: Sizes) -> Figure:
+    from bench import whatif
+
+    return whatif.measure(orders=sizes.whatif_orders)
 
 
 def _api(db: Database, ids: list[Any], sizes: Sizes) -> Figure:
