@@ -258,8 +258,9 @@ class Worker:
                             self.app.save_workflow(wf, now)
                             result.saved, unsaved = True, False
                         self._check_capacity(wf, action)
-                        with self._wip_slot(wf, action):
-                            self._act(wf, action, now)
+                        with self._wip_slot(wf, action) as waited:
+                            # A start saved after taking a slot is stamped after it too.
+                            self._act(wf, action, self.clock() if waited else now)
                         result.saved = True
                         wf = None  # the call's outcome was recorded on fresh state
                     except _Backpressure as e:
@@ -301,12 +302,13 @@ class Worker:
             raise _Backpressure(seconds)
 
     @contextlib.contextmanager
-    def _wip_slot(self, wf: Workflow, action: d.Action) -> Iterator[None]:
+    def _wip_slot(self, wf: Workflow, action: d.Action) -> Iterator[bool]:
         """Holds a slot of a capped service (WES_WIP_CAPS) from before the step's start is
-        saved until its outcome is recorded; none free: wait, spending no retry."""
+        saved until its outcome is recorded (True: a slot was taken); none free: wait,
+        spending no retry."""
         service = self._called_service(wf, action)
         if self.wip is None or service is None or not self.wip.capped(service):
-            yield
+            yield False
             return
         holder = f"{wf.id}:{action.step_id}:{action.kind}:{action.attempt}"
         slot: Slot | None = self.wip.acquire(service, holder, self.worker_id)
@@ -315,7 +317,7 @@ class Worker:
                 "step_id": action.step_id, "service": service})
             raise _Backpressure(self.wip.recheck_seconds, service)
         try:
-            yield
+            yield True
         finally:
             self.wip.release(slot)
 

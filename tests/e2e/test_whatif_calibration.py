@@ -71,7 +71,6 @@ class TestCalibration:
         start, end, ids = run_for_real(app, db, simulator, cap=1, tag="CAL")
         report = whatif(app, start, end, ids, cap=1)
         checks = report["calibration"]["checks"]
-        print(json.dumps(checks))
         assert report["actual"]["completed"] == ORDERS, report["actual"]
         # The cap bound the run: picks one at a time, in reality and in the simulation.
         assert max(p["in_flight"] for p in report["actual_wip"]["warehouse-service"]) == 1
