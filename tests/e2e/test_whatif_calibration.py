@@ -7,21 +7,59 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from uuid import UUID
 
+import httpx
 import pytest
 
 from application.whatif.service import WhatIfRequest, WhatIfSettings, run
 from application.workflows import Workflows, utc_now
+from cli.background import free_port
 from domain.simulation.kpis import calibration
 from domain.simulation.model import Policy
+from simulator.client import SimulatorClient
 from tests.support.processes import output, spawn_wes, spawn_worker, stop
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import wait_for, wait_for_status
 
 ORDERS = 40
 PICK_MS = 250
 LANE = {"WES_WAVELESS_BATCH_SIZE": "5", "WES_WAVELESS_INTERVAL_MS": "400"}
+
+
+@pytest.fixture
+def services(db) -> Iterator[SimulatorClient]:
+    """The simulated services in a process of their own, so that this test process's
+    polling does not slow their answers down."""
+    port = free_port()
+    process = spawn_wes(db, "http://unused", "services", "--port", str(port))
+    client = SimulatorClient(f"http://127.0.0.1:{port}")
+    try:
+        wait_for(lambda: _answers(client), timeout=30, message="the services to answer")
+        yield client
+    finally:
+        client.close()
+        stop(process)
+
+
+def _answers(client: SimulatorClient) -> bool:
+    try:
+        client.in_flight()
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def wait_all(app: Workflows, ids: list[UUID], timeout: float) -> None:
+    """Every workflow COMPLETED, looked at every quarter of a second."""
+    deadline = time.monotonic() + timeout
+    left = list(ids)
+    while left:
+        left = [i for i in left if app.get_workflow(i).status != "COMPLETED"]
+        if left and time.monotonic() > deadline:
+            raise AssertionError(f"{len(left)} workflows not COMPLETED after {timeout} s")
+        time.sleep(0.25)
 
 
 def run_for_real(app: Workflows, db, simulator, cap: int, tag: str):
@@ -46,13 +84,11 @@ def run_for_real(app: Workflows, db, simulator, cap: int, tag: str):
             ).workflow_id)
             time.sleep(0.1)
         end = utc_now() + timedelta(milliseconds=50)
-        for wf_id in ids:
-            try:
-                wait_for_status(app, wf_id, "COMPLETED", timeout=40)
-            except AssertionError:
-                raise AssertionError("\n".join(output(p)[-1500:] for p in [*workers, projector])
-                                     + str(app.get_workflow(wf_id).snapshot_state())[:1500]
-                                     ) from None
+        try:
+            wait_all(app, ids, timeout=90)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n" + "\n".join(output(p)[-1500:]
+                                                       for p in [*workers, projector])) from None
     finally:
         for process in [*workers, projector]:
             stop(process)
@@ -66,7 +102,8 @@ def whatif(app: Workflows, start, end, ids, cap: int, policies=()):
 
 class TestCalibration:
     def test_the_simulated_actual_policy_reproduces_the_recorded_window(self, app, db,
-                                                                        simulator):
+                                                                        services):
+        simulator = services
         simulator.add_fault("warehouse-service", "latency", "pick", latency_ms=PICK_MS)
         start, end, ids = run_for_real(app, db, simulator, cap=1, tag="CAL")
         report = whatif(app, start, end, ids, cap=1)
@@ -80,7 +117,8 @@ class TestCalibration:
 
 @pytest.mark.slow
 class TestPrediction:
-    def test_a_doubled_cap_is_predicted_as_a_real_run_then_shows(self, app, db, simulator):
+    def test_a_doubled_cap_is_predicted_as_a_real_run_then_shows(self, app, db, services):
+        simulator = services
         simulator.add_fault("warehouse-service", "latency", "pick", latency_ms=PICK_MS)
         start, end, ids = run_for_real(app, db, simulator, cap=1, tag="P1")
         report = whatif(app, start, end, ids, cap=1,
