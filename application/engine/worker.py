@@ -313,7 +313,7 @@ class Worker:
         holder = f"{wf.id}:{action.step_id}:{action.kind}:{action.attempt}"
         slot: Slot | None = self.wip.acquire(service, holder, self.worker_id)
         if slot is None:
-            log.info("service at its WIP cap; the step waits", extra={
+            log.debug("service at its WIP cap; the step waits", extra={
                 "step_id": action.step_id, "service": service})
             raise _Backpressure(self.wip.recheck_seconds, service)
         try:

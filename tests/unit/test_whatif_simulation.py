@@ -121,6 +121,16 @@ class TestEngineRules:
                          Policy("p", batch_size=25, adaptive=False), random.Random(1)).kpis
         assert large["release_wait_p95_s"] < small["release_wait_p95_s"]
 
+    def test_release_pauses_while_a_service_fails_half_its_calls(self):
+        # Most picks fail (recoverably): the observed error rate pauses release, as the
+        # release loop pauses on the load read model's error rate.
+        failing = [Outcome(5.0, "SERVICE_UNAVAILABLE", ErrorType.SERVICE_UNAVAILABLE, True)] * 4
+        paused = simulate(observed(40, every_s=0.5, failures=failing), Policy("p"),
+                          random.Random(9)).kpis
+        healthy = simulate(observed(40, every_s=0.5), Policy("p"), random.Random(9)).kpis
+        # Failures and their retries come after release: only the pause can delay it.
+        assert paused["release_wait_p95_s"] > healthy["release_wait_p95_s"] + 1.0
+
     def test_cut_offs_missed_are_counted(self):
         result = simulate(observed(10, cut_off_s=3.0),
                           Policy("p", wip_caps={"warehouse-service": 1}), random.Random(1))
