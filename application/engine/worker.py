@@ -258,14 +258,15 @@ class Worker:
                             self.app.save_workflow(wf, now)
                             result.saved, unsaved = True, False
                         self._check_capacity(wf, action)
-                        with self._wip_slot(wf, action) as waited:
+                        with self._wip_slot(wf, action) as took_slot:
                             # A start saved after taking a slot is stamped after it too.
-                            self._act(wf, action, self.clock() if waited else now)
+                            self._act(wf, action, self.clock() if took_slot else now)
                         result.saved = True
                         wf = None  # the call's outcome was recorded on fresh state
                     except _Backpressure as e:
-                        log.info("no instance can take the call; waiting %.1f s", e.seconds,
-                                 extra={"step_id": action.step_id})
+                        if e.service is None:  # (a WIP wait logged itself, at debug)
+                            log.info("no instance can take the call; waiting %.1f s",
+                                     e.seconds, extra={"step_id": action.step_id})
                         result.not_before = self.clock() + timedelta(seconds=e.seconds)
                         result.waiting_for = e.service
                         break
