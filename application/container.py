@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from application import database
 from application.database import Database
@@ -72,6 +72,19 @@ class Container:
             batch_size=self.settings.waveless_batch_size,
             interval_ms=self.settings.waveless_interval_ms,
             ageing_ms=self.settings.waveless_ageing_ms, wip_caps=self.settings.wip_caps)
+        if self.settings.wip_caps:
+            # Release admits by the first service's cap; the slots say exactly what is in
+            # flight now, where the load read model may lag behind.
+            gate = WipGate(self.workflows.store, self.settings.wip_caps)
+            observed = signals.in_flight
+
+            def in_flight() -> dict[str, int]:
+                counts = dict(observed())
+                for service, held in gate.in_flight().items():
+                    counts[service] = max(counts.get(service, 0), held)
+                return counts
+
+            signals = replace(signals, in_flight=in_flight)
         lock = LeaderLock(self.db.conninfo, f"wes-waveless-release:{self.db.schema}")
         releaser = Releaser(self.workflows, signals, settings, leader_lock=lock)
         self.releasers.append(releaser)
