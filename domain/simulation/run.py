@@ -110,7 +110,8 @@ class Simulation:
         self.lane_seen: dict[tuple[int, int], float] = {}
         self.round_at: float | None = None  # the next release round, if one is scheduled
         self.last_round = 0.0
-        self.idle_ms = adapt_interval(self.loop_interval_ms, 0)
+        self.idle_ms = adapt_interval(self.loop_interval_ms, 0) if policy.adaptive \
+            else self.loop_interval_ms
         self.records: dict[UUID, Record] = {}
         self.arrived: dict[UUID, Arrival] = {}
         self.spans: dict[str, list[tuple[float, float]]] = {}
