@@ -32,6 +32,7 @@ from api.routers import (
     steps,
     whoami,
 )
+from api.routers import whatif as whatif_routes
 from api.routers import workflows as workflow_routes
 from application.workflows import Workflows
 
@@ -73,6 +74,7 @@ TAGS = [
     {"name": "projections", "description": "Read model status and rebuilds."},
     {"name": "operations", "description": "Health, readiness and metrics."},
     {"name": "console", "description": "What the operator console needs: the caller's role."},
+    {"name": "whatif", "description": "Replay recorded work through other release policies."},
 ]
 
 
@@ -149,7 +151,8 @@ def create_app(
     errors.document(app)
     routers = (workflow_routes.router, steps.router, replay.router, audit.router,
                events.router, definitions.router, load.router, projections.router,
-               operations.router, whoami.router)
+               operations.router, whoami.router,
+               whatif_routes.router)
     document_security(app, routers)
     app.add_middleware(LatencyMiddleware)
     # Outermost: a body over the limit is refused before any other part reads it.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from application import database
 from application.database import Database
@@ -16,6 +16,7 @@ from application.load_balancing import LoadBalancer
 from application.persistence import LeaderLock
 from application.settings import Settings
 from application.waveless import LoadSignals, Releaser, WavelessSettings
+from application.wip import WipGate
 from application.workflows import Workflows
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,13 @@ class Container:
                    balancer)
 
     def worker(self, concurrency: int = 4, worker_id: str | None = None) -> Worker:
+        wip = WipGate(self.workflows.store, self.settings.wip_caps,
+                      lease_seconds=self.settings.worker_lease_seconds) \
+            if self.settings.wip_caps else None
         worker = Worker(self.workflows, self.dispatcher, worker_id=worker_id,
                         concurrency=concurrency, lease_seconds=self.settings.worker_lease_seconds,
                         poll_seconds=self.settings.worker_poll_seconds,
-                        max_output_bytes=self.settings.max_output_bytes)
+                        max_output_bytes=self.settings.max_output_bytes, wip=wip)
         self.workers.append(worker)
         return worker
 
@@ -85,6 +89,19 @@ class Container:
             batch_size=self.settings.waveless_batch_size,
             interval_ms=self.settings.waveless_interval_ms,
             ageing_ms=self.settings.waveless_ageing_ms, wip_caps=self.settings.wip_caps)
+        if self.settings.wip_caps:
+            # Release admits by the first service's cap; the slots say exactly what is in
+            # flight now, where the load read model may lag behind.
+            gate = WipGate(self.workflows.store, self.settings.wip_caps)
+            observed = signals.in_flight
+
+            def in_flight() -> dict[str, int]:
+                counts = dict(observed())
+                for service, held in gate.in_flight().items():
+                    counts[service] = max(counts.get(service, 0), held)
+                return counts
+
+            signals = replace(signals, in_flight=in_flight)
         lock = LeaderLock(self.db.conninfo, f"wes-waveless-release:{self.db.schema}")
         releaser = Releaser(self.workflows, signals, settings, leader_lock=lock)
         self.releasers.append(releaser)

@@ -16,13 +16,14 @@ from application.database import Database
 from bench import pg
 from bench.report import Figure, fmt, machine
 
-ORDER = ("commands", "engine", "rebuild", "lag", "api", "replay", "relay")
+ORDER = ("commands", "engine", "rebuild", "lag", "api", "replay", "relay", "whatif")
 TARGETS = {"commands": ("commands/s", "ratio >= 0.6"), "engine": ("sagas/s", "value >= 200"),
            "rebuild": ("events/s", "ratio >= 0.5, flat memory"),
            "lag": ("ms (p99)", "p99 <= 100 ms"),
            "api": ("requests/s", "ratio >= 0.5, p99 <= 25 ms"),
            "replay": ("ms (p99)", "p99 <= 50 ms"),
-           "relay": ("events/s", "ratio >= 1 (keeps up with the engine), lag p99 <= 250 ms")}
+           "relay": ("events/s", "ratio >= 1 (keeps up with the engine), lag p99 <= 250 ms"),
+           "whatif": ("s", "a day of 15,000 orders < 10 s")}
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,13 @@ class Sizes:
     sagas: int
     rebuild_events: int
     replay_samples: int
+    whatif_orders: int = 15_000
 
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(seconds=0.6, rounds=1, sagas=60, rebuild_events=5_500, replay_samples=10)
+            return cls(seconds=0.6, rounds=1, sagas=60, rebuild_events=5_500, replay_samples=10,
+                       whatif_orders=500)
         return cls(seconds=3.0, rounds=3, sagas=2000, rebuild_events=200_000, replay_samples=50)
 
 
@@ -111,6 +114,8 @@ def run(quick: bool = False, console: Console | None = None, sizes: Sizes | None
         if "relay" in wanted and (figure := attempt(("relay",), lambda: _relay(
                 schema("relay"), sizes))):
             found["relay"] = figure
+        if "whatif" in wanted and (figure := attempt(("whatif",), lambda: _whatif(sizes))):
+            found["whatif"] = figure
     figures = [found.get(name) or Figure.unavailable(name, *TARGETS[name], "not measured")
                for name in ORDER if name in wanted]
     return Result(info, figures, failures)
@@ -126,6 +131,12 @@ def _relay(db: Database, sizes: Sizes) -> Figure:
     from bench import relay
 
     return relay.measure(db, sagas=sizes.sagas)
+
+
+def _whatif(sizes: Sizes) -> Figure:
+    from bench import whatif
+
+    return whatif.measure(orders=sizes.whatif_orders)
 
 
 def _api(db: Database, ids: list[Any], sizes: Sizes) -> Figure:

@@ -19,6 +19,7 @@ from cli.projections import projections_app
 from cli.relay import relay
 from cli.replay import replay
 from cli.serve import serve
+from cli.whatif import whatif
 from cli.worker import worker
 from cli.workflows import workflows_app
 
@@ -46,6 +47,7 @@ app.command()(replay)
 app.command()(demo)
 app.command()(bench)
 app.command()(relay)
+app.command()(whatif)
 
 _verbose = False
 # Typer (from 0.20) raises its own copies of click's exceptions; older ones raise click's.

@@ -45,6 +45,7 @@ from application.errors import ConcurrencyConflict, DatabaseUnavailable, Workflo
 from application.logs import workflow_context
 from application.metrics import STEP_DURATION, STEPS_RUN
 from application.persistence import Claim
+from application.wip import Slot, WipGate
 from application.workflows import Workflows, utc_now
 from domain import decisions as d
 from domain.enums import ErrorType
@@ -70,13 +71,15 @@ class _Drive:
     idle: bool = False  # it ended with nothing to do now
     removed: bool = False  # its last save removed its work item: nothing left to release
     not_before: datetime | None = None  # backpressure: no instance can take the call
+    waiting_for: str | None = None  # a capped service with no free slot (see WipGate)
 
 
 class _Backpressure(Exception):
     """No instance of the step's service can take work now: wait, do not spend a retry."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, service: str | None = None) -> None:
         self.seconds = seconds
+        self.service = service
 
 
 class Worker:
@@ -93,9 +96,11 @@ class Worker:
         poll_seconds: float = 0.5,
         clock: Callable[[], datetime] = utc_now,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        wip: WipGate | None = None,
     ) -> None:
         self.app = app
         self.handler = handler
+        self.wip = wip if wip is not None and wip.caps else None
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         # Who the events this worker records say did it (the audit's `actor`).
         self.actor = f"engine:{self.worker_id}"
@@ -185,6 +190,8 @@ class Worker:
                 held = list(self._held)
             try:
                 self.app.store.renew(self.worker_id, held, self.lease_seconds)
+                if self.wip is not None:
+                    self.wip.renew(self.worker_id)
             except Exception as e:
                 log.warning("lease renewal failed", extra={"error": str(e)[:200]})
 
@@ -214,6 +221,9 @@ class Worker:
                         self.worker_id, claim.workflow_id, claim.due_at, result.wakeup):
                     # Nothing to do and nothing saved: the item was stale (a repair, say);
                     # now it says when the workflow next has work, or is gone.
+                    return
+                if result.waiting_for is not None and self.wip is not None:
+                    self.wip.hold(claim.workflow_id, result.waiting_for, self.worker_id)
                     return
                 self.app.store.release(self.worker_id, claim.workflow_id, result.not_before)
                 return
@@ -262,14 +272,18 @@ class Worker:
                             self.app.save_workflow(wf, now)
                             result.saved, unsaved = True, False
                         self._check_capacity(wf, action)
-                        # The aggregate the outcome was saved on, to decide on (None: it
-                        # was not saved by us, so load it again).
-                        wf = self._act(wf, action, now)
+                        with self._wip_slot(wf, action) as took_slot:
+                            # A start saved after taking a slot is stamped after it too.
+                            # The aggregate the outcome was saved on, to decide on (None:
+                            # it was not saved by us, so load it again).
+                            wf = self._act(wf, action, self.clock() if took_slot else now)
                         result.saved = True
                     except _Backpressure as e:
-                        log.info("no instance can take the call; waiting %.1f s", e.seconds,
-                                 extra={"step_id": action.step_id})
+                        if e.service is None:  # (a WIP wait logged itself, at debug)
+                            log.info("no instance can take the call; waiting %.1f s",
+                                     e.seconds, extra={"step_id": action.step_id})
                         result.not_before = self.clock() + timedelta(seconds=e.seconds)
+                        result.waiting_for = e.service
                         break
                     except ConcurrencyConflict:
                         wf, unsaved = None, False  # someone else changed it first
@@ -302,6 +316,37 @@ class Worker:
         seconds = unavailable_for(service) if unavailable_for else None
         if seconds:
             raise _Backpressure(seconds)
+
+    @contextlib.contextmanager
+    def _wip_slot(self, wf: Workflow, action: d.Action) -> Iterator[bool]:
+        """Holds a slot of a capped service (WES_WIP_CAPS) from before the step's start is
+        saved until its outcome is recorded (True: a slot was taken); none free: wait,
+        spending no retry."""
+        service = self._called_service(wf, action)
+        if self.wip is None or service is None or not self.wip.capped(service):
+            yield False
+            return
+        holder = f"{wf.id}:{action.step_id}:{action.kind}:{action.attempt}"
+        slot: Slot | None = self.wip.acquire(service, holder, self.worker_id)
+        if slot is None:
+            log.debug("service at its WIP cap; the step waits", extra={
+                "step_id": action.step_id, "service": service})
+            raise _Backpressure(self.wip.recheck_seconds, service)
+        try:
+            yield True
+        finally:
+            self.wip.release(slot)
+
+    @staticmethod
+    def _called_service(wf: Workflow, action: d.Action) -> str | None:
+        """The service an action calls (None for decisions that call nothing)."""
+        if action.step_id is None:
+            return None
+        if action.kind in (d.RUN_STEP, d.RESUME_STEP):
+            return wf.step(action.step_id).spec.service
+        if action.kind in (d.COMPENSATE_STEP, d.RESUME_COMPENSATION):
+            return wf.get_compensation_action(action.step_id).service
+        return None
 
     def _decide_in_memory(self, wf: Workflow, action: d.Action, now: datetime) -> bool:
         """Applies a decision that needs no remote call; False if it needs one."""
@@ -357,6 +402,8 @@ class Worker:
         return self._local(compensation.service, compensation.operation)
 
     def _local(self, service: str, operation: str) -> bool:
+        if self.wip is not None and self.wip.capped(service):
+            return False  # a capped service's steps take a slot: their start is saved first
         is_local = getattr(self.handler, "is_local", None)
         return bool(is_local and is_local(service, operation))
 

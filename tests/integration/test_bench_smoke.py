@@ -10,7 +10,8 @@ from rich.console import Console
 from bench import runner
 from bench.report import to_json
 
-TINY = runner.Sizes(seconds=0.2, rounds=1, sagas=8, rebuild_events=1_100, replay_samples=3)
+TINY = runner.Sizes(seconds=0.2, rounds=1, sagas=8, rebuild_events=1_100, replay_samples=3,
+                     whatif_orders=200)
 
 
 def test_every_figure_is_measured_with_its_baseline_and_written_as_json() -> None:

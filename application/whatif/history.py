@@ -1,0 +1,168 @@
+"""What the engine observed in a window, from the workflows' events: arrivals, each
+operation's calls (duration from start saved to outcome saved, and how they ended), the
+dispatch gaps and the concurrency that was seen; and what actually happened."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from application.workflows import fold
+from domain.enums import ErrorType
+from domain.simulation.kpis import Record
+from domain.simulation.model import FORWARD, UNDO, Arrival, Observed, OperationModel, Outcome
+from domain.workflow import Workflow
+
+_TERMINAL = {"COMPLETED", "COMPENSATED", "CANCELLED", "COMPENSATION_FAILED", "FAILED"}
+
+
+@dataclass
+class Recorded:
+    """A window's observations and what happened in it."""
+
+    observed: Observed
+    records: list[Record]
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    waveless: int = 0
+
+
+def extract(events_by_workflow: Iterable[tuple[UUID, list[Any]]], start: datetime,
+            end: datetime, *, recorded_caps: Mapping[str, int] | None = None) -> Recorded:
+    """Folds each workflow's events (arrivals in [start, end)) into observations."""
+    caps = dict(recorded_caps or {})
+    arrivals: list[Arrival] = []
+    records: list[Record] = []
+    operations: dict[tuple[str, str, str], OperationModel] = {}
+    output_keys: dict[tuple[str, str], set[str]] = {}
+    dispatch: list[float] = []
+    spans: dict[str, list[tuple[float, float]]] = {}
+    steps_cache: dict[tuple[str, int], tuple[Any, ...]] = {}
+    capped_calls: dict[str, list[tuple[float, float, float]]] = {}
+    waveless = 0
+    for workflow_id, events in events_by_workflow:
+        if not events or not isinstance(events[0], Workflow.Created):
+            continue
+        created = events[0]
+        if not (start <= created.timestamp < end) or created.driven_by != "engine":
+            continue
+        wf: Workflow = fold(None, events)
+        lane = None
+        if wf.waveless is not None:
+            lane = (int(wf.waveless["batch_size"]), int(wf.waveless["interval_ms"]))
+            waveless += 1
+        key = (created.definition_id, created.definition_version)
+        steps = steps_cache.setdefault(key, tuple(created.steps))
+        arrivals.append(Arrival(workflow_id, created.timestamp, created.priority,
+                                created.workflow_type, created.definition_id, steps,
+                                dict(created.input),
+                                datetime.fromisoformat(created.cut_off) if created.cut_off
+                                else None, lane))
+        status = str(wf.status)
+        records.append(Record(created.timestamp, wf.started_at,
+                              wf.finished_at if status in _TERMINAL else None, status,
+                              wf.cut_off))
+        _calls(events, wf, start, caps, operations, output_keys, dispatch, spans, capped_calls)
+    service_peaks = {service: _most_at_once(s) for service, s in spans.items()}
+    every = [span for s in spans.values() for span in s]
+    arrivals.sort(key=lambda a: (a.at, str(a.workflow_id)))
+    observed = Observed(start, end, arrivals, operations, dispatch, _most_at_once(every),
+                        service_peaks, {k: tuple(sorted(v)) for k, v in output_keys.items()},
+                        {service: _handoffs(calls) for service, calls in capped_calls.items()})
+    return Recorded(observed, records, spans, waveless)
+
+
+def _calls(events: list[Any], wf: Workflow, start: datetime, caps: Mapping[str, int],
+           operations: dict[tuple[str, str, str], OperationModel],
+           output_keys: dict[tuple[str, str], set[str]], dispatch: list[float],
+           spans: dict[str, list[tuple[float, float]]],
+           capped_calls: dict[str, list[tuple[float, float, float]]]) -> None:
+    """Every call of one workflow: its model sample, its span, the gap before it."""
+    ready: datetime | None = None  # when the workflow could next start a call
+    running: dict[tuple[str, str], tuple[datetime, str, str, datetime | None]] = {}
+    for e in events:
+        kind = type(e).__name__
+        if kind in ("Started", "StepExecuted", "StepCompensated", "Failed"):
+            ready = e.timestamp
+        elif kind == "StepRetryScheduled":
+            ready = e.due_at
+        elif kind == "StepCompensationFailed":
+            ready = e.retry_at
+        elif kind == "StepStarted":
+            spec = wf.step(e.step_id).spec
+            running[(e.step_id, FORWARD)] = (e.timestamp, spec.service, spec.operation, ready)
+            _gap(dispatch, ready, e.timestamp, spec.service in caps)
+        elif kind == "StepCompensationStarted":
+            undo = wf.step(e.step_id).spec.compensation
+            if undo is not None:
+                running[(e.step_id, UNDO)] = (e.timestamp, undo.service, undo.operation, ready)
+                _gap(dispatch, ready, e.timestamp, undo.service in caps)
+        if kind in ("StepExecuted", "StepFailed"):
+            began = running.pop((e.step_id, FORWARD), None)
+            if began is None:
+                continue  # a failure before the start (unresolvable input): no call
+            outcome = _outcome(e, began[0])
+            operations.setdefault((began[1], began[2], FORWARD), OperationModel()).outcomes \
+                .append(outcome)
+            if kind == "StepExecuted":
+                output_keys.setdefault((began[1], began[2]), set()).update(e.output)
+            _span(spans, capped_calls, caps, began, e.timestamp, start)
+        elif kind in ("StepCompensated", "StepCompensationFailed"):
+            began = running.pop((e.step_id, UNDO), None)
+            if began is None:
+                continue
+            operations.setdefault((began[1], began[2], UNDO), OperationModel()).outcomes \
+                .append(_outcome(e, began[0]))
+            _span(spans, capped_calls, caps, began, e.timestamp, start)
+
+
+def _span(spans: dict[str, list[tuple[float, float]]],
+          capped_calls: dict[str, list[tuple[float, float, float]]], caps: Mapping[str, int],
+          began: tuple[datetime, str, str, datetime | None], ended: datetime,
+          start: datetime) -> None:
+    a, b = (began[0] - start).total_seconds(), (ended - start).total_seconds()
+    spans.setdefault(began[1], []).append((a, b))
+    if began[1] in caps:
+        ready = (began[3] - start).total_seconds() if began[3] is not None else a
+        capped_calls.setdefault(began[1], []).append((ready, a, b))
+
+
+def _handoffs(calls: list[tuple[float, float, float]]) -> list[float]:
+    """How long a capped service's freed slot took to reach a call that was waiting for it
+    (the previous call's outcome saved -> this call's start saved), in ms."""
+    ends = sorted(end for _, _, end in calls)
+    found = []
+    for ready, began, _ in calls:
+        freed = bisect.bisect_right(ends, began) - 1
+        if freed >= 0 and ready < ends[freed]:
+            found.append((began - ends[freed]) * 1000)
+    return found
+
+
+def _gap(dispatch: list[float], ready: datetime | None, started: datetime, capped: bool) -> None:
+    # A capped service's gaps include waiting for a slot, which the simulation models
+    # itself: only gaps of uncapped services measure the engine's own dispatch time.
+    if ready is not None and not capped:
+        dispatch.append(max((started - ready).total_seconds() * 1000, 0.0))
+
+
+def _outcome(event: Any, began: datetime) -> Outcome:
+    duration = max((event.timestamp - began).total_seconds() * 1000, 0.0)
+    error = getattr(event, "error", None)
+    if not error:
+        return Outcome(duration)
+    return Outcome(duration, str(error.get("code") or "ERROR"),
+                   ErrorType(error.get("error_type") or "INTERNAL_ERROR"),
+                   bool(error.get("recoverable")))
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    edges = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    best = level = 0
+    for _, change in edges:
+        level += change
+        best = max(best, level)
+    return best
