@@ -39,6 +39,16 @@ def wes_with_keys(console_db: Database, wes: Server) -> Iterator[Server]:
         yield running
 
 
+@pytest.fixture(scope="class")
+def quiet_wes(server: Database) -> Iterator[Server]:
+    """`wes serve` on a schema of its own: no fault another test injected raises the error
+    rate that pauses waveless release."""
+    db = server.with_schema(f"quiet_{uuid.uuid4().hex[:10]}")
+    database.ensure_database(db)
+    with serve(db) as running:
+        yield running
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with chromium() as running:

@@ -1,12 +1,11 @@
 """The operator console in a real headless Chromium against a real `wes serve`: the list and
 its live updates, the timeline of a retried and of a compensated workflow, time travel,
-pausing from the page, a reader's disabled controls, and every page with no request off
-127.0.0.1 and no error in the browser console."""
+pausing from the page, a reader's disabled controls, the what-if page against the real
+endpoint, and every page with no request off 127.0.0.1 and no error in the browser console."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,8 +17,10 @@ from tests.browser.support import (
     drive_step,
     event_types,
     inject_fault,
+    pick_window,
     start_order,
     wait_for_status,
+    window_of,
 )
 
 PAGES = ("workflows", "incidents", "load", "waveless", "projections", "throughput", "whatif")
@@ -338,41 +339,26 @@ class TestProjectionsPage:
                      has_text=str(before + 1)).wait_for(timeout=60_000)
 
 
-def window_of(client: Any, ids: list[str]) -> tuple[str, str]:
-    """The narrowest [from, to) holding the workflows' creation times, as ISO strings."""
-    created = sorted(datetime.fromisoformat(client.get(f"/v1/workflows/{i}").json()["created_at"])
-                     for i in ids)
-    return ((created[0] - timedelta(milliseconds=2)).isoformat(),
-            (created[-1] + timedelta(milliseconds=2)).isoformat())
-
-
-def pick_window(page: Any, start: str, end: str) -> None:
-    """Types the window into the page's datetime-local fields, in the browser's local time."""
-    for name, iso in (("from", start), ("to", end)):
-        value = page.evaluate("""([iso]) => {
-            const d = new Date(iso);
-            return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 23);
-        }""", [iso])
-        page.fill(f'[data-testid="whatif-form"] input[name="{name}"]', value)
-
-
 def shown(value: float) -> str:
     """A number as the page's fmtNum writes it."""
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
 class TestWhatIf:
+    """Against a server of its own (`quiet_wes`): the other tests' faults would pause
+    waveless release on their error rate."""
+
     def test_shows_actual_calibration_and_two_policies_side_by_side_with_wip_per_service(
-            self, wes: Server, watched: tuple[Any, Watch]) -> None:
+            self, quiet_wes: Server, watched: tuple[Any, Watch]) -> None:
         page, _ = watched
-        with wes.client() as client:
+        with quiet_wes.client() as client:
             ids = [start_order(client, f"ORD-WHATIF-{n}", waveless=True,
                                priority=("HIGH", "NORMAL")[n % 2], waveless_batch_size=3,
                                waveless_interval_ms=500) for n in range(6)]
             for wid in ids:
                 wait_for_status(client, wid, "COMPLETED")
             start, end = window_of(client, ids)
-        page.goto(f"{wes.url}/ui/#/whatif")
+        page.goto(f"{quiet_wes.url}/ui/#/whatif")
         pick_window(page, start, end)
         page.fill('input[name="p1.name"]', "one batch of 6")
         page.fill('input[name="p1.batch_size"]', "6")
@@ -427,13 +413,13 @@ class TestWhatIf:
                        for d in (p.get_attribute("d") for p in paths.all()))
 
     def test_a_window_without_waveless_work_shows_the_problem_detail_of_the_422(
-            self, wes: Server, watched: tuple[Any, Watch]) -> None:
+            self, quiet_wes: Server, watched: tuple[Any, Watch]) -> None:
         page, watch = watched
-        with wes.client() as client:
+        with quiet_wes.client() as client:
             wid = start_order(client, "ORD-WHATIF-PLAIN")
             wait_for_status(client, wid, "COMPLETED")
             start, end = window_of(client, [wid])
-        page.goto(f"{wes.url}/ui/#/whatif")
+        page.goto(f"{quiet_wes.url}/ui/#/whatif")
         pick_window(page, start, end)
         page.uncheck('[data-testid="policy-2-on"]')
         with page.expect_response("**/v1/whatif") as answered:

@@ -32,8 +32,8 @@ function elapsed(ms) {
 function policyFields(i, d) {
   const p = `p${i}`;
   return h("fieldset", { class: "card col", "data-testid": `policy-${i}` },
-    h("legend", {}, i === 1 ? "Policy 1" : h("label", { class: "row" },
-      h("input", { type: "checkbox", name: `${p}.on`, checked: true, "data-testid": "policy-2-on" }), "Policy 2")),
+    h("legend", {}, i === 1 ? "Policy 1" : h("label", { style: "flex-direction: row; align-items: center; gap: 4px" },
+      h("input", { type: "checkbox", name: `${p}.on`, checked: true, "data-testid": "policy-2-on" }), "Policy 2 (compare two)")),
     h("div", { class: "row" },
       h("label", {}, "Name", h("input", { name: `${p}.name`, value: d.name, required: true, maxlength: 200 })),
       h("label", {}, "Batch size (empty: recorded lanes)", h("input", { name: `${p}.batch_size`, type: "number", min: 1, value: d.batch_size })),
@@ -92,7 +92,7 @@ function calibrationCard(c) {
       : h("p", { class: "error", "data-testid": "calibration-off" },
         `Calibration is off: the policy that ran (${describe(c.policy)}), simulated, does not reproduce what actually happened. `
         + "Read the policies' predictions with care."),
-    h("p", { class: "muted", "data-testid": "tolerance" }, `Tolerance: ${rule}.`),
+    h("p", { "data-testid": "tolerance" }, h("strong", {}, "Tolerance: "), `${rule}.`),
     h("table", { class: "grid compact", "data-testid": "calibration-checks" },
       h("thead", {}, h("tr", {}, ["KPI", "Actual", "Simulated", "Allowed ±", ""].map((x) => h("th", {}, x)))),
       h("tbody", {}, Object.entries(c.checks || {}).map(([k, x]) => h("tr", { "data-kpi": k, "data-ok": String(x.ok) },
@@ -130,8 +130,10 @@ function report(r) {
         ` — from ${o.workflows ?? "?"} workflows (${o.waveless ?? "?"} waveless), seed ${r.seed}, ${fmtNum(r.run && r.run.total_seconds, 3)} s.`)),
     h("div", { class: "charts", "data-testid": "kpi-charts" }, CHARTED.map((key) => {
       const name = KPIS.find(([k]) => k === key)[1];
-      return barChart({ title: name, width: 420, height: 180, series: [name],
-        bins: columns.map(([, n, k]) => ({ label: String(n).slice(0, 16), values: [Number(k[key]) || 0] })) });
+      // One bin, a bar per run: each run keeps its colour and the legend names it.
+      return barChart({ title: name, width: 560, height: 200,
+        series: columns.map(([id, n], i) => (i < 2 ? id : String(n).slice(0, 18))),
+        bins: [{ label: "", values: columns.map(([, , k]) => Number(k[key]) || 0) }] });
     })),
     h("h2", {}, "WIP per service over time"),
     wipCharts([["actual", r.actual_wip], ["calibration", r.calibration.wip], ...r.results.map((x) => [x.policy.name, x.wip])]),
