@@ -412,6 +412,35 @@ class TestWhatIf:
             assert all(d.count("L") == len(answer["actual_wip"][service]) - 1
                        for d in (p.get_attribute("d") for p in paths.all()))
 
+    def test_a_run_whose_calibration_is_off_says_so(
+            self, quiet_wes: Server, misinformed_wes: Server,
+            watched: tuple[Any, Watch]) -> None:
+        page, _ = watched
+        with quiet_wes.client() as client:
+            ids = []
+            for n in range(6):
+                # Slow picks, three at a time: a cap of 1 would have queued them.
+                inject_fault(client, "latency", f"ORD-OFF-{n}", latency_ms=400, count=None)
+                ids.append(start_order(client, f"ORD-OFF-{n}", waveless=True,
+                                       waveless_batch_size=3, waveless_interval_ms=500))
+            for wid in ids:
+                wait_for_status(client, wid, "COMPLETED")
+            start, end = window_of(client, ids)
+        page.goto(f"{misinformed_wes.url}/ui/#/whatif")
+        pick_window(page, start, end)
+        page.uncheck('[data-testid="policy-2-on"]')
+        with page.expect_response("**/v1/whatif") as answered:
+            page.click('[data-action="run"]')
+        calibration = answered.value.json()["calibration"]
+        assert calibration["within_tolerance"] is False, calibration["checks"]
+        card = page.locator('[data-testid="calibration"][data-ok="false"]')
+        card.wait_for()
+        assert "OFF" in card.locator('[data-testid="calibration-verdict"]').inner_text()
+        assert "Calibration is off" in card.locator('[data-testid="calibration-off"]').inner_text()
+        off = {k for k, c in calibration["checks"].items() if not c["ok"]}
+        assert off and {r.get_attribute("data-kpi") for r in card.locator(
+            '[data-testid="calibration-checks"] tbody tr[data-ok="false"]').all()} == off
+
     def test_a_window_without_waveless_work_shows_the_problem_detail_of_the_422(
             self, quiet_wes: Server, watched: tuple[Any, Watch]) -> None:
         page, watch = watched
