@@ -212,13 +212,22 @@ MIN_POSITION = Query(
 def _fresh(*names: str) -> Callable[..., Coroutine[None, None, None]]:
     async def wait(request: Request,
                    min_position: Annotated[int | None, MIN_POSITION] = None) -> None:
-        if min_position is None:
-            return
         c = components_of(request)
+        routing = c.read_models.routing
+        if min_position is None:
+            if routing is not None:
+                routing.pin(None)
+            return
         timeout = c.config.min_position_timeout
         # The wait polls the database and sleeps: a worker thread, not the event loop.
-        reached = await run_in_threadpool(c.read_models.projections.wait, names, min_position,
-                                          timeout)
+        if routing is not None:
+            # The queries must go where the position was seen applied (a replica's own).
+            reached, target = await run_in_threadpool(routing.wait, names, min_position,
+                                                      timeout)
+            routing.pin(target)
+        else:
+            reached = await run_in_threadpool(c.read_models.projections.wait, names,
+                                              min_position, timeout)
         if reached is None or reached < min_position:
             raise WaitTimeout(min_position, reached, timeout)
 

@@ -97,8 +97,8 @@ def build(settings: Settings, *, worker: bool, projections: bool, simulate: bool
     from api.read_models import ReadModelSet
     from application.container import Container
 
-    container = Container.build(settings)
-    read_models = ReadModelSet.build(container.workflows, container.db, settings.extra_env)
+    container = Container.build(settings, kind="api")
+    read_models = ReadModelSet.for_container(container)
     # Stopped last (parts stop in reverse order): closes what everything else uses.
     background: list[Background] = [_Closing(read_models, container)]
     if projections:

@@ -26,12 +26,13 @@ def worker(
     """Run an engine worker until SIGTERM/SIGINT (then finish the current steps and exit)."""
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_json)
-    container = Container.build(settings, simulator_url=simulator_url)
+    container = Container.build(settings, simulator_url=simulator_url, kind="worker")
     if rebuild_queue:
         due = container.workflows.rebuild_work_queue()
         typer.echo(f"work queue rebuilt from the events: {due} workflows have work", err=True)
     engine = container.worker(concurrency=concurrency)
-    read_models = ReadModels(container.db.env(), container.workflows)
+    read_models = ReadModels(container.read_models_env(container.reads_only_budget()),
+                             container.workflows)
     releaser = container.releaser(waveless_signals(read_models))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
