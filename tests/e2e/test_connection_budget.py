@@ -91,9 +91,10 @@ def run_fleet(cluster: clusters.Cluster, simulator: SimulatorClient, workers: in
         fleet.processes["api"] = spawn_wes(
             db, simulator.base_url, "serve", "--port", str(port), "--no-worker",
             "--no-projections", "--no-simulated-services")
+        _wait_api(f"http://127.0.0.1:{port}", fleet)
         for i in range(workers):
             fleet.processes[f"worker{i}"] = spawn_worker(db, simulator.base_url, concurrency=4)
-        _wait_api(f"http://127.0.0.1:{port}", fleet)
+        _wait_workers(fleet, workers)
         time.sleep(3)  # every process past its start-up
         idle = fleet.sample()
         ids = [_start(app, f"ORD-B{n}") for n in range(workflows)]
@@ -124,7 +125,16 @@ def _start(app: Workflows, order: str) -> UUID:
                               input={"orderId": order, "items": ITEMS}).workflow_id
 
 
-def _wait_api(url: str, fleet: Fleet, timeout: float = 90.0) -> None:
+def _wait_workers(fleet: Fleet, count: int, timeout: float = 300.0) -> None:
+    """Until every worker process has connected (start-up is slow on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while len(fleet.per_process()) < count:
+        fleet.check_alive()
+        assert time.monotonic() < deadline, f"workers not up: {fleet.per_process()}"
+        time.sleep(0.5)
+
+
+def _wait_api(url: str, fleet: Fleet, timeout: float = 240.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         fleet.check_alive()
