@@ -136,7 +136,7 @@ def name_process(kind: str, ident: str | None = None) -> str:
     """Names this process's connections `wes-<kind>-<id>` (PGAPPNAME, read by libpq for
     every connection opened from now on); returns the name."""
     global _name
-    _name = f"wes-{kind}-{ident or uuid.uuid4().hex[:4]}"[:63]
+    _name = f"wes-{kind}-{ident or uuid.uuid4().hex[:6]}"[:63]
     os.environ["PGAPPNAME"] = _name
     return _name
 

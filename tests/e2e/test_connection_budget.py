@@ -217,7 +217,7 @@ class TestNamedConnections:
                 assert worker.poll() is None, output(worker)
                 assert time.monotonic() < deadline, names()
                 time.sleep(0.2)
-            assert all(re.match(r"^wes-worker-[0-9a-f]{4}", n) for n in names()), names()
+            assert all(re.match(r"^wes-worker-[0-9a-f]{6}", n) for n in names()), names()
         finally:
             stop(worker)
 

@@ -209,3 +209,27 @@ class TestQueriesFromAHotStandby:
         finally:
             read_standby.start()
         wait_until(lambda: router.replicas[0].healthy, timeout=60)
+
+
+class TestTheApiOnAStandby:
+    def test_reads_with_min_position_are_served_by_the_standby_over_http(self, routed) -> None:
+        from fastapi.testclient import TestClient
+
+        from api.app import create_app
+        from api.read_models import ReadModelSet
+        from tests.e2e.api_support import TEST_CONFIG
+
+        app, router = routed["app"], routed["router"]
+        read_models = ReadModelSet(routed["models"], router)
+        [wf_id] = completed_orders(app, 1, prefix="HTTP")
+        position = app.recorder.max_notification_id()
+        with TestClient(create_app(workflows=app, read_models=read_models.ports,
+                                   config=TEST_CONFIG)) as client:
+            got = client.get(f"/v1/workflows/{wf_id}", params={"min_position": position})
+            assert got.status_code == 200, got.text
+            assert got.json()["status"] == "COMPLETED"
+            listed = client.get("/v1/workflows", params={"min_position": position})
+            assert listed.status_code == 200, listed.text
+            assert str(wf_id) in {w["id"] for w in listed.json()["items"]}
+        assert router.served.get("standby", 0) >= 2, router.served
+        assert "primary" not in router.served, router.served
