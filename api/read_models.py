@@ -24,6 +24,7 @@ from projections.view import AsyncReadPool
 if TYPE_CHECKING:
     from api.query_routing import QueryRouter, RoutedAsyncQueries
     from application.container import Container
+    from application.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +132,21 @@ class ReadModelSet:
 
     @classmethod
     def for_container(cls, container: Container) -> ReadModelSet:
-        """The read models where the settings put them (`WES_READ_MODEL_DATABASE_URL`),
-        queried on the hot standbys of `WES_QUERY_DATABASE_URLS` when there are any."""
+        """The read models where the container's settings put them (`from_settings`)."""
+        return cls.from_settings(container.workflows, container.db, container.read_db,
+                                 container.settings)
+
+    @classmethod
+    def from_settings(cls, workflows: Workflows, db: Database, read_db: Database | None,
+                      settings: Settings) -> ReadModelSet:
+        """The read models on `read_db` (`WES_READ_MODEL_DATABASE_URL`; None: the event
+        store's server), queried on the hot standbys of `WES_QUERY_DATABASE_URLS` when
+        there are any."""
         from api.query_routing import QueryRouter
 
-        settings = container.settings
         models = until_available("read models", lambda: ReadModels(
-            container.read_models_env(), app=container.workflows))
+            {**database.read_models_env(db, read_db, settings.pool), **settings.extra_env},
+            app=workflows))
         if not settings.query_database_urls:
             return cls(models)
         replicas = []
@@ -145,10 +154,10 @@ class ReadModelSet:
             replica = parse_url(url).with_schema(settings.schema)
             # A standby is read-only: nothing to create there; and a dead one must be given
             # up on quickly, the primary answers meanwhile.
-            env = {**database.read_models_env(container.db, replica, settings.pool),
+            env = {**database.read_models_env(db, replica, settings.pool),
                    **settings.extra_env, f"{READ_MODELS_ENV_PREFIX}CREATE_TABLE": "n",
                    f"{READ_MODELS_ENV_PREFIX}POSTGRES_CONNECT_TIMEOUT": "2"}
-            replicas.append((replica.url, ReadModels(env, app=container.workflows)))
+            replicas.append((replica.url, ReadModels(env, app=workflows)))
         router = QueryRouter(models, replicas, max_lag_events=settings.query_max_lag_events,
                              replica_wait_seconds=settings.query_replica_wait_seconds)
         router.start()

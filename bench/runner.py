@@ -16,12 +16,15 @@ from application.database import Database
 from bench import pg
 from bench.report import Figure, fmt, machine
 
-ORDER = ("commands", "engine", "rebuild", "lag", "api", "replay")
+ORDER = ("commands", "engine", "rebuild", "lag", "api", "replay", "engine_split",
+         "api_standby")
 TARGETS = {"commands": ("commands/s", "ratio >= 0.6"), "engine": ("sagas/s", "value >= 200"),
            "rebuild": ("events/s", "ratio >= 0.5, flat memory"),
            "lag": ("ms (p99)", "p99 <= 100 ms"),
            "api": ("requests/s", "ratio >= 0.5, p99 <= 25 ms"),
-           "replay": ("ms (p99)", "p99 <= 50 ms")}
+           "replay": ("ms (p99)", "p99 <= 50 ms"),
+           "engine_split": ("sagas/s", "ratio >= 1.0"),
+           "api_standby": ("requests/s", "ratio >= 0.8")}
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ def run(quick: bool = False, console: Console | None = None, sizes: Sizes | None
         if "replay" in wanted and (figure := attempt(("replay",), lambda: replay.measure(
                 schema("replay"), samples=sizes.replay_samples))):
             found["replay"] = figure
+        if wanted & {"engine_split", "api_standby"} and (pair := attempt(
+                ("engine_split", "api_standby"), lambda: _split(schema("split"), sizes, found,
+                                                                settings))):
+            found["engine_split"], found["api_standby"] = pair
     figures = [found.get(name) or Figure.unavailable(name, *TARGETS[name], "not measured")
                for name in ORDER if name in wanted]
     return Result(info, figures, failures)
@@ -116,6 +123,16 @@ def _rebuild(db: Database, sizes: Sizes) -> Figure:
     from bench import rebuild
 
     return rebuild.measure(db, events=sizes.rebuild_events)
+
+
+def _split(db: Database, sizes: Sizes, found: dict[str, Figure],
+           settings: dict[str, str]) -> tuple[Figure, Figure]:
+    from bench import scaling
+
+    single = found.get("engine")
+    return scaling.measure(db, sagas=sizes.sagas, seconds=sizes.seconds, rounds=sizes.rounds,
+                           single_server_rate=single.value if single else None,
+                           server_settings=settings)
 
 
 def _api(db: Database, ids: list[Any], sizes: Sizes) -> Figure:

@@ -36,3 +36,19 @@ def test_only_measures_the_figures_asked_for_and_the_engine_the_api_needs() -> N
 def test_only_rejects_an_unknown_figure_before_measuring_anything() -> None:
     with pytest.raises(ValueError, match=r"latency.*known: commands"):
         runner.run(console=Console(quiet=True), sizes=TINY, only=["latency"])
+
+
+def test_the_second_server_figures_stand_beside_the_single_server_ones() -> None:
+    from bench import clusters
+
+    if clusters.unavailable_reason() is not None:
+        pytest.skip(clusters.unavailable_reason() or "")
+    result = runner.run(console=Console(quiet=True), sizes=TINY,
+                        only=["engine_split", "api_standby"])
+    assert result.failures == []
+    split, standby = result.figures
+    assert (split.name, standby.name) == ("engine_split", "api_standby")
+    assert split.value and split.baseline and split.details["completed"] == TINY.sagas
+    assert standby.value and standby.baseline
+    assert standby.details["standby_transactions"] > 0  # the standby did answer
+    assert standby.details["non_200_responses"] == 0
