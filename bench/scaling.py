@@ -20,7 +20,7 @@ import psycopg
 from application import database
 from application.database import Database
 from bench import api, clusters, engine, pg
-from bench.report import Figure, ratio
+from bench.report import Figure, median, ratio
 
 ENGINE_SPLIT_TARGET = 1.0  # read models elsewhere must not slow the engine
 API_STANDBY_TARGET = 0.8  # a standby answers about as fast as the primary
@@ -42,8 +42,8 @@ def _api_target() -> str:
 def measure(db: Database, *, sagas: int, seconds: float, rounds: int,
             single_server_rate: float | None,
             server_settings: dict[str, str]) -> tuple[Figure, Figure]:
-    """Both figures; `single_server_rate` is the engine figure of this run (measured here
-    when None), `server_settings` the main server's (copied to the clusters)."""
+    """Both figures; `single_server_rate` is the engine figure of this run (reported beside
+    them), `server_settings` the main server's (copied to the clusters)."""
     reason = clusters.unavailable_reason()
     if reason is not None:
         return unavailable(reason)
@@ -54,20 +54,26 @@ def measure(db: Database, *, sagas: int, seconds: float, rounds: int,
         database.ensure_database(read_db)
         run = engine._run(db, sagas=sagas, concurrency=4, seconds=seconds,
                           projections="process", read_db=read_db)
-        if single_server_rate is None:
-            alone = db.with_schema(f"{db.schema}_single")
-            database.ensure_database(alone)
-            single_server_rate = engine._run(alone, sagas=sagas, concurrency=4,
-                                             seconds=seconds, projections="process").rate
+        # The single-server run right after, same sizes: a pair of the same hour (the
+        # engine figure of this run, minutes earlier, is kept in the details).
+        alone = db.with_schema(f"{db.schema}_single")
+        database.ensure_database(alone)
+        single = engine._run(alone, sagas=sagas, concurrency=4, seconds=seconds,
+                             projections="process")
+        engine_figure, single_server_rate = single_server_rate, single.rate
         split = Figure(
             "engine_split", run.rate, "sagas/s", single_server_rate,
             ratio(run.rate, single_server_rate), _engine_target(),
-            baseline_name="the engine figure: read models on the event store's server, "
-                          "same run",
+            baseline_name="the engine's run with the read models on the event store's "
+                          "server, right after",
             met=(r := ratio(run.rate, single_server_rate)) is not None
             and r >= ENGINE_SPLIT_TARGET and run.done == sagas,
             details={"sagas": sagas, "completed": run.done, "seconds": round(run.elapsed, 2),
                      "event_store_transactions_per_saga": round(run.commits_per_saga, 2),
+                     "single_server_transactions_per_saga": round(single.commits_per_saga, 2),
+                     "single_server_lag_p99_ms":
+                         round(_p99(single.lags) * 1000, 2) if single.lags else None,
+                     "engine_figure_of_this_run": engine_figure and round(engine_figure, 1),
                      "read_model_server": "a second cluster on this machine",
                      "lag_p99_ms": round(_p99(run.lags) * 1000, 2) if run.lags else None})
         standby_figure = _api_standby(db, read_server, read_db, run.ids, seconds, rounds,
@@ -88,21 +94,32 @@ def _api_standby(db: Database, read_server: clusters.Cluster, read_db: Database,
     with clusters.standby(read_server, settings=settings) as standby:
         clusters.wait_replayed(read_server, standby)
         standby_db = standby.database(read_db.dbname)
-        on_primary = api.measure(db, ids, seconds=seconds, rounds=rounds,
-                                 extra_env={"WES_READ_MODEL_DATABASE_URL": read_url})
-        before = _transactions(standby_db)
-        on_standby = api.measure(db, ids, seconds=seconds, rounds=rounds, extra_env={
-            "WES_READ_MODEL_DATABASE_URL": read_url,
-            "WES_QUERY_DATABASE_URLS": pg.database_url(standby_db)})
-        served = _transactions(standby_db) - before
-    r = ratio(on_standby.value, on_primary.value)
+        # Rounds alternate between the two (one API process each), medians compared: the
+        # machine's speed drifts within a run.
+        primary_env = {"WES_READ_MODEL_DATABASE_URL": read_url}
+        standby_env = {**primary_env, "WES_QUERY_DATABASE_URLS": pg.database_url(standby_db)}
+        on_primary: list[Figure] = []
+        on_standby: list[Figure] = []
+        served = 0
+        for _ in range(rounds):
+            on_primary.append(api.measure(db, ids, seconds=seconds, rounds=1,
+                                          extra_env=primary_env))
+            before = _transactions(standby_db)
+            on_standby.append(api.measure(db, ids, seconds=seconds, rounds=1,
+                                          extra_env=standby_env))
+            served += _transactions(standby_db) - before
+    standby_rate = median([f.value or 0.0 for f in on_standby])
+    primary_rate = median([f.value or 0.0 for f in on_primary])
+    r = ratio(standby_rate, primary_rate)
     details: dict[str, Any] = {
-        "p99_ms": on_standby.details.get("p99_ms"),
-        "primary_p99_ms": on_primary.details.get("p99_ms"),
-        "non_200_responses": on_standby.details.get("non_200_responses"),
-        "standby_transactions": served, "clients": api.CLIENTS, "rounds": rounds}
+        "p99_ms": median([f.details["p99_ms"] for f in on_standby]),
+        "primary_p99_ms": median([f.details["p99_ms"] for f in on_primary]),
+        "non_200_responses": sum(f.details["non_200_responses"] for f in on_standby),
+        "standby_transactions": served, "clients": api.CLIENTS, "rounds": rounds,
+        "standby_rates": [round(f.value or 0.0) for f in on_standby],
+        "primary_rates": [round(f.value or 0.0) for f in on_primary]}
     return Figure(
-        "api_standby", on_standby.value, "requests/s", on_primary.value, r, _api_target(),
+        "api_standby", standby_rate, "requests/s", primary_rate, r, _api_target(),
         baseline_name="the same load with the read models queried on their primary, same run",
         met=r is not None and r >= API_STANDBY_TARGET and not details["non_200_responses"]
         and served > 0, details=details)
