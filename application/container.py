@@ -14,7 +14,7 @@ from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
 from application.load_balancing import LoadBalancer
 from application.persistence import LeaderLock
-from application.pool import PoolBudget, name_process, until_available
+from application.pool import PoolBudget, name_process, process_name, until_available
 from application.settings import Settings
 from application.waveless import LoadSignals, Releaser, WavelessSettings
 from application.workflows import Workflows
@@ -50,6 +50,8 @@ class Container:
         settings = settings or Settings.from_env()
         if kind is not None:
             name_process(kind)
+        else:
+            process_name("app")  # named, if nothing named it yet
         db = db or until_available("event store", lambda: database.resolve(
             settings.database_url, settings.schema))
         read_db = None

@@ -142,8 +142,9 @@ def name_process(kind: str, ident: str | None = None) -> str:
 
 
 def process_name(default_kind: str = "process") -> str:
-    """This process's connection name (one is made on first use if none was given)."""
-    return _name or name_process(default_kind)
+    """This process's connection name: the one given, else `PGAPPNAME` as the user set it,
+    else one made now (`wes-<default_kind>-<id>`)."""
+    return _name or os.environ.get("PGAPPNAME") or name_process(default_kind)
 
 
 # ---------------------------------------------------------------------------- waiting
