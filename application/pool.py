@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -115,16 +115,24 @@ _listeners_lock = threading.Lock()
 
 
 @contextmanager
-def listening(datastore: PostgresDatastore) -> Iterator[None]:
-    """Room for one more connection in the datastore's pool while a LISTEN holds one."""
+def held_connections(datastore: PostgresDatastore, count: int = 1) -> Iterator[None]:
+    """Room for `count` more connections in the datastore's pool while some are held
+    across a wait: a LISTEN (held until stopped), or a transaction that makes others wait
+    for it while it takes another connection itself (a rebuild's switch). Without it a
+    small pool can hand its last connection to a waiter and leave the holder none."""
     pool = datastore.pool
     with _listeners_lock:
-        pool.resize(pool.min_size, pool.max_size + 1)
+        pool.resize(pool.min_size, pool.max_size + count)
     try:
         yield
     finally:
         with _listeners_lock:
-            pool.resize(pool.min_size, max(pool.max_size - 1, 1))
+            pool.resize(pool.min_size, max(pool.max_size - count, 1))
+
+
+def listening(datastore: PostgresDatastore) -> AbstractContextManager[None]:
+    """Room for one more connection in the datastore's pool while a LISTEN holds one."""
+    return held_connections(datastore, 1)
 
 
 # ---------------------------------------------------------------------------- names
