@@ -72,6 +72,17 @@ class PoolBudget:
                 f"and {budget.max_idle_seconds}")
         return budget
 
+    @staticmethod
+    def configured(env: Mapping[str, str] | None = None) -> bool:
+        """Whether the environment sets a budget (else the defaults apply)."""
+        env = os.environ if env is None else env
+        return any(env.get(name) for name in ("WES_DB_POOL_SIZE", "WES_DB_MAX_OVERFLOW"))
+
+    def times(self, parts: int) -> PoolBudget:
+        """The budget of `parts` processes, for one process doing all their work."""
+        return PoolBudget(self.pool_size * parts, self.max_overflow * parts,
+                          self.max_idle_seconds)
+
     def env(self) -> dict[str, str]:
         """The library's keys for this budget (an explicit POSTGRES_* in the process's
         environment wins, as before)."""

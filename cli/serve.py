@@ -96,7 +96,12 @@ def build(settings: Settings, *, worker: bool, projections: bool, simulate: bool
     from api.dependencies import ApiConfig
     from api.read_models import ReadModelSet
     from application.container import Container
+    from application.pool import PoolBudget
 
+    parts = 1 + worker + projections
+    if parts > 1 and not PoolBudget.configured():
+        # One process doing the work of a worker and a projector too: their budgets.
+        settings = dataclasses.replace(settings, pool=settings.pool.times(parts))
     container = Container.build(settings, kind="api")
     read_models = ReadModelSet.for_container(container)
     # Stopped last (parts stop in reverse order): closes what everything else uses.

@@ -46,6 +46,11 @@ class TestBudgetSettings:
         monkeypatch.setenv("POSTGRES_POOL_SIZE", "9")
         assert PoolBudget(2, 3, 4.0).env()["POSTGRES_POOL_SIZE"] == "9"
 
+    def test_one_process_doing_three_processes_work_gets_their_budget(self):
+        assert PoolBudget(1, 1, 10.0).times(3) == PoolBudget(3, 3, 10.0)
+        assert not PoolBudget.configured({})
+        assert PoolBudget.configured({"WES_DB_MAX_OVERFLOW": "0"})
+
     def test_settings_read_the_scaling_variables(self):
         settings = Settings.from_env({
             "WES_READ_MODEL_DATABASE_URL": "postgresql://u@rm:5432/wes",
