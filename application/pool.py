@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -42,6 +43,9 @@ DEFAULT_MAX_IDLE_SECONDS = 10.0
 # Our own key beside the library's POSTGRES_* ones (prefixed like them per datastore).
 MAX_IDLE_KEY = "POSTGRES_POOL_MAX_IDLE"
 FACTORY_TOPIC = "application.pool:BudgetedPostgresFactory"
+# Refusals that waiting does not cure: a wrong password, role or database, no hba entry.
+_PERMANENT = re.compile(r"password authentication failed|role .* does not exist|"
+                        r"no pg_hba\.conf entry|authentication failed", re.IGNORECASE)
 # Errors that mean "no connection now" (a full server, a restart, a pool time-out).
 UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable,
                es_persistence.OperationalError, es_persistence.InterfaceError)
@@ -182,7 +186,7 @@ def until_available(what: str, action: Callable[[], T], *,
             return action()
         except UNAVAILABLE as e:
             late = deadline_seconds is not None and time.monotonic() - start > deadline_seconds
-            if stopped() or late:
+            if stopped() or late or _PERMANENT.search(str(e)):
                 raise
             reason = " ".join(str(e).split())[:160] or type(e).__name__
             log.warning("%s: %s: no database connection (%s); retrying in %.1f s",

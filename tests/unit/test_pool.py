@@ -139,6 +139,19 @@ class TestWaitingForAConnection:
         with pytest.raises(ValueError):
             until_available("event store", action)
 
+    def test_a_refusal_waiting_cannot_cure_is_raised_at_once(self, monkeypatch):
+        monkeypatch.setattr(pool.time, "sleep", lambda seconds: None)
+        tries = []
+
+        def action() -> None:
+            tries.append(1)
+            raise psycopg.OperationalError(
+                'FATAL:  password authentication failed for user "wes"')
+
+        with pytest.raises(psycopg.OperationalError):
+            until_available("event store", action)
+        assert len(tries) == 1
+
     def test_gives_up_past_its_deadline(self, monkeypatch):
         monkeypatch.setattr(pool.time, "sleep", lambda seconds: None)
 
