@@ -78,8 +78,9 @@ class Container:
     def reads_only_budget(self) -> PoolBudget:
         """One connection: for read models a process only reads now and then (a worker's
         waveless signals, read by the one worker leading the release loop), given back
-        after 2 s unused (the others used it only to create the tables at start)."""
-        return PoolBudget(1, 0, min(self.settings.pool.max_idle_seconds, 2.0))
+        after 1 s unused: the other workers used it only to create the tables at start,
+        and twenty of them holding it for the default period were twenty connections."""
+        return PoolBudget(1, 0, min(self.settings.pool.max_idle_seconds, 1.0))
 
     def worker(self, concurrency: int = 4, worker_id: str | None = None) -> Worker:
         worker = Worker(self.workflows, self.dispatcher, worker_id=worker_id,
