@@ -34,6 +34,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.sql import SQL, Composable, Composed, Identifier
 from psycopg_pool import AsyncConnectionPool
 
+from application.pool import held_connections
 from projections.locks import LockKey, LockRole, lock_key
 from projections.waiting import poll_until
 
@@ -383,7 +384,10 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
         far as the live one, then moves the pointer and the SQL views in one commit. Live
         projectors resume on the new generation and skip what it already has.
         """
-        with self.datastore.get_connection() as conn, conn.transaction():
+        # While this holds the pointer row, a live batch of this projection waits holding a
+        # connection, and the catch-up takes one more: room for both beside the budget.
+        with held_connections(self.datastore, 2), self.datastore.get_connection() as conn, \
+                conn.transaction():
             curs = conn.cursor()
             curs.execute(SQL("SET LOCAL lock_timeout = {}").format(SWITCH_LOCK_TIMEOUT))
             curs.execute(self._select_pointer_for_update, (self.projection_name,))

@@ -232,12 +232,23 @@ class TestConcurrentReleasers:
             assert types.count("ReleasedInBatch") == 1 and types.count("Started") == 1
 
     def test_only_one_process_holds_the_release_lock(self, db):
-        first, second = LeaderLock(db.conninfo, "waveless"), LeaderLock(db.conninfo, "waveless")
+        first = LeaderLock(db.conninfo, "waveless", retry_seconds=0)
+        second = LeaderLock(db.conninfo, "waveless", retry_seconds=0)
         assert first.acquire() and first.acquire()
         assert not second.acquire()
         first.release()
         assert second.acquire()
         second.release()
+
+    def test_a_process_without_the_lock_holds_no_connection_and_waits_to_retry(self, db):
+        first = LeaderLock(db.conninfo, "waveless-standby")
+        second = LeaderLock(db.conninfo, "waveless-standby", retry_seconds=60)
+        assert first.acquire()
+        assert not second.acquire()
+        assert second._conn is None
+        first.release()
+        assert not second.acquire()  # not before its retry time: no connection attempt
+        first.release()
 
 
 class TestBadInput:
