@@ -556,7 +556,10 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
 
     @_apply.register(Workflow.StepCompensationFailed)
     def _(self, event: Workflow.StepCompensationFailed, row: _Progress) -> None:
-        row.set_step(event.step_id, StepStatus.COMPLETED)  # still done in the world
+        # Still done in the world, as the domain has it: COMPLETED, or FAILED for a step
+        # applied without a recorded answer (never executed).
+        row.set_step(event.step_id, StepStatus.COMPLETED if event.step_id in row.executed_steps
+                     else StepStatus.FAILED)
         row.failed(event.error)
         row.next_attempt_at = event.retry_at
 

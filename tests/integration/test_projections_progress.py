@@ -198,6 +198,26 @@ class TestRowsSayWhatIsTrueNow:
         assert row.last_error is not None and row.last_error["code"] == "OUT_OF_STOCK"
         assert row.last_failure is not None and row.last_failure["code"] == "TIMEOUT"
 
+    def test_a_step_applied_without_an_answer_stays_failed_while_its_undo_fails(
+            self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
+        from domain.enums import ErrorType
+        from domain.workflow_error import OUTPUT_TOO_LARGE, WorkflowError
+
+        workflow_id = start(app, "ORD-too-big")
+        run_step(app, workflow_id, RESERVE)
+        app.start_step(workflow_id, ASSIGN)
+        app.handle_step_failure(workflow_id, ASSIGN, WorkflowError.create(
+            ASSIGN, "robotics-service", OUTPUT_TOO_LARGE, "over the limit",
+            ErrorType.VALIDATION_ERROR, False))
+        app._command(workflow_id, lambda w, now: w.start_step_compensation(ASSIGN, now))
+        app._command(workflow_id, lambda w, now: w.handle_compensation_failure(
+            ASSIGN, timeout(ASSIGN), now))
+        row = self.row(app, own_models, runner, workflow_id)
+        wf = app.get_workflow(workflow_id)
+        statuses = {s.step_id: s.status for s in row.steps}
+        assert statuses == {s.step_id: s.status.value for s in wf.steps.values()}
+        assert statuses[ASSIGN] == "FAILED"
+
     def test_a_cancelled_or_retried_workflow_has_no_current_error_or_step(
             self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
         workflow_id = start(app, "ORD-again")
@@ -233,7 +253,7 @@ class TestUpgrade:
                 workflow_id = start(app, "ORD-before-upgrade")
                 app.start_step(workflow_id, RESERVE)
                 _, position = app.handle_step_failure(workflow_id, RESERVE, timeout(RESERVE))
-                running.wait(position or 0, timeout=10)
+                running.wait(position or 0, timeout=60)  # generous: a loaded machine
             assert models.progress.status(app).rebuild_needed is None
             drop_added_columns(models)
         finally:
@@ -241,7 +261,8 @@ class TestUpgrade:
         with caplog.at_level("WARNING", logger="projections.progress"):
             upgraded = ReadModels(db.env(), app=app)
         try:
-            warned = [r for r in caplog.records if "rebuild" in r.getMessage()]
+            warned = [r for r in caplog.records if r.name == "projections.progress"
+                      and "rebuild" in r.getMessage()]
             assert [r.projection for r in warned] == ["progress"]
             again = ReadModels(db.env(), app=app)  # the mark outlives the process that set it
             try:
