@@ -120,6 +120,8 @@ def status(
         state = s.state
         if s.rebuilding_generation is not None:
             state += f" (g{s.rebuilding_generation} at {s.rebuilding_position or 0})"
+        if getattr(s, "rebuild_needed", None):
+            state += f"; rebuild needed: {s.rebuild_needed}"
         table.add_row(s.name, str(s.position), str(s.head), str(s.lag_events), lag_seconds,
                       state, "-" if s.generation is None else str(s.generation))
     Console().print(table)

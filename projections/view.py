@@ -31,7 +31,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import AsyncConnection, Cursor
 from psycopg.rows import DictRow, dict_row
-from psycopg.sql import SQL, Composable, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 from psycopg_pool import AsyncConnectionPool
 
 from application.pool import held_connections
@@ -103,6 +103,7 @@ class ProjectionStatus:
     rebuilding_generation: int | None = None
     rebuilding_position: int | None = None
     error_position: int | None = None
+    rebuild_needed: str | None = None  # why the live generation's rows are incomplete
 
 
 def _as_strings(statements: T) -> T:
@@ -247,7 +248,9 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
         self._state = SQL(
             "SELECT p.generation, p.building, p.error, p.error_position,"
             " (SELECT notification_id FROM {tracking} WHERE application_name = %s) AS position,"
-            " {held} AS active, {held} AS present, {held} AS rebuilding"
+            " {held} AS active, {held} AS present, {held} AS rebuilding,"
+            " obj_description(to_regclass(format('%%I.%%I', %s::text,"
+            " %s::text || '_g' || p.generation)), 'pg_class') AS rebuild_needed"
             " FROM {pointer} p WHERE p.name = %s"
         ).format(tracking=SQL("{}.{}").format(schema, Identifier(self.prefix + "_tracking")),
                  held=held, pointer=pointer)
@@ -362,6 +365,13 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
         if row is None:
             raise LookupError(f"projection {self.projection_name} has no pointer row")
         return Pointer(row["generation"], row["building"], row["error"], row["error_position"])
+
+    def mark_rebuild_needed(self, curs: Cursor[DictRow], generation: int, reason: str) -> None:
+        """Notes on the generation's main table that its rows need a rebuild; the status
+        shows it until a rebuild switches to a new generation (whose tables carry no note)."""
+        curs.execute(SQL("COMMENT ON TABLE {}.{} IS {}").format(
+            Identifier(self.schema), Identifier(self._table_name(generation, "")),
+            Literal(reason)))
 
     def set_building(self, generation: int | None) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -500,7 +510,8 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._state, (
                 app.name, active.class_id, active.object_id, present.class_id,
-                present.object_id, rebuild.class_id, rebuild.object_id, self.projection_name,
+                present.object_id, rebuild.class_id, rebuild.object_id, self.schema,
+                self.prefix, self.projection_name,
             ), prepare=True)
             row = curs.fetchone()
         if row is None:
@@ -527,6 +538,7 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
             rebuilding_generation=building if row["rebuilding"] else None,
             rebuilding_position=building_position if row["rebuilding"] else None,
             error_position=row["error_position"],
+            rebuild_needed=row["rebuild_needed"],
         )
 
     def wait_for(self, position: int, application_name: str, timeout: float) -> None:
