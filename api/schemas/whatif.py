@@ -53,7 +53,8 @@ class WhatIfIn(BaseModel):
     seed: int = Field(0, ge=0, le=INT64, description="Seeds the simulation's random draws.")
     actual: PolicyIn | None = Field(
         None, description="The policy that actually ran, where the server's settings do not "
-                          "say it (its caps and ageing); default: the server's settings.")
+                          "say it (its caps, ageing and cut-off urgency); default: the server's "
+                          "settings.")
 
 
 class Kpis(BaseModel):
