@@ -115,7 +115,8 @@ class Container:
         settings = WavelessSettings(
             batch_size=self.settings.waveless_batch_size,
             interval_ms=self.settings.waveless_interval_ms,
-            ageing_ms=self.settings.waveless_ageing_ms, wip_caps=self.settings.wip_caps)
+            ageing_ms=self.settings.waveless_ageing_ms, wip_caps=self.settings.wip_caps,
+            cutoff_urgency_ms=self.settings.waveless_cutoff_urgency_ms)
         if self.settings.wip_caps:
             # Release admits by the first service's cap; the slots say exactly what is in
             # flight now, where the load read model may lag behind.

@@ -36,6 +36,7 @@ class Settings:
     waveless_batch_size: int = 10
     waveless_interval_ms: int = 1000
     waveless_ageing_ms: int = 60_000
+    waveless_cutoff_urgency_ms: int | None = None
     wip_caps: dict[str, int] = field(default_factory=dict)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -64,6 +65,7 @@ class Settings:
             waveless_batch_size=_int(env, "WES_WAVELESS_BATCH_SIZE", 10),
             waveless_interval_ms=_int(env, "WES_WAVELESS_INTERVAL_MS", 1000),
             waveless_ageing_ms=_int(env, "WES_WAVELESS_AGEING_MS", 60_000),
+            waveless_cutoff_urgency_ms=_cutoff_urgency(env),
             wip_caps=_caps(env.get("WES_WIP_CAPS")),
             breaker=_breaker(env),
             read_model_database_url=env.get("WES_READ_MODEL_DATABASE_URL") or None,
@@ -92,6 +94,16 @@ def waveless_defaults(env: Mapping[str, str]) -> tuple[int, int]:
         raise ConfigurationError(f"WES_WAVELESS_BATCH_SIZE must be >= 1 and WES_WAVELESS_INTERVAL_MS"
                                  f" >= {MIN_INTERVAL_MS}, got {size} and {interval}")
     return size, interval
+
+
+def _cutoff_urgency(env: Mapping[str, str]) -> int | None:
+    """`WES_WAVELESS_CUTOFF_URGENCY_MS`: unset or empty is off (today's order)."""
+    if not env.get("WES_WAVELESS_CUTOFF_URGENCY_MS"):
+        return None
+    value = _int(env, "WES_WAVELESS_CUTOFF_URGENCY_MS", 0)
+    if value < 0:
+        raise ConfigurationError(f"WES_WAVELESS_CUTOFF_URGENCY_MS must be >= 0, got {value}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
