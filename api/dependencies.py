@@ -222,17 +222,27 @@ def _written(c: Components, position: int) -> None:
 
 
 def _fresh(*names: str) -> Callable[..., Coroutine[None, None, None]]:
-    def wait_for(c: Components, position: int) -> int | None:
+    def wait_for(c: Components, position: int) -> tuple[int | None, Any]:
         _written(c, position)
-        return c.read_models.projections.wait(names, position, c.config.min_position_timeout)
+        timeout = c.config.min_position_timeout
+        routing = c.read_models.routing
+        if routing is not None:
+            # The queries must go where the position was seen applied (a replica's own).
+            return routing.wait(names, position, timeout)  # type: ignore[no-any-return]
+        return c.read_models.projections.wait(names, position, timeout), None
 
     async def wait(request: Request,
                    min_position: Annotated[int | None, MIN_POSITION] = None) -> None:
-        if min_position is None:
-            return
         c = components_of(request)
+        routing = c.read_models.routing
+        if min_position is None:
+            if routing is not None:
+                routing.pin(None)
+            return
         # The wait polls the database and sleeps: a worker thread, not the event loop.
-        reached = await run_in_threadpool(wait_for, c, min_position)
+        reached, target = await run_in_threadpool(wait_for, c, min_position)
+        if routing is not None:
+            routing.pin(target)
         if reached is None or reached < min_position:
             raise WaitTimeout(min_position, reached, c.config.min_position_timeout)
 

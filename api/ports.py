@@ -83,6 +83,20 @@ class ProjectionControl(Protocol):
     def rebuild(self, name: str) -> Any: ...
 
 
+class QueryRouting(Protocol):
+    """Read-model queries spread over hot standbys (`api.query_routing.QueryRouter`)."""
+
+    def wait(self, names: Sequence[str], position: int, timeout: float
+             ) -> tuple[int | None, Any]:
+        """As `ProjectionControl.wait`, on some server; returns the lowest position reached
+        and that server, for `pin`."""
+        ...
+
+    def pin(self, target: Any) -> None:
+        """Sends the current request's queries to `target` (None: any well server)."""
+        ...
+
+
 class LoadCommands(Protocol):
     """Load metrics reported by services, and manual rebalancing (seed section 7);
     `application.load_balancing.LoadBalancer` is one."""
@@ -104,3 +118,5 @@ class ReadModels:
     open_async: Callable[[], Awaitable[AsyncQueries]] | None = None
     """Opens `AsyncQueries` in the running event loop; without it every query runs in a
     worker thread."""
+    routing: QueryRouting | None = None
+    """With query replicas: where a request's `min_position` wait and queries go."""

@@ -5,19 +5,26 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from api.batching import Coalescer
 from api.errors import ApiProblem
 from api.ports import ReadModels as ReadModelPorts
-from application.database import Database
+from application import database
+from application.database import READ_MODELS_ENV_PREFIX, Database, parse_url
+from application.pool import until_available
 from application.workflows import Workflows
 from projections.progress import PostgresProgressView
 from projections.read_models import PROJECTION_NAMES, ReadModels
 from projections.rebuild import RebuildInProgress, rebuild
 from projections.runner import ProjectorRunner
 from projections.view import AsyncReadPool
+
+if TYPE_CHECKING:
+    from api.query_routing import QueryRouter, RoutedAsyncQueries
+    from application.container import Container
+    from application.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -99,22 +106,71 @@ class AsyncProgressQueries:
 
 
 class ReadModelSet:
-    """The read models of one database, the API's ports over them, and their runner."""
+    """The read models of one database, the API's ports over them, and their runner; with
+    query replicas, the ports send queries through a `QueryRouter`."""
 
-    def __init__(self, models: ReadModels) -> None:
+    def __init__(self, models: ReadModels, router: QueryRouter | None = None) -> None:
         self.models = models
+        self.router = router
         self.control = ProjectionsControl(models)
-        self.ports = ReadModelPorts(progress=models.progress, audit=models.audit,
-                                    load=models.load, projections=self.control,
-                                    open_async=self.open_async)
+        if router is None:
+            self.ports = ReadModelPorts(progress=models.progress, audit=models.audit,
+                                        load=models.load, projections=self.control,
+                                        open_async=self.open_async)
+        else:
+            from api.query_routing import RoutedQueries
+
+            self.ports = ReadModelPorts(
+                progress=RoutedQueries(router, "progress"), audit=RoutedQueries(router, "audit"),
+                load=RoutedQueries(router, "load"), projections=self.control,
+                open_async=self.open_routed, routing=router)
 
     @classmethod
     def build(cls, workflows: Workflows, db: Database,
               extra_env: Mapping[str, str] | None = None) -> ReadModelSet:
         return cls(ReadModels({**db.env(), **(extra_env or {})}, app=workflows))
 
+    @classmethod
+    def for_container(cls, container: Container) -> ReadModelSet:
+        """The read models where the container's settings put them (`from_settings`)."""
+        return cls.from_settings(container.workflows, container.db, container.read_db,
+                                 container.settings)
+
+    @classmethod
+    def from_settings(cls, workflows: Workflows, db: Database, read_db: Database | None,
+                      settings: Settings) -> ReadModelSet:
+        """The read models on `read_db` (`WES_READ_MODEL_DATABASE_URL`; None: the event
+        store's server), queried on the hot standbys of `WES_QUERY_DATABASE_URLS` when
+        there are any."""
+        from api.query_routing import QueryRouter
+
+        models = until_available("read models", lambda: ReadModels(
+            {**database.read_models_env(db, read_db, settings.pool), **settings.extra_env},
+            app=workflows))
+        if not settings.query_database_urls:
+            return cls(models)
+        replicas = []
+        for url in settings.query_database_urls:
+            replica = parse_url(url).with_schema(settings.schema)
+            # A standby is read-only: nothing to create there; and a dead one must be given
+            # up on quickly, the primary answers meanwhile.
+            env = {**database.read_models_env(db, replica, settings.pool),
+                   **settings.extra_env, f"{READ_MODELS_ENV_PREFIX}CREATE_TABLE": "n",
+                   f"{READ_MODELS_ENV_PREFIX}POSTGRES_CONNECT_TIMEOUT": "2"}
+            replicas.append((replica.url, ReadModels(env, app=workflows)))
+        router = QueryRouter(models, replicas, max_lag_events=settings.query_max_lag_events,
+                             replica_wait_seconds=settings.query_replica_wait_seconds)
+        router.start()
+        return cls(models, router)
+
     async def open_async(self) -> AsyncProgressQueries:
         return await AsyncProgressQueries.open(self.models.progress)
+
+    async def open_routed(self) -> RoutedAsyncQueries:
+        from api.query_routing import RoutedAsyncQueries
+
+        assert self.router is not None
+        return RoutedAsyncQueries(self.router)
 
     def runner(self) -> ProjectorRunner:
         """The projectors, to run in threads of this process (`start()` / `stop()`)."""
@@ -122,4 +178,6 @@ class ReadModelSet:
 
     def close(self) -> None:
         self.control.join(30)
+        if self.router is not None:
+            self.router.close()
         self.models.close()

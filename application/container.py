@@ -14,6 +14,7 @@ from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
 from application.load_balancing import LoadBalancer
 from application.persistence import LeaderLock
+from application.pool import PoolBudget, name_process, process_name, until_available
 from application.settings import Settings
 from application.waveless import LoadSignals, Releaser, WavelessSettings
 from application.wip import WipGate
@@ -50,17 +51,30 @@ class Container:
     registry: ServiceRegistry
     http_handler: HttpStepHandler
     balancer: LoadBalancer
+    read_db: Database | None = None
+    """The read models' server (WES_READ_MODEL_DATABASE_URL); None: the event store's."""
     workers: list[Worker] = field(default_factory=list)
     releasers: list[Releaser] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings | None = None, *, simulator_url: str | None = None,
-              db: Database | None = None) -> Container:
+              db: Database | None = None, kind: str | None = None) -> Container:
+        """Builds everything; `kind` names this process's connections (`wes-<kind>-<id>`).
+        While the database gives no connection (a full server, a restart) it waits and
+        retries, saying so in one line each time, instead of dying."""
         settings = settings or Settings.from_env()
-        db = db or database.resolve(settings.database_url, settings.schema)
-        env = {**db.env(), **settings.extra_env}
-        workflows = Workflows(env=env)
-        workflows.ensure_builtin_definitions()
+        if kind is not None:
+            name_process(kind)
+        else:
+            process_name("app")  # named, if nothing named it yet
+        db = db or until_available("event store", lambda: database.resolve(
+            settings.database_url, settings.schema))
+        read_db = None
+        if settings.read_model_database_url:
+            read_db = until_available("read-model database", lambda: database.resolve(
+                settings.read_model_database_url, settings.schema))
+        env = {**db.env(settings.pool), **settings.extra_env}
+        workflows = until_available("event store", lambda: _open_workflows(env))
         registry = ServiceRegistry.from_settings(settings, simulator_url or DEFAULT_SIMULATOR_URL)
         balancer = LoadBalancer(workflows, registry.to_dict(), breaker=settings.breaker)
         registry.use_selector(balancer)
@@ -70,7 +84,20 @@ class Container:
         dispatcher = Dispatcher(python_handlers, http_handler)
         workflows.use_services(EngineServices(registry, python_handlers))
         return cls(settings, db, workflows, python_handlers, dispatcher, registry, http_handler,
-                   balancer)
+                   balancer, read_db)
+
+    def read_models_env(self, budget: PoolBudget | None = None) -> dict[str, str]:
+        """The configuration `ReadModels` takes: events from the event store, rows and
+        tracking on the read models' server (with `budget` for its pool, when given)."""
+        return {**database.read_models_env(self.db, self.read_db, budget or self.settings.pool),
+                **self.settings.extra_env}
+
+    def reads_only_budget(self) -> PoolBudget:
+        """One connection: for read models a process only reads now and then (a worker's
+        waveless signals, read by the one worker leading the release loop), given back
+        after 1 s unused: the other workers used it only to create the tables at start,
+        and twenty of them holding it for the default period were twenty connections."""
+        return PoolBudget(1, 0, min(self.settings.pool.max_idle_seconds, 1.0))
 
     def worker(self, concurrency: int = 4, worker_id: str | None = None) -> Worker:
         wip = WipGate(self.workflows.store, self.settings.wip_caps,
@@ -88,7 +115,8 @@ class Container:
         settings = WavelessSettings(
             batch_size=self.settings.waveless_batch_size,
             interval_ms=self.settings.waveless_interval_ms,
-            ageing_ms=self.settings.waveless_ageing_ms, wip_caps=self.settings.wip_caps)
+            ageing_ms=self.settings.waveless_ageing_ms, wip_caps=self.settings.wip_caps,
+            cutoff_urgency_ms=self.settings.waveless_cutoff_urgency_ms)
         if self.settings.wip_caps:
             # Release admits by the first service's cap; the slots say exactly what is in
             # flight now, where the load read model may lag behind.
@@ -102,7 +130,8 @@ class Container:
                 return counts
 
             signals = replace(signals, in_flight=in_flight)
-        lock = LeaderLock(self.db.conninfo, f"wes-waveless-release:{self.db.schema}")
+        lock = LeaderLock(self.db.conninfo, f"wes-waveless-release:{self.db.schema}",
+                          retry_seconds=2.0)
         releaser = Releaser(self.workflows, signals, settings, leader_lock=lock)
         self.releasers.append(releaser)
         return releaser
@@ -115,3 +144,29 @@ class Container:
         self.dispatcher.close()
         self.http_handler.close()
         self.workflows.close()
+
+
+def _open_workflows(env: dict[str, str]) -> Workflows:
+    """The application with its built-in definitions; closed again if that fails."""
+    workflows = Workflows(env=env)
+    try:
+        workflows.ensure_builtin_definitions()
+    except BaseException:
+        workflows.close()
+        raise
+    return workflows
+
+
+def read_models_env(settings: Settings, *,
+                    deadline_seconds: float | None = None) -> dict[str, str]:
+    """`Container.read_models_env` for a process without a container (`wes projections`):
+    both servers resolved, waiting (up to `deadline_seconds`) while they give no
+    connection."""
+    db = until_available("event store", lambda: database.resolve(
+        settings.database_url, settings.schema), deadline_seconds=deadline_seconds)
+    read_db = None
+    if settings.read_model_database_url:
+        read_db = until_available("read-model database", lambda: database.resolve(
+            settings.read_model_database_url, settings.schema),
+            deadline_seconds=deadline_seconds)
+    return {**database.read_models_env(db, read_db, settings.pool), **settings.extra_env}

@@ -18,10 +18,13 @@ import psycopg
 from psycopg import sql
 
 from application.errors import ConfigurationError, DatabaseUnavailable
+from application.pool import FACTORY_TOPIC, PoolBudget
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "wes"
+# The read models' factory is named WES_PROJECTIONS: the library reads its keys first.
+READ_MODELS_ENV_PREFIX = "WES_PROJECTIONS_"
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,11 @@ class Database:
         host = self.host if not self.host.startswith("/") else "localhost"
         return f"postgresql://{self.user}@{host}:{self.port}/{self.dbname}"
 
-    def env(self) -> dict[str, str]:
-        """Settings for `eventsourcing.postgres` (the library reads POSTGRES_*)."""
+    def env(self, budget: PoolBudget | None = None) -> dict[str, str]:
+        """Settings for `eventsourcing.postgres` (the library reads POSTGRES_*), with the
+        connection budget (`WES_DB_*` when not given) and its lazy pools."""
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": FACTORY_TOPIC,
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),
@@ -67,12 +71,18 @@ class Database:
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_SCHEMA": self.schema,
             "POSTGRES_CONNECT_TIMEOUT": "10",
-            "POSTGRES_POOL_SIZE": os.environ.get("POSTGRES_POOL_SIZE", "5"),
-            "POSTGRES_MAX_OVERFLOW": os.environ.get("POSTGRES_MAX_OVERFLOW", "10"),
+            **(budget or PoolBudget.from_env()).env(),
             "POSTGRES_PRE_PING": "y",
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
         }
+
+    def env_for_read_models(self, budget: PoolBudget | None = None) -> dict[str, str]:
+        """`env()` under the prefix the read models' factory reads first: with it, the read
+        models (rows and tracking) live here while their events come from `env()`'s
+        server."""
+        return {f"{READ_MODELS_ENV_PREFIX}{key}": value
+                for key, value in self.env(budget).items() if key.startswith("POSTGRES_")}
 
     def connect(self, **kwargs: object) -> psycopg.Connection:
         try:
@@ -106,6 +116,16 @@ def parse_url(url: str) -> Database:
         password=unquote(parsed.password or query.get("password") or ""),
         dbname=(parsed.path or "/").lstrip("/") or DEFAULT_DATABASE,
     )
+
+
+def read_models_env(event_store: Database, read_models: Database | None = None,
+                    budget: PoolBudget | None = None) -> dict[str, str]:
+    """The library's configuration for `ReadModels`: events from `event_store`, rows and
+    tracking on `read_models` (the same server when None)."""
+    env = event_store.env(budget)
+    if read_models is not None and read_models != event_store:
+        env.update(read_models.env_for_read_models(budget))
+    return env
 
 
 def embedded_data_dir() -> Path:

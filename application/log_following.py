@@ -18,6 +18,8 @@ from eventsourcing.persistence import ShutDown
 from eventsourcing.postgres import PostgresDatastore, PostgresSubscription
 from psycopg.sql import SQL, Identifier
 
+from application.pool import listening
+
 if TYPE_CHECKING:
     from application.persistence import WesApplicationRecorder
 
@@ -34,7 +36,8 @@ class WesSubscription(PostgresSubscription):
 
     def _listen(self) -> None:
         try:
-            with self._recorder.datastore.get_connection() as conn:
+            datastore = self._recorder.datastore
+            with listening(datastore), datastore.get_connection() as conn:
                 conn.execute(SQL("LISTEN {0}").format(Identifier(self._recorder.channel_name)))
                 if not conn.autocommit:
                     conn.commit()  # LISTEN takes effect at commit

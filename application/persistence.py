@@ -78,6 +78,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from application.connection_check import check_now_and_then
 from application.log_following import Notifier, WesSubscription, unlisten
+from application.pool import listening
 
 # Markers live in the two-int advisory-lock space (classid = a hash of the table, objid =
 # the position's low 31 bits). A hash collision can only make a reader or writer wait for
@@ -655,7 +656,8 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
     def wait_for_appends(self, stop: threading.Event, on_append: Callable[[], None]) -> None:
         """LISTENs on the events channel until `stop`, calling `on_append` whenever appends
         are notified (workers wake up on them: a new event may mean new work)."""
-        with self.datastore.get_connection() as conn:
+        # The LISTEN holds its connection until stopped: one more than the budget.
+        with listening(self.datastore), self.datastore.get_connection() as conn:
             conn.execute(SQL("LISTEN {}").format(Identifier(self.channel_name)))
             conn.commit()
             try:
@@ -725,29 +727,45 @@ class LeaderLock:
     """A session-level PostgreSQL advisory lock: at most one holder across all processes.
 
     Used where exactly one process must act at a time (the waveless release loop). The
-    lock lives as long as its connection; if the holder dies, PostgreSQL frees it.
+    lock lives as long as its connection; if the holder dies, PostgreSQL frees it. Only the
+    holder keeps a connection: the others (every other worker) close theirs and try again
+    after `retry_seconds`, so twenty workers do not hold twenty idle lock connections.
     """
 
-    def __init__(self, conninfo: str, name: str) -> None:
+    def __init__(self, conninfo: str, name: str, retry_seconds: float = 5.0) -> None:
         import hashlib
 
         self._conninfo = conninfo
         digest = hashlib.sha256(name.encode()).digest()
         self._key = int.from_bytes(digest[:8], "big", signed=True)
         self._conn: psycopg.Connection | None = None
+        self._held = False
+        self._retry_seconds = retry_seconds
+        self._next_try = 0.0
 
     def acquire(self) -> bool:
         """True if held (now or already); False if another process holds it."""
+        now = time.monotonic()
+        if self._conn is None and now < self._next_try:
+            return False
         try:
             if self._conn is None or self._conn.closed:
+                self._held = False
                 self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+            if self._held:
+                self._conn.execute("SELECT 1")  # the session, and so the lock, is still ours
+                return True
             row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
-            return bool(row and row[0])
+            self._held = bool(row and row[0])
         except psycopg.Error:
+            self._held = False
+        if not self._held:
             self.release()
-            return False
+            self._next_try = now + self._retry_seconds
+        return self._held
 
     def release(self) -> None:
+        self._held = False
         if self._conn is not None:
             try:
                 self._conn.close()

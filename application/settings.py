@@ -11,6 +11,7 @@ from typing import Any
 
 from application.engine.handlers import DEFAULT_MAX_OUTPUT_BYTES
 from application.errors import ConfigurationError
+from application.pool import PoolBudget
 from domain.circuit_breaker import BreakerConfig
 from domain.exceptions import InvalidValue
 from domain.waveless import MIN_INTERVAL_MS
@@ -35,9 +36,16 @@ class Settings:
     waveless_batch_size: int = 10
     waveless_interval_ms: int = 1000
     waveless_ageing_ms: int = 60_000
+    waveless_cutoff_urgency_ms: int | None = None
     wip_caps: dict[str, int] = field(default_factory=dict)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Scaling (API.md "Scaling settings"; docs/scaling.md).
+    read_model_database_url: str | None = None
+    query_database_urls: tuple[str, ...] = ()
+    query_max_lag_events: int = 1000
+    query_replica_wait_seconds: float = 1.0
+    pool: PoolBudget = field(default_factory=PoolBudget)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -57,8 +65,15 @@ class Settings:
             waveless_batch_size=_int(env, "WES_WAVELESS_BATCH_SIZE", 10),
             waveless_interval_ms=_int(env, "WES_WAVELESS_INTERVAL_MS", 1000),
             waveless_ageing_ms=_int(env, "WES_WAVELESS_AGEING_MS", 60_000),
+            waveless_cutoff_urgency_ms=_cutoff_urgency(env),
             wip_caps=_caps(env.get("WES_WIP_CAPS")),
             breaker=_breaker(env),
+            read_model_database_url=env.get("WES_READ_MODEL_DATABASE_URL") or None,
+            query_database_urls=tuple(
+                u.strip() for u in env.get("WES_QUERY_DATABASE_URLS", "").split(",") if u.strip()),
+            query_max_lag_events=_int(env, "WES_QUERY_MAX_LAG_EVENTS", 1000),
+            query_replica_wait_seconds=_float(env, "WES_QUERY_REPLICA_WAIT_SECONDS", 1.0),
+            pool=PoolBudget.from_env(env),
         )
 
 
@@ -81,6 +96,16 @@ def waveless_defaults(env: Mapping[str, str]) -> tuple[int, int]:
     return size, interval
 
 
+def _cutoff_urgency(env: Mapping[str, str]) -> int | None:
+    """`WES_WAVELESS_CUTOFF_URGENCY_MS`: unset or empty is off (today's order)."""
+    if not env.get("WES_WAVELESS_CUTOFF_URGENCY_MS"):
+        return None
+    value = _int(env, "WES_WAVELESS_CUTOFF_URGENCY_MS", 0)
+    if value < 0:
+        raise ConfigurationError(f"WES_WAVELESS_CUTOFF_URGENCY_MS must be >= 0, got {value}")
+    return value
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -96,6 +121,16 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ConfigurationError(f"{name} must be >= 1, got {value}")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
 
 
 def _breaker(env: dict[str, str]) -> BreakerConfig:

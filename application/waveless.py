@@ -41,6 +41,7 @@ from domain.waveless import (
     BatchPlan,
     Candidate,
     adapt_interval,
+    check_cutoff_urgency,
     plan_batch,
     release_order,
 )
@@ -62,8 +63,10 @@ class WavelessSettings:
     ageing_ms: int = DEFAULT_AGEING_MS
     wip_caps: Mapping[str, int] = field(default_factory=dict)
     adaptive: bool = True
+    cutoff_urgency_ms: int | None = None  # None or 0: priority before slack to cut-off
 
     def __post_init__(self) -> None:
+        check_cutoff_urgency(self.cutoff_urgency_ms)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
                 or self.batch_size < 1:
             raise InvalidValue("batch_size", self.batch_size, "must be an integer >= 1")
@@ -143,7 +146,8 @@ class Releaser:
         # WIP caps, which all lanes share, go to the most urgent work first.
         lanes: dict[tuple[int, int], list[Candidate]] = {}
         for candidate in release_order([self._candidate(wf) for wf in waiting.values()], now,
-                                       self.settings.ageing_ms):
+                                       self.settings.ageing_ms,
+                                       self.settings.cutoff_urgency_ms):
             lanes.setdefault(self._lane(waiting[candidate.workflow_id]), []).append(candidate)
         score, error_rate = self.signals.load() if self.settings.adaptive else (None, None)
         in_flight = dict(self.signals.in_flight())
@@ -159,6 +163,7 @@ class Releaser:
                 candidates, now, batch_size=lane[0], interval_ms=lane[1], load_score=score,
                 error_rate=error_rate, in_flight=in_flight, wip_caps=self.settings.wip_caps,
                 ageing_ms=self.settings.ageing_ms,
+                cutoff_urgency_ms=self.settings.cutoff_urgency_ms,
             )
             interval = max(plan.interval_ms if self.settings.adaptive else lane[1],
                            MIN_INTERVAL_MS) / 1000

@@ -33,7 +33,7 @@ from application.settings import waveless_defaults
 from domain.compensation import CompensationAction
 from domain.decisions import wakeup_at
 from domain.definition import WorkflowDefinition, validate_steps
-from domain.definition_catalog import CATALOG_ID, DefinitionCatalog
+from domain.definition_catalog import CATALOG_ID, DefinitionCatalog, DefinitionVersionExists
 from domain.enums import DrivenBy
 from domain.exceptions import InvalidDefinition, InvalidValue
 from domain.step import StepResult, StepSpec
@@ -240,10 +240,18 @@ class Workflows(Application[UUID]):
     # ------------------------------------------------------------------ definitions
 
     def ensure_builtin_definitions(self) -> None:
+        """Registers the shipped definitions that are missing; idempotent across boots."""
         # Not checked against the services: a deployment without, say, a packing service
         # still boots; starting a definition that needs it is refused then.
         for data in BUILTIN_DEFINITIONS:
-            self.register_definition(data, actor="system", check=False)
+            try:
+                self.register_definition(data, actor="system", check=False)
+            except DefinitionVersionExists:
+                # The site registered its own definition under this name and version (the
+                # API allows it): theirs stays, as Temporal and Conductor never replace an
+                # operator's definition, and boot goes on without the built-in one.
+                log.warning("built-in definition skipped: its version is taken",
+                            extra={"definition": data["name"], "version": data["version"]})
 
     def use_services(self, known: KnownServices) -> None:
         """Definitions and starts are checked against these services from now on."""

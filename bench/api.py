@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from uuid import UUID
 
 import httpx
@@ -80,9 +81,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def measure(db: Database, workflow_ids: list[UUID], *, seconds: float, rounds: int) -> Figure:
+def measure(db: Database, workflow_ids: list[UUID], *, seconds: float, rounds: int,
+            extra_env: Mapping[str, str] | None = None) -> Figure:
+    """The figure; `extra_env` configures the API process (e.g. where its read models are)."""
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url(db)}
+    env = {**os.environ, "DATABASE_URL": database_url(db), **(extra_env or {})}
     server = subprocess.Popen([sys.executable, "-m", "bench.api_server", str(port), db.schema],
                               env=env)
     try:

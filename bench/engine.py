@@ -32,6 +32,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
+from application import database
 from application.database import Database
 from application.engine.dispatch import Dispatcher
 from application.engine.handlers import PythonHandler, StepCall
@@ -194,12 +195,14 @@ class _Run:
 class _ProjectorProcess:
     """`wes projections run` in a process of its own, as deployed."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, read_db: Database | None = None) -> None:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+        env = {**os.environ, "DATABASE_URL": pg.database_url(db), "WES_SCHEMA": db.schema}
+        if read_db is not None:
+            env["WES_READ_MODEL_DATABASE_URL"] = pg.database_url(read_db)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "projections", "run"],
-            env={**os.environ, "DATABASE_URL": pg.database_url(db), "WES_SCHEMA": db.schema},
-            stdout=subprocess.DEVNULL, stderr=self._log)
+            env=env, stdout=subprocess.DEVNULL, stderr=self._log)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -218,10 +221,11 @@ class _ProjectorProcess:
 
 
 def _run(db: Database, *, sagas: int, concurrency: int, seconds: float,
-         projections: str, local: bool = True) -> _Run:
+         projections: str, local: bool = True, read_db: Database | None = None) -> _Run:
     """One run; `projections` is "process" (own process), "thread" (this one) or "off";
     `local`: the no-op handlers run as local activities, else on the remote-call path that
-    every warehouse-service step takes (its start saved before the call)."""
+    every warehouse-service step takes (its start saved before the call); the read models
+    on `read_db`'s server when given (WES_READ_MODEL_DATABASE_URL)."""
     env = {**db.env(), "APPLICATION_RECORDER_TOPIC": get_topic(CountingRecorder),
            "POSTGRES_POOL_SIZE": str(concurrency + 8)}
     app = Workflows(env=env)
@@ -244,9 +248,9 @@ def _run(db: Database, *, sagas: int, concurrency: int, seconds: float,
             from projections.read_models import ReadModels
             from projections.runner import ProjectorRunner
 
-            read_models = ReadModels(db.env(), app)
+            read_models = ReadModels(database.read_models_env(db, read_db), app)
             if projections == "process":
-                process = _ProjectorProcess(db)
+                process = _ProjectorProcess(db, read_db)
             else:
                 runner = ProjectorRunner(read_models=read_models)
                 runner.start()

@@ -116,7 +116,7 @@ def _engine_run(app: Workflows, db: Database, broker: _Broker, sagas: int,
               60, relay)
         ids = [app.start_workflow(definition="order-fulfillment",
                                   input={"orderId": f"order-{i}",
-                                         "items": [{"sku": "A", "qty": 1}]}).workflow_id
+                                         "items": [{"sku": "A", "quantity": 1}]}).workflow_id
                for i in range(sagas)]
         idle = _LagProbe(app, broker.url, "BENCH")  # the same probe with the engine idle
         idle.start()

@@ -16,12 +16,15 @@ from application.database import Database
 from bench import pg
 from bench.report import Figure, fmt, machine
 
-ORDER = ("commands", "engine", "rebuild", "lag", "api", "replay", "relay", "whatif")
+ORDER = ("commands", "engine", "rebuild", "lag", "api", "replay", "engine_split",
+         "api_standby", "relay", "whatif")
 TARGETS = {"commands": ("commands/s", "ratio >= 0.6"), "engine": ("sagas/s", "value >= 200"),
            "rebuild": ("events/s", "ratio >= 0.5, flat memory"),
            "lag": ("ms (p99)", "p99 <= 100 ms"),
            "api": ("requests/s", "ratio >= 0.5, p99 <= 25 ms"),
            "replay": ("ms (p99)", "p99 <= 50 ms"),
+           "engine_split": ("sagas/s", "ratio >= 1.0"),
+           "api_standby": ("requests/s", "ratio >= 0.8"),
            "relay": ("events/s", "ratio >= 1 (keeps up with the engine), lag p99 <= 250 ms"),
            "whatif": ("s", "a day of 15,000 orders < 10 s")}
 
@@ -111,6 +114,10 @@ def run(quick: bool = False, console: Console | None = None, sizes: Sizes | None
         if "replay" in wanted and (figure := attempt(("replay",), lambda: replay.measure(
                 schema("replay"), samples=sizes.replay_samples))):
             found["replay"] = figure
+        if wanted & {"engine_split", "api_standby"} and (pair := attempt(
+                ("engine_split", "api_standby"), lambda: _split(schema("split"), sizes, found,
+                                                                settings))):
+            found["engine_split"], found["api_standby"] = pair
         if "relay" in wanted and (figure := attempt(("relay",), lambda: _relay(
                 schema("relay"), sizes))):
             found["relay"] = figure
@@ -125,6 +132,16 @@ def _rebuild(db: Database, sizes: Sizes) -> Figure:
     from bench import rebuild
 
     return rebuild.measure(db, events=sizes.rebuild_events)
+
+
+def _split(db: Database, sizes: Sizes, found: dict[str, Figure],
+           settings: dict[str, str]) -> tuple[Figure, Figure]:
+    from bench import scaling
+
+    single = found.get("engine")
+    return scaling.measure(db, sagas=sizes.sagas, seconds=sizes.seconds, rounds=sizes.rounds,
+                           single_server_rate=single.value if single else None,
+                           server_settings=settings)
 
 
 def _relay(db: Database, sizes: Sizes) -> Figure:

@@ -17,7 +17,7 @@ def bench(
                          ] = None,
     only: Annotated[list[str] | None, typer.Option(
         "--only", help="Measure only this figure (repeatable): commands, engine, rebuild, lag, "
-                       "api, replay, whatif.")] = None,
+                       "api, replay, engine_split, api_standby, relay, whatif.")] = None,
 ) -> None:
     """Run the benchmarks on a throw-away database and print each figure with its baseline."""
     from bench import runner

@@ -27,8 +27,9 @@ from rich.table import Table
 from rich.text import Text
 
 from application import logs
-from application.database import resolve
+from application.container import read_models_env
 from application.errors import ApplicationError
+from application.pool import name_process, until_available
 from application.relay.tracking import relay_status
 from application.settings import Settings
 from projections.base import UnhandledEvent
@@ -44,15 +45,17 @@ _EXPECTED = (ApplicationError, UnknownProjection, RebuildInProgress, UnhandledEv
 
 
 @contextmanager
-def _read_models() -> Iterator[ReadModels]:
-    """The configured database's read models (exits non-zero with a reason on errors)."""
+def _read_models(wait: bool = False) -> Iterator[ReadModels]:
+    """The configured database's read models (exits non-zero with a reason on errors;
+    with `wait`, a long-running process, it waits for a connection instead)."""
     from cli.main import fail
 
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_json)
     try:
-        db = resolve(settings.database_url, settings.schema)
-        models = ReadModels({**db.env(), **settings.extra_env})
+        deadline = None if wait else 0.0
+        models = until_available("read models", lambda: ReadModels(read_models_env(
+            settings, deadline_seconds=deadline)), deadline_seconds=deadline)
     except _EXPECTED as e:
         fail(_one_line(e))
         raise  # unreachable: fail() exits
@@ -82,7 +85,8 @@ def run(
     unknown = [n for n in names if n not in PROJECTION_NAMES]
     if unknown:
         fail(str(UnknownProjection(unknown[0])))
-    with _read_models() as models:
+    name_process("projector")
+    with _read_models(wait=True) as models:
         runner = ProjectorRunner(read_models=models, names=names)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -116,6 +120,8 @@ def status(
         state = s.state
         if s.rebuilding_generation is not None:
             state += f" (g{s.rebuilding_generation} at {s.rebuilding_position or 0})"
+        if getattr(s, "rebuild_needed", None):
+            state += f"; rebuild needed: {s.rebuild_needed}"
         table.add_row(s.name, str(s.position), str(s.head), str(s.lag_events), lag_seconds,
                       state, "-" if s.generation is None else str(s.generation))
     Console().print(table)

@@ -9,6 +9,7 @@ import typer
 
 from application import logs
 from application.errors import ApplicationError
+from application.pool import name_process
 from application.relay.envelope import Naming
 from application.relay.jetstream import NatsJetStreamSink
 from application.relay.relay import Relay
@@ -22,6 +23,7 @@ def relay() -> None:
     from application.workflows import Workflows
     from cli.main import fail
 
+    name_process("relay")  # pg_stat_activity tells its connections apart
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_json)
     try:

@@ -132,9 +132,14 @@ def build(settings: Settings, *, worker: bool, projections: bool, simulate: bool
     from api.dependencies import ApiConfig
     from api.read_models import ReadModelSet
     from application.container import Container
+    from application.pool import PoolBudget
 
-    container = Container.build(settings)
-    read_models = ReadModelSet.build(container.workflows, container.db, settings.extra_env)
+    parts = 1 + worker + projections
+    if parts > 1 and not PoolBudget.configured():
+        # One process doing the work of a worker and a projector too: their budgets.
+        settings = dataclasses.replace(settings, pool=settings.pool.times(parts))
+    container = Container.build(settings, kind="api")
+    read_models = ReadModelSet.for_container(container)
     # Stopped last (parts stop in reverse order): closes what everything else uses.
     background: list[Background] = [_Closing(read_models, container)]
     if projections:

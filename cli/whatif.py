@@ -20,7 +20,8 @@ from application.workflows import Workflows
 from domain.exceptions import DomainError
 from domain.simulation.model import Policy
 
-POLICY_FIELDS = {"name", "batch_size", "interval_ms", "wip_caps", "ageing_ms", "adaptive"}
+POLICY_FIELDS = {"name", "batch_size", "interval_ms", "wip_caps", "ageing_ms", "adaptive",
+                 "cutoff_urgency_ms"}
 ROWS = ("completed", "throughput_per_hour", "lead_time_p50_s", "lead_time_p95_s",
         "missed_cutoffs", "compensated", "compensation_rate", "release_wait_p50_s",
         "release_wait_p95_s")

@@ -27,12 +27,13 @@ def worker(
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_json)
     # A database that cannot be reached is an ApplicationError: `wes` prints it as one line.
-    container = Container.build(settings, simulator_url=simulator_url)
+    container = Container.build(settings, simulator_url=simulator_url, kind="worker")
     if rebuild_queue:
         due = container.workflows.rebuild_work_queue()
         typer.echo(f"work queue rebuilt from the events: {due} workflows have work", err=True)
     engine = container.worker(concurrency=concurrency)
-    read_models = ReadModels(container.db.env(), container.workflows)
+    read_models = ReadModels(container.read_models_env(container.reads_only_budget()),
+                             container.workflows)
     releaser = container.releaser(waveless_signals(read_models))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

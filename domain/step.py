@@ -128,6 +128,10 @@ class StepExecution:
     compensation_deadline: datetime | None = None
     compensation_next_attempt_at: datetime | None = None
     compensation_output: dict[str, Any] | None = None
+    # The run (workflow retry count) under whose key the service applied this step's call
+    # while its answer could not be recorded (OUTPUT_TOO_LARGE); None once an answer is
+    # recorded or the effect is undone. See Workflow.applied_unrecorded.
+    applied_in_run: int | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> StepExecution:
         # The aggregate cache copies a workflow on every load: values of immutable types
@@ -168,6 +172,7 @@ class StepExecution:
             "compensation_deadline": _iso(self.compensation_deadline),
             "compensation_next_attempt_at": _iso(self.compensation_next_attempt_at),
             "compensation_output": self.compensation_output,
+            "applied_in_run": self.applied_in_run,
         }
 
     @classmethod
@@ -188,6 +193,7 @@ class StepExecution:
             compensation_deadline=_dt(data.get("compensation_deadline")),
             compensation_next_attempt_at=_dt(data.get("compensation_next_attempt_at")),
             compensation_output=data.get("compensation_output"),
+            applied_in_run=data.get("applied_in_run"),  # absent in older snapshots
         )
 
 

@@ -4,10 +4,15 @@ continuously instead of in fixed waves.
 Release order (README "Waveless release rules"):
 1. a workflow that has waited longer than the ageing limit (60 s) goes first, oldest first,
    whatever its priority, so LOW work cannot starve under a constant HIGH stream;
-2. then HIGH, NORMAL, LOW;
-3. within a priority, the least slack first: slack = cut-off - now - expected remaining
+2. with a cut-off urgency set (`cutoff_urgency_ms`, default off): a workflow that can still
+   make its cut-off but has less slack than that goes next, least slack first, whatever its
+   priority, so a NORMAL order about to miss its truck does not wait behind every HIGH one;
+   one that cannot make it any more (slack < 0) keeps its priority place: moving it up would
+   take the slot of work that still can;
+3. then HIGH, NORMAL, LOW;
+4. within a priority, the least slack first: slack = cut-off - now - expected remaining
    processing time; workflows without a cut-off have unlimited slack;
-4. then first come, first served.
+5. then first come, first served.
 A batch is cut short by work-in-progress caps: a workflow whose first service is at its
 cap of steps in flight waits (and says so), later ones for other services may still go.
 Batch size and interval adapt to load and queue depth (SEED-FACTS), and release pauses
@@ -82,25 +87,39 @@ class BatchPlan:
     order: tuple[UUID, ...] = field(default=())
 
 
+def check_cutoff_urgency(value: object) -> int | None:
+    """`cutoff_urgency_ms` as given, refused unless None or an integer >= 0 (0: off)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 0):
+        raise InvalidValue("cutoff_urgency_ms", value, "must be an integer >= 0 or null")
+    return value
+
+
 def release_order(pending: Iterable[Candidate], now: datetime,
-                  ageing_ms: int = DEFAULT_AGEING_MS) -> list[Candidate]:
+                  ageing_ms: int = DEFAULT_AGEING_MS,
+                  cutoff_urgency_ms: int | None = None) -> list[Candidate]:
     """Every candidate in the order it would be released."""
+    urgency = check_cutoff_urgency(cutoff_urgency_ms)
+
     def key(c: Candidate) -> tuple[Any, ...]:
         if c.is_aged(now, ageing_ms):
             return (0, 0, 0.0, c.waiting_since, str(c.workflow_id))
         slack = c.slack_ms(now)
-        return (1, c.priority.rank, slack if slack is not None else float("inf"),
+        if urgency and slack is not None and 0 <= slack < urgency:
+            return (1, 0, slack, c.waiting_since, str(c.workflow_id))
+        return (2, c.priority.rank, slack if slack is not None else float("inf"),
                 c.waiting_since, str(c.workflow_id))
 
     return sorted(pending, key=key)
 
 
 def create_dynamic_batch(pending: Sequence[Candidate], size: int, now: datetime,
-                         ageing_ms: int = DEFAULT_AGEING_MS) -> list[Candidate]:
+                         ageing_ms: int = DEFAULT_AGEING_MS,
+                         cutoff_urgency_ms: int | None = None) -> list[Candidate]:
     """Seed createDynamicBatch: at most `size` candidates, in release order."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InvalidValue("batch_size", size, "must be an integer >= 1")
-    return release_order(pending, now, ageing_ms)[:size]
+    return release_order(pending, now, ageing_ms, cutoff_urgency_ms)[:size]
 
 
 def adapt_batch_size(configured: int, load_score: float | None) -> int:
@@ -142,6 +161,7 @@ def plan_batch(
     in_flight: Mapping[str, int] | None = None,
     wip_caps: Mapping[str, int] | None = None,
     ageing_ms: int = DEFAULT_AGEING_MS,
+    cutoff_urgency_ms: int | None = None,
 ) -> BatchPlan:
     """Decides one release: the batch, the reason each other candidate waits, and who is
     late (cannot make its cut-off any more)."""
@@ -149,7 +169,7 @@ def plan_batch(
         raise InvalidValue("batch_size", batch_size, "must be an integer >= 1")
     if isinstance(interval_ms, bool) or not isinstance(interval_ms, int) or interval_ms < 1:
         raise InvalidValue("interval_ms", interval_ms, "must be an integer >= 1")
-    ordered = release_order(pending, now, ageing_ms)
+    ordered = release_order(pending, now, ageing_ms, cutoff_urgency_ms)
     size = adapt_batch_size(batch_size, load_score)
     interval = adapt_interval(interval_ms, len(ordered))
     late = tuple(c for c in ordered if (s := c.slack_ms(now)) is not None and s < 0)

@@ -35,7 +35,7 @@ from domain.input_mapping import UnresolvedReference, resolve
 from domain.retry_policy import RetryPolicy
 from domain.step import StepExecution, StepResult, StepSpec
 from domain.waveless import MIN_INTERVAL_MS, can_transition_to_waveless
-from domain.workflow_error import WorkflowError
+from domain.workflow_error import OUTPUT_TOO_LARGE, WorkflowError
 
 DEFAULT_WORKFLOW_TIMEOUT_MS = 300_000
 DEFAULT_MAX_RETRIES = 3
@@ -70,7 +70,7 @@ def transition_allowed(action: str, from_status: WorkflowStatus) -> bool:
 class FailureDecision:
     """What handling a step failure decided: retry after a delay, or fail the saga."""
 
-    decision: str  # "retry" | "fail" | "recorded"
+    decision: str  # "retry" | "fail" | "recorded" | "compensated"
     delay_ms: int | None = None
     status: WorkflowStatus | None = None
 
@@ -201,6 +201,7 @@ class Workflow(Aggregate):
             step.completed_at = self.timestamp
             step.deadline = None
             step.last_error = None
+            step.applied_in_run = None  # its answer is recorded now
             wf.executed_steps.append(self.step_id)
 
     class StepFailed(Event):
@@ -231,6 +232,9 @@ class Workflow(Aggregate):
             step.last_error = error
             step.deadline = None
             wf.errors.append(error)
+            if error.code == OUTPUT_TOO_LARGE and step.applied_in_run is None:
+                # The service applied it; the first run's key is the one it stored under.
+                step.applied_in_run = wf.retry_count
 
     class StepRetryScheduled(Event):
         """A failed step will be tried again at `due_at` (a durable timer)."""
@@ -341,8 +345,10 @@ class Workflow(Aggregate):
             wf = cast(Workflow, aggregate)
             step = wf.steps[self.step_id]
             error = WorkflowError.from_dict(self.error)
-            # The step is still done in the world: it stays COMPLETED until undone.
-            step.status = StepStatus.COMPLETED
+            # The step is still done in the world: it stays COMPLETED (or applied without
+            # an answer: FAILED) until undone.
+            step.status = StepStatus.FAILED if step.applied_in_run is not None \
+                else StepStatus.COMPLETED
             step.last_error = error
             step.compensation_deadline = None
             step.compensation_next_attempt_at = self.retry_at
@@ -359,6 +365,7 @@ class Workflow(Aggregate):
             step = wf.steps[self.step_id]
             step.status = StepStatus.COMPENSATED
             step.compensation_output = dict(self.output)
+            step.applied_in_run = None  # undone: a later run calls it afresh
             step.compensation_deadline = None
             step.compensation_next_attempt_at = None
             wf.compensated_steps.append(self.step_id)
@@ -853,7 +860,7 @@ class Workflow(Aggregate):
         step = self._step(step_id)
         if self.status != S.COMPENSATING:
             raise InvalidTransition(self.id, self.status, f"compensate step {step_id!r}")
-        if step_id not in self.compensation_queue or step.status != StepStatus.COMPLETED:
+        if step_id not in self.compensation_queue or not self._undoable(step):
             raise InvalidStepTransition(self.id, step_id, step.status, "start compensation")
         action = self.get_compensation_action(step_id)
         self._trigger(
@@ -871,7 +878,7 @@ class Workflow(Aggregate):
         step = self._step(step_id)
         if self.status != S.COMPENSATING:
             raise InvalidTransition(self.id, self.status, f"mark step {step_id!r} compensated")
-        if step.status == StepStatus.COMPLETED and step_id in self.compensation_queue:
+        if self._undoable(step) and step_id in self.compensation_queue:
             if attempt is not None:
                 # An outcome for a given attempt, but that attempt is over (timed out):
                 # it must not start and complete a new one behind the caller's back.
@@ -898,6 +905,13 @@ class Workflow(Aggregate):
         if attempt is not None and attempt != step.compensation_attempts:
             raise InvalidStepTransition(self.id, step_id, step.status,
                                         f"fail compensation for stale attempt {attempt}")
+        if error.code == OUTPUT_TOO_LARGE:
+            # The service applied the undo (it answered 2xx); only its answer is too big to
+            # keep, and nothing reads a compensation's output. Failing it would fail for
+            # ever: every retry under its key gets the same stored answer.
+            self._trigger(self.StepCompensated, now, step_id=step_id,
+                          output={"output_not_recorded": error.message}, actor=actor)
+            return FailureDecision("compensated", status=self.status)
         action = self.get_compensation_action(step_id)
         retries_so_far = step.compensation_attempts - 1
         # The compensation's own budget (max_retries of its action), with the default
@@ -961,11 +975,14 @@ class Workflow(Aggregate):
         same for every attempt of one execution; `:<run>` once a workflow-level retry has
         started the step afresh (the run is the retry count: only `retry` raises it, and
         it resets every step not completed, so no execution spans two runs); a
-        compensation adds `:compensate`."""
-        self._step(step_id)
+        compensation adds `:compensate`. A step the service applied without its answer
+        being recorded keeps the key of the run it was applied in until it is undone, so a
+        later run's call is replayed by the service instead of applied again."""
+        step = self._step(step_id)
         key = f"{self.id}:{step_id}"
-        if self.retry_count:
-            key = f"{key}:{self.retry_count}"
+        run = step.applied_in_run if step.applied_in_run is not None else self.retry_count
+        if run:
+            key = f"{key}:{run}"
         return f"{key}:compensate" if compensation else key
 
     # ------------------------------------------------------------------ queries (seed section 9)
@@ -1000,10 +1017,25 @@ class Workflow(Aggregate):
         return current_step(self.status, ((s.step_id, s.status) for s in self.steps.values()))
 
     def steps_requiring_compensation(self) -> list[StepExecution]:
-        """COMPLETED steps with a compensation action, last completed first."""
-        return [self.steps[s] for s in reversed(self.executed_steps)
-                if self.steps[s].status == StepStatus.COMPLETED
-                and self.steps[s].spec.compensation is not None]
+        """Steps done in the world with a compensation action, last done first: a step
+        applied without a recorded answer (it ran last: it failed the saga), then the
+        COMPLETED ones, last completed first."""
+        applied = [s for s in self.steps.values()
+                   if self.applied_unrecorded(s) and s.spec.compensation is not None]
+        return applied + [self.steps[s] for s in reversed(self.executed_steps)
+                          if self.steps[s].status == StepStatus.COMPLETED
+                          and self.steps[s].spec.compensation is not None]
+
+    @staticmethod
+    def applied_unrecorded(step: StepExecution) -> bool:
+        """The service applied the step's call (answered 2xx) but the answer could not be
+        recorded (OUTPUT_TOO_LARGE): FAILED for the saga (or PENDING again after a workflow
+        retry, to be called under the same key), done in the world until undone."""
+        return step.applied_in_run is not None \
+            and step.status in (StepStatus.FAILED, StepStatus.PENDING)
+
+    def _undoable(self, step: StepExecution) -> bool:
+        return step.status == StepStatus.COMPLETED or self.applied_unrecorded(step)
 
     @property
     def compensation_progress(self) -> float:

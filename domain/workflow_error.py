@@ -10,6 +10,10 @@ from typing import Any
 from domain.enums import ErrorType
 from domain.exceptions import InvalidValue
 
+# The service applied the call (it answered 2xx) but its answer was over the size limit and
+# could not be recorded: the step's effect is in the world without an output.
+OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowError:

@@ -383,6 +383,9 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
           position: int) -> None:
         step = flow.step(event.step_id)
         started, was_in_flight = step["started_at"], step["status"] in _IN_FLIGHT
+        # Read before set_step clears it: an engine deadline or a fail() of a running step
+        # names no instance, yet the call went to the one the start named.
+        started_on = step.get("instance")
         service = flow.set_step(event.step_id, StepStatus.FAILED)["service"]
         if not was_in_flight and event.instance is None:
             # Failed before any call was made (its input did not resolve): no instance saw
@@ -391,7 +394,7 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
         duration: float | None = event.duration_ms
         if duration is None and started:
             duration = (event.timestamp - datetime.fromisoformat(started)).total_seconds() * 1000
-        key = (service, event.instance or service)
+        key = (service, event.instance or started_on or service)
         state.count(key, "failed", 1, event.timestamp, position)
         state.outcomes.append((position, *key, event.timestamp, duration, False))
 

@@ -17,6 +17,8 @@ import psycopg
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.rows import dict_row
 
+from application.pool import process_name
+
 # pg_locks shows two-key advisory locks as (classid, objid, objsubid = 2); the first key
 # marks them as ours ("WESP").
 LOCK_CLASS = 0x57455350
@@ -53,7 +55,7 @@ class LockSession:
         params: dict[str, Any] = dict(kwargs() if callable(kwargs) else kwargs or {})
         params.update(row_factory=dict_row, autocommit=True, connect_timeout=10,
                       keepalives=1, keepalives_idle=5, keepalives_interval=2,
-                      keepalives_count=3, application_name="wes-projector-lock")
+                      keepalives_count=3, application_name=f"{process_name('projector')}-lock")
         self._conn: psycopg.Connection[Any] = psycopg.connect(**params)
 
     def try_lock(self, key: LockKey) -> bool:

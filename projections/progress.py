@@ -13,6 +13,7 @@ recent error ever recorded, whatever happened since.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from projections.view import (
     GenerationTables,
     TableSpec,
 )
+
+log = logging.getLogger(__name__)
 
 SORT_KEYS = ("created_at", "updated_at", "priority", "status")
 _SORT_COLUMNS = {"created_at": ("created_at", "timestamptz"),
@@ -327,7 +330,9 @@ class PostgresProgressView(GenerationalView[_ProgressSQL], ProgressView):
 
     def create_table(self) -> None:
         """As every view, then adds the columns a table made by an earlier release lacks
-        (and shows them in the stable view), so an upgrade needs no rebuild."""
+        (and shows them in the stable view). They start empty on the rows already there,
+        so the projection is marked as needing a rebuild (status `rebuild_needed`) until
+        a blue/green rebuild replaces the generation."""
         super().create_table()
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(self._select_pointer_for_share, (self.projection_name,))
@@ -348,6 +353,16 @@ class PostgresProgressView(GenerationalView[_ProgressSQL], ProgressView):
             # The view was made with the columns of its day: appending columns is allowed.
             curs.execute(SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {}.{}").format(
                 self.stable_name(), schema, Identifier(table)))
+            curs.execute(SQL("SELECT EXISTS (SELECT 1 FROM {}.{}) AS rows").format(
+                schema, Identifier(table)))
+            found = curs.fetchone()
+            if found and found["rows"]:
+                added = ", ".join(name for name, _kind in missing)
+                reason = (f"columns {added} were added empty to the rows of an earlier"
+                          f" release: run `wes projections rebuild {self.projection_name}`")
+                self.mark_rebuild_needed(curs, int(pointer["generation"]), reason)
+                log.warning("projection needs a rebuild",
+                            extra={"projection": self.projection_name, "reason": reason})
 
     def generation_statements(self, tables: GenerationTables) -> _ProgressSQL:
         updates = SQL(", ").join(
@@ -541,7 +556,10 @@ class ProgressProjection(BatchProjection[PostgresProgressView]):
 
     @_apply.register(Workflow.StepCompensationFailed)
     def _(self, event: Workflow.StepCompensationFailed, row: _Progress) -> None:
-        row.set_step(event.step_id, StepStatus.COMPLETED)  # still done in the world
+        # Still done in the world, as the domain has it: COMPLETED, or FAILED for a step
+        # applied without a recorded answer (never executed).
+        row.set_step(event.step_id, StepStatus.COMPLETED if event.step_id in row.executed_steps
+                     else StepStatus.FAILED)
         row.failed(event.error)
         row.next_attempt_at = event.retry_at
 

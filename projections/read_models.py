@@ -6,10 +6,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from eventsourcing.postgres import PostgresFactory
 from eventsourcing.utils import Environment
 
 from application.connection_check import check_now_and_then
+from application.pool import BudgetedPostgresFactory
 from application.workflows import Workflows
 from projections.audit import AuditProjection, PostgresAuditView
 from projections.base import BatchProjection
@@ -38,12 +38,14 @@ class ReadModels:
     """The progress, load and audit views on one database (sharing one connection pool),
     their status, and read-your-writes waits.
 
-    `env` is the library's configuration (`Database.env()`); `app` is the event store to
-    measure positions against (a `Workflows` of its own when not given).
+    `env` is the library's configuration (`Database.env()`, or `database.read_models_env`
+    for read models on a server of their own: its `WES_PROJECTIONS_POSTGRES_*` keys win
+    here); `app` is the event store to measure positions against and to read events from
+    (a `Workflows` of its own, on the `POSTGRES_*` server, when not given).
     """
 
     def __init__(self, env: Mapping[str, str], app: Workflows | None = None) -> None:
-        self._factory = PostgresFactory(Environment("WES_PROJECTIONS", dict(env)))
+        self._factory = BudgetedPostgresFactory(Environment("WES_PROJECTIONS", dict(env)))
         check_now_and_then(self._factory.datastore)
         self.progress: PostgresProgressView = self._factory.tracking_recorder(
             PostgresProgressView)

@@ -43,6 +43,7 @@ from projections.read_models import PROJECTION_NAMES, ReadModels
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+_MAX_RETRY_SECONDS = 10.0
 # The database went away: reconnect and carry on from the position.
 _TRANSIENT = (OperationalError, InterfaceError, PsycopgOperationalError,
               PsycopgInterfaceError, OSError)
@@ -142,15 +143,21 @@ class _Projector(threading.Thread):
 
     def run(self) -> None:
         name = self.projection.name
+        delay = self._standby_poll
         while not self._stopping.is_set() and self.error is None:
             try:
                 with LockSession(self.view.datastore) as session:
+                    delay = self._standby_poll
                     session.lock_shared(self.view.lock_key(LockRole.PRESENCE))
                     self._hold(session)
             except _TRANSIENT as e:
-                log.warning("projector %s lost the database, reconnecting: %s", name, e)
+                # One line per try, and tries further apart while it lasts (a full server
+                # must not be asked for a connection twice a second by every projection).
+                log.warning("projector %s: no database connection, retrying in %.1f s: %s",
+                            name, delay, " ".join(str(e).split())[:200])
                 self.state = "standby"
-                self._stopping.wait(self._standby_poll)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, _MAX_RETRY_SECONDS)
             except Exception as e:  # a bug: stop this projection, visibly, not the others
                 log.exception("projector %s failed", name)
                 self._fail(e, None)

@@ -31,9 +31,10 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import AsyncConnection, Cursor
 from psycopg.rows import DictRow, dict_row
-from psycopg.sql import SQL, Composable, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 from psycopg_pool import AsyncConnectionPool
 
+from application.pool import held_connections
 from projections.locks import LockKey, LockRole, lock_key
 from projections.waiting import poll_until
 
@@ -102,6 +103,7 @@ class ProjectionStatus:
     rebuilding_generation: int | None = None
     rebuilding_position: int | None = None
     error_position: int | None = None
+    rebuild_needed: str | None = None  # why the live generation's rows are incomplete
 
 
 def _as_strings(statements: T) -> T:
@@ -246,7 +248,9 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
         self._state = SQL(
             "SELECT p.generation, p.building, p.error, p.error_position,"
             " (SELECT notification_id FROM {tracking} WHERE application_name = %s) AS position,"
-            " {held} AS active, {held} AS present, {held} AS rebuilding"
+            " {held} AS active, {held} AS present, {held} AS rebuilding,"
+            " obj_description(to_regclass(format('%%I.%%I', %s::text,"
+            " %s::text || '_g' || p.generation)), 'pg_class') AS rebuild_needed"
             " FROM {pointer} p WHERE p.name = %s"
         ).format(tracking=SQL("{}.{}").format(schema, Identifier(self.prefix + "_tracking")),
                  held=held, pointer=pointer)
@@ -362,6 +366,13 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
             raise LookupError(f"projection {self.projection_name} has no pointer row")
         return Pointer(row["generation"], row["building"], row["error"], row["error_position"])
 
+    def mark_rebuild_needed(self, curs: Cursor[DictRow], generation: int, reason: str) -> None:
+        """Notes on the generation's main table that its rows need a rebuild; the status
+        shows it until a rebuild switches to a new generation (whose tables carry no note)."""
+        curs.execute(SQL("COMMENT ON TABLE {}.{} IS {}").format(
+            Identifier(self.schema), Identifier(self._table_name(generation, "")),
+            Literal(reason)))
+
     def set_building(self, generation: int | None) -> None:
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(self._set_building, (generation, self.projection_name))
@@ -383,7 +394,10 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
         far as the live one, then moves the pointer and the SQL views in one commit. Live
         projectors resume on the new generation and skip what it already has.
         """
-        with self.datastore.get_connection() as conn, conn.transaction():
+        # While this holds the pointer row, a live batch of this projection waits holding a
+        # connection, and the catch-up takes one more: room for both beside the budget.
+        with held_connections(self.datastore, 2), self.datastore.get_connection() as conn, \
+                conn.transaction():
             curs = conn.cursor()
             curs.execute(SQL("SET LOCAL lock_timeout = {}").format(SWITCH_LOCK_TIMEOUT))
             curs.execute(self._select_pointer_for_update, (self.projection_name,))
@@ -496,7 +510,8 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._state, (
                 app.name, active.class_id, active.object_id, present.class_id,
-                present.object_id, rebuild.class_id, rebuild.object_id, self.projection_name,
+                present.object_id, rebuild.class_id, rebuild.object_id, self.schema,
+                self.prefix, self.projection_name,
             ), prepare=True)
             row = curs.fetchone()
         if row is None:
@@ -523,6 +538,7 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
             rebuilding_generation=building if row["rebuilding"] else None,
             rebuilding_position=building_position if row["rebuilding"] else None,
             error_position=row["error_position"],
+            rebuild_needed=row["rebuild_needed"],
         )
 
     def wait_for(self, position: int, application_name: str, timeout: float) -> None:

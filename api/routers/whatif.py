@@ -26,7 +26,8 @@ TOO_LARGE = {413: {"description": "Beyond the run's bounds", "content": {PROBLEM
 
 
 def _policy(p: PolicyIn) -> Policy:
-    return Policy(p.name, p.batch_size, p.interval_ms, p.wip_caps, p.ageing_ms, p.adaptive)
+    return Policy(p.name, p.batch_size, p.interval_ms, p.wip_caps, p.ageing_ms, p.adaptive,
+                  p.cutoff_urgency_ms)
 
 
 @router.post("", response_model=WhatIfOut, response_model_by_alias=True,

@@ -23,6 +23,9 @@ class ProjectionStatus(BaseModel):
     rebuilding_generation: int | None = None
     rebuilding_position: int | None = Field(None, description="How far a rebuild has got.")
     error_position: int | None = Field(None, description="The event it stopped at.")
+    rebuild_needed: str | None = Field(
+        None, description="Set when the live rows are incomplete (columns an upgrade added"
+        " empty): why, and the rebuild that fills them. Cleared by that rebuild.")
 
 
 class RebuildStarted(BaseModel):

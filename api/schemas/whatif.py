@@ -15,7 +15,7 @@ Cap = Annotated[int, Field(ge=1, le=1_000_000)]
 
 class PolicyIn(BaseModel):
     """A release policy; a field left out keeps what actually ran (the recorded lanes, the
-    server's `WES_WIP_CAPS` and `WES_WAVELESS_AGEING_MS`)."""
+    server's `WES_WIP_CAPS`, `WES_WAVELESS_AGEING_MS` and `WES_WAVELESS_CUTOFF_URGENCY_MS`)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"name": "pick capped at 12", "batch_size": 10, "interval_ms": 1000,
@@ -32,6 +32,10 @@ class PolicyIn(BaseModel):
                                   description="Waiting this long goes first, any priority.")
     adaptive: bool = Field(True, description="Adapt batch size and interval to load, "
                                              "as the release loop does.")
+    cutoff_urgency_ms: int | None = Field(
+        None, ge=0, le=86_400_000,
+        description="Slack to cut-off below this goes ahead of priority (after aged work), "
+                    "least slack first; 0: off (`WES_WAVELESS_CUTOFF_URGENCY_MS`).")
 
 
 class WhatIfIn(BaseModel):
@@ -49,7 +53,8 @@ class WhatIfIn(BaseModel):
     seed: int = Field(0, ge=0, le=INT64, description="Seeds the simulation's random draws.")
     actual: PolicyIn | None = Field(
         None, description="The policy that actually ran, where the server's settings do not "
-                          "say it (its caps and ageing); default: the server's settings.")
+                          "say it (its caps, ageing and cut-off urgency); default: the server's "
+                          "settings.")
 
 
 class Kpis(BaseModel):
@@ -92,6 +97,7 @@ class PolicyOut(BaseModel):
     interval_ms: int | None
     wip_caps: dict[str, int]
     ageing_ms: int | None
+    cutoff_urgency_ms: int | None = None
 
 
 class Calibration(BaseModel):

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from domain.enums import ErrorType
-from domain.workflow_error import WorkflowError
+from domain.workflow_error import OUTPUT_TOO_LARGE, WorkflowError
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,6 @@ class StepHandler(Protocol):
 
 # Step outputs larger than this (as JSON) are not stored: WES_MAX_OUTPUT_BYTES.
 DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
-OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
 
 
 def output_too_large(call: StepCall, limit: int, size: int | None = None) -> WorkflowError:
@@ -83,6 +82,7 @@ def output_too_large(call: StepCall, limit: int, size: int | None = None) -> Wor
 
     Not recoverable: a service that applied the call answers every later attempt under the
     same idempotency key with the same stored answer, so a retry could only fail again.
+    The domain reads the code as "applied, answer not recorded" (Workflow.applied_unrecorded).
     """
     what = f"{size} bytes" if size is not None else f"more than {limit} bytes"
     return WorkflowError.create(

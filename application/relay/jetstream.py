@@ -6,6 +6,13 @@ the stream's last sequence is the one given). A batch is pipelined with the sequ
 predicted from the last one seen; the first message whose prediction is wrong (another
 relay got there first, a message from a timed-out attempt landed late) is refused, and so
 is every one after it, so the stream only ever grows by the next event in store order.
+
+When the stream cannot tell where it stopped (its last message was removed) the relay
+resumes from its tracking row, which may lag the stream: the first events it sends may be
+held already. Those are sent one at a time, and a leading run of duplicate acks for
+messages at or before the stream's last sequence counts as stored; the first message that
+is new carries the stream's last sequence (a removed message keeps it) and pipelining
+resumes after it. A duplicate anywhere else is still a failure.
 """
 
 from __future__ import annotations
@@ -73,6 +80,8 @@ class NatsJetStreamSink:
         self._last_sequence = 0  # the stream's, as the last ack said
         self._next_sequence = 0  # after the messages sent so far
         self._lost_track = True  # until resume_point has read where the stream ends
+        # Resumed from the tracking row: leading events may be in the stream already.
+        self._may_hold = False
 
     def describe(self) -> str:
         return f"nats {redact(self.settings.nats_url)} stream {self.settings.stream}"
@@ -120,11 +129,13 @@ class NatsJetStreamSink:
             last = info.state.last_seq
             self._last_sequence = self._next_sequence = last
             self._lost_track = False
+            self._may_hold = False
             if last == 0:
                 return 0
             try:
                 message = await js.get_msg(self.settings.stream, seq=last)
             except NotFoundError:
+                self._may_hold = True
                 return None  # removed (retention, or deleted): the stream cannot tell
         except _BROKER_ERRORS as e:
             raise SinkUnavailable(f"{self.describe()}: {_describe(e)}") from None
@@ -137,16 +148,24 @@ class NatsJetStreamSink:
         if self._lost_track:
             raise SinkUnavailable(f"{self.describe()}: a batch failed; ask where the stream "
                                   "ends (resume_point) before sending again")
+        held = 0
+        try:
+            if self._may_hold:
+                held = await self._skip_held(events)
+            if held:
+                log.info("events re-sent after a resume from the tracking row were in the "
+                         "stream already", extra={"held": held,
+                                                  "position": events[held - 1].position})
+            events = events[held:]
+        except _BROKER_ERRORS as e:
+            self._lost_track = True
+            raise SinkUnavailable(f"{self.describe()}: {_describe(e)}") from None
         base = self._next_sequence
         futures: list[asyncio.Future[Any]] = []
         try:
             for offset, event in enumerate(events):
-                headers = {"Nats-Msg-Id": event.event_id,
-                           "Nats-Expected-Last-Sequence": str(base + offset),
-                           "Content-Type": CONTENT_TYPE,
-                           POSITION_HEADER: str(event.position)}
-                futures.append(await js.publish_async(event.subject, event.body,
-                                                      headers=headers))
+                futures.append(await js.publish_async(
+                    event.subject, event.body, headers=self._headers(event, base + offset)))
         except _BROKER_ERRORS as e:
             for future in futures:
                 future.cancel()
@@ -154,6 +173,35 @@ class NatsJetStreamSink:
             raise SinkUnavailable(f"{self.describe()}: {_describe(e)}") from None
         self._next_sequence = base + len(events)
         return _Sent(events, futures, base)
+
+    async def _skip_held(self, events: Sequence[Outgoing]) -> int:
+        """Publishes the events one by one, each acked before the next, while JetStream
+        answers that it holds them already; returns how many it held. The first one it
+        stores ends the search (later ones are pipelined again)."""
+        js = self._jetstream()
+        for held, event in enumerate(events):
+            ack = await js.publish(event.subject, event.body, timeout=self.ack_timeout,
+                                   headers=self._headers(event, self._next_sequence))
+            if ack.stream != self.settings.stream:
+                raise SinkUnavailable(f"{self.describe()}: message for position "
+                                      f"{event.position} landed in stream {ack.stream}")
+            if ack.duplicate and 0 < ack.seq <= self._last_sequence:
+                continue  # re-sent after a resume from the tracking row: stored already
+            self._may_hold = False
+            if ack.duplicate or ack.seq != self._last_sequence + 1:
+                raise SinkUnavailable(
+                    f"{self.describe()}: message for position {event.position} landed as "
+                    f"#{ack.seq} (duplicate={ack.duplicate}), expected "
+                    f"#{self._last_sequence + 1}")
+            self._last_sequence = self._next_sequence = ack.seq
+            return held + 1
+        return len(events)
+
+    def _headers(self, event: Outgoing, expected_last: int) -> dict[str, str]:
+        return {"Nats-Msg-Id": event.event_id,
+                "Nats-Expected-Last-Sequence": str(expected_last),
+                "Content-Type": CONTENT_TYPE,
+                POSITION_HEADER: str(event.position)}
 
     async def confirm(self, sent: _Sent) -> int:
         """Waits for a sent batch's acks; raises unless every message landed where it was

@@ -170,8 +170,9 @@ class Relay:
         """Where to continue: after the sink's last event (the stream is the truth)."""
         position = await self.sink.resume_point()
         if position is None:
-            # The stream's last message is gone (retention): the tracking row never leads
-            # the stream, and the messages it may lag by are within the duplicate window.
+            # The stream's last message is gone (retention, or deleted): the tracking row
+            # never leads the stream but may lag it (kill -9) or be missing. The sink
+            # counts the re-sent events the stream answers as duplicates as stored.
             position = await asyncio.to_thread(self.tracking.position) or 0
             log.warning("the stream cannot tell where it stopped; resuming from the "
                         "tracking row", extra={"position": position})

@@ -37,7 +37,9 @@ class Sink(Protocol):
 
     async def send(self, events: Sequence[Outgoing]) -> Any:
         """Starts appending the events in order, after those sent before (the relay sends
-        the next batch while the broker acknowledges this one); raises SinkUnavailable."""
+        the next batch while the broker acknowledges this one); raises SinkUnavailable.
+        After `resume_point` said None, the first events may be held already: those count
+        as appended, not as a failure."""
         ...
 
     async def confirm(self, sent: Any) -> int:

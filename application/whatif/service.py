@@ -65,10 +65,11 @@ class WhatIfSettings:
     wip_caps: Mapping[str, int] = field(default_factory=dict)
     ageing_ms: int | None = None
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    cutoff_urgency_ms: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WhatIfSettings:
-        """`WES_WIP_CAPS`, `WES_WAVELESS_AGEING_MS` (what ran) and
+        """`WES_WIP_CAPS`, `WES_WAVELESS_AGEING_MS`, `WES_WAVELESS_CUTOFF_URGENCY_MS` (what ran) and
         `WES_WHATIF_TIME_LIMIT_SECONDS` (a run's wall-clock bound, default 60)."""
         settings = Settings.from_env(None if environ is None else dict(environ))
         env = os.environ if environ is None else environ
@@ -76,7 +77,8 @@ class WhatIfSettings:
             limit = float(env.get("WES_WHATIF_TIME_LIMIT_SECONDS", DEFAULT_TIME_LIMIT_S))
         except ValueError:
             raise ConfigurationError("WES_WHATIF_TIME_LIMIT_SECONDS must be a number") from None
-        return cls(dict(settings.wip_caps), settings.waveless_ageing_ms, limit)
+        return cls(dict(settings.wip_caps), settings.waveless_ageing_ms, limit,
+                   settings.waveless_cutoff_urgency_ms)
 
 
 def check(request: WhatIfRequest) -> None:
@@ -113,7 +115,8 @@ def run(app: Workflows, ids_in_window: Callable[[datetime, datetime, int], Seque
         raise WhatIfError(f"more than {MAX_WORKFLOWS} workflows in the window; narrow it",
                           status=413, field="to")
     actual_policy = request.actual or Policy(ACTUAL, wip_caps=dict(settings.wip_caps),
-                                             ageing_ms=settings.ageing_ms)
+                                             ageing_ms=settings.ageing_ms,
+                                             cutoff_urgency_ms=settings.cutoff_urgency_ms)
     recorded = extract(stored_events(app, ids), request.start, request.end,
                        recorded_caps=actual_policy.wip_caps)
     if not recorded.observed.arrivals:

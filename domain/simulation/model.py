@@ -12,7 +12,7 @@ from uuid import UUID
 
 from domain.enums import ErrorType
 from domain.exceptions import InvalidValue
-from domain.waveless import MIN_INTERVAL_MS
+from domain.waveless import MIN_INTERVAL_MS, check_cutoff_urgency
 
 FORWARD = "step"
 UNDO = "compensation"
@@ -114,8 +114,10 @@ class Policy:
     wip_caps: Mapping[str, int] | None = None
     ageing_ms: int | None = None
     adaptive: bool = True
+    cutoff_urgency_ms: int | None = None  # 0: off, even where the actual policy had it on
 
     def __post_init__(self) -> None:
+        check_cutoff_urgency(self.cutoff_urgency_ms)
         if not isinstance(self.name, str) or not self.name.strip():
             raise InvalidValue("name", self.name, "must be a non-empty string")
         if self.batch_size is not None and (isinstance(self.batch_size, bool)
@@ -144,12 +146,14 @@ class Policy:
             dict(self.wip_caps) if self.wip_caps is not None else dict(actual.wip_caps or {}),
             self.ageing_ms if self.ageing_ms is not None else actual.ageing_ms,
             self.adaptive,
+            self.cutoff_urgency_ms if self.cutoff_urgency_ms is not None
+            else actual.cutoff_urgency_ms,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "batch_size": self.batch_size,
                 "interval_ms": self.interval_ms, "wip_caps": dict(self.wip_caps or {}),
-                "ageing_ms": self.ageing_ms}
+                "ageing_ms": self.ageing_ms, "cutoff_urgency_ms": self.cutoff_urgency_ms}
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:

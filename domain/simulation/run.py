@@ -94,6 +94,7 @@ class Simulation:
         self.clock = VirtualClock(observed.start)
         self.caps = dict(policy.wip_caps or {})
         self.ageing_ms = policy.ageing_ms if policy.ageing_ms is not None else DEFAULT_AGEING_MS
+        self.cutoff_urgency_ms = policy.cutoff_urgency_ms
         lanes = [a.lane for a in observed.arrivals if a.lane is not None]
         self.loop_interval_ms = policy.interval_ms or (
             _most_common([lane[1] for lane in lanes]) if lanes else DEFAULT_INTERVAL_MS)
@@ -219,7 +220,8 @@ class Simulation:
         if not self.pending:
             return  # idle: the next arrival schedules the next tick
         lanes: dict[tuple[int, int], list[Candidate]] = {}
-        for c in release_order(list(self.candidates.values()), now, self.ageing_ms):
+        for c in release_order(list(self.candidates.values()), now, self.ageing_ms,
+                               self.cutoff_urgency_ms):
             lanes.setdefault(self.lanes[c.workflow_id], []).append(c)
         score, error_rate = self._load() if self.policy.adaptive else (None, None)
         in_flight = dict(self.in_flight)
@@ -232,7 +234,8 @@ class Simulation:
                 continue
             plan = plan_batch(candidates, now, batch_size=lane[0], interval_ms=lane[1],
                               load_score=score, error_rate=error_rate, in_flight=in_flight,
-                              wip_caps=self.caps, ageing_ms=self.ageing_ms)
+                              wip_caps=self.caps, ageing_ms=self.ageing_ms,
+                              cutoff_urgency_ms=self.cutoff_urgency_ms)
             interval = max(plan.interval_ms if self.policy.adaptive else lane[1],
                            MIN_INTERVAL_MS) / 1000
             capped = bool(plan.waiting) and all(r.startswith(CAP_REACHED)

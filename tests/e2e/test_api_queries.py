@@ -283,6 +283,7 @@ class TestLoadAndProjections:
         assert (relay["state"], relay["generation"]) == ("stopped", None)  # no relay runs
         for status in statuses.values():
             assert status["state"] in ("running", "standby", "rebuilding")
+            assert status["rebuild_needed"] is None  # a fresh store: every row is complete
 
     def test_rebuilds_a_projection_blue_green(self, api: TestClient) -> None:
         started = start_caller_driven(api)

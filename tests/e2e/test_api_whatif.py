@@ -81,7 +81,8 @@ class TestWhatIf:
         client, start, end = recorded
         before = head(app)
         body = window(start, end, seed=3, policies=[
-            {"name": "one big lane", "batch_size": 20, "interval_ms": 100},
+            {"name": "one big lane", "batch_size": 20, "interval_ms": 100,
+             "cutoff_urgency_ms": 30_000},
             {"name": "pick capped at 1", "wip_caps": {"warehouse-service": 1}}])
         response = client.post("/v1/whatif", json=body)
         assert response.status_code == 200, response.text
@@ -96,6 +97,7 @@ class TestWhatIf:
         assert set(calibration["checks"]) >= {"throughput_per_hour", "lead_time_p95_s"}
         assert [r["policy"]["name"] for r in report["results"]] == ["one big lane",
                                                                      "pick capped at 1"]
+        assert report["results"][0]["policy"]["cutoff_urgency_ms"] == 30_000
         capped = report["results"][1]
         assert capped["policy"]["wip_caps"] == {"warehouse-service": 1}
         assert max(p["in_flight"] for p in capped["wip"]["warehouse-service"]) == 1
@@ -146,7 +148,9 @@ class TestBadInput:
     @pytest.mark.parametrize("policy", [
         {"name": "p", "batch_size": 0}, {"name": "p", "interval_ms": 10},
         {"name": "p", "wip_caps": {"warehouse-service": 0}}, {"name": ""},
-        {"name": "p", "colour": "blue"}, {"batch_size": 3}])
+        {"name": "p", "colour": "blue"}, {"batch_size": 3},
+        {"name": "p", "cutoff_urgency_ms": -1}, {"name": "p", "cutoff_urgency_ms": "soon"},
+        {"name": "p", "cutoff_urgency_ms": 1.5}])
     def test_an_invalid_policy_is_a_422(self, app, read_models, policy):
         with TestClient(build_app(app, read_models, projectors=False)) as client:
             before = head(app)

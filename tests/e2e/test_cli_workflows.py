@@ -111,6 +111,10 @@ class TestStart:
         (["order-fulfillment", "--input", "[1]"], "must be a JSON object"),
         (["order-fulfillment", "--version", "99"], "404"),
         (["order-fulfillment", "--priority", "SOON"], "422"),
+        # The definition's input schema: the field that does not fit is named.
+        (["order-fulfillment", "--input", '{"sku": "SKU-1", "quantity": 1}'], "input.orderId"),
+        (["order-fulfillment", "--input", '{"orderId": "O-1", "items": [{"sku": "S", '
+          '"quantity": 0}]}'], "input.items[0].quantity"),
     ])
     def test_refusals_are_one_line_and_start_nothing(self, env, api, args, expected):
         correlation = f"refused-{uuid.uuid4().hex[:8]}"

@@ -29,8 +29,8 @@ def test_the_compose_file_is_valid():
 def test_postgres_api_workers_projector_and_services_run_as_separate_services():
     result = compose("config", "--services")
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == {"postgres", "api", "worker", "projector", "services",
-                                          "nats", "relay"}
+    assert {"postgres", "api", "worker", "projector", "services", "nats", "relay",
+            "readmodels", "readmodels-replica"} <= set(result.stdout.split())
     config = compose("config").stdout
     assert "wes worker" in config or "- worker" in config
     assert "projections" in config and "DATABASE_URL" in config
@@ -40,3 +40,24 @@ def test_the_relay_publishes_to_the_nats_service_with_jetstream():
     config = compose("config").stdout
     assert "nats:2" in config and "-js" in config
     assert "WES_NATS_URL: nats://nats:4222" in config
+
+
+def test_read_models_have_their_own_server_and_a_standby_the_api_queries():
+    import yaml
+
+    result = compose("config")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {"readmodels", "readmodels-replica"} <= set(services)
+    replica = services["readmodels-replica"]
+    assert "pg_basebackup -h readmodels" in " ".join(replica["entrypoint"])
+    assert "-R" in " ".join(replica["entrypoint"]).split()
+    api = services["api"]["environment"]
+    assert api["WES_QUERY_DATABASE_URLS"].endswith("@readmodels-replica:5432/wes")
+    for name in ("api", "worker", "projector"):
+        env = services[name]["environment"]
+        assert env["WES_READ_MODEL_DATABASE_URL"].endswith("@readmodels:5432/wes"), name
+        assert env["DATABASE_URL"].endswith("@postgres:5432/wes"), name
+    assert services["api"]["deploy"]["replicas"] >= 2
+    # `--scale worker=N` needs a worker without a fixed name or host port.
+    assert "container_name" not in services["worker"] and "ports" not in services["worker"]

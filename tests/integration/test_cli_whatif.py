@@ -77,7 +77,8 @@ class TestWhatIfCommand:
         db, start, end = window
         (tmp_path / "big.json").write_text(json.dumps({"batch_size": 10}))
         (tmp_path / "capped.json").write_text(json.dumps(
-            [{"name": "capped", "wip_caps": {"warehouse-service": 1}}]))
+            [{"name": "capped", "wip_caps": {"warehouse-service": 1},
+              "cutoff_urgency_ms": 30_000}]))
         result = wes(db, "whatif", "--from", start.isoformat(), "--to", end.isoformat(),
                      "--policy", str(tmp_path / "big.json"),
                      "--policy", str(tmp_path / "capped.json"), "--json", "--seed", "4")
@@ -85,6 +86,7 @@ class TestWhatIfCommand:
         report = json.loads(result.stdout)
         assert report["actual"]["completed"] == 10
         assert [r["policy"]["name"] for r in report["results"]] == ["big", "capped"]
+        assert report["results"][1]["policy"]["cutoff_urgency_ms"] == 30_000
         assert "within_tolerance" in report["calibration"]
 
     def test_prints_a_table_and_says_how_calibration_went(self, window):
@@ -101,14 +103,17 @@ class TestWhatIfCommand:
         (["--policy", "{missing}"], "cannot read policy file"),
         (["--policy", "{bad}"], "invalid policy"),
         (["--policy", "{unknown}"], "unknown fields"),
+        (["--policy", "{urgency}"], "cutoff_urgency_ms"),
     ])
     def test_bad_input_exits_non_zero_with_a_one_line_reason(self, window, tmp_path, args,
                                                             reason):
         db, start, end = window
         (tmp_path / "bad.json").write_text(json.dumps({"batch_size": 0}))
         (tmp_path / "unknown.json").write_text(json.dumps({"colour": "blue"}))
+        (tmp_path / "urgency.json").write_text(json.dumps({"cutoff_urgency_ms": -5}))
         files = {"missing": str(tmp_path / "nope.json"), "bad": str(tmp_path / "bad.json"),
-                 "unknown": str(tmp_path / "unknown.json")}
+                 "unknown": str(tmp_path / "unknown.json"),
+                 "urgency": str(tmp_path / "urgency.json")}
         args = [a.format(**files) for a in args]
         if "--from" not in args:
             args = ["--from", start.isoformat(), "--to", end.isoformat(), *args]

@@ -117,6 +117,35 @@ class TestOutputLimit:
         assert calls_of(services, "pick") == [(f"{wf_id}:pick-items", 1)]  # not retried
         assert all(len(str(e.data)) < LIMIT * 2 for e in history)
 
+    def test_a_step_applied_with_an_answer_too_big_is_undone_and_a_retry_calls_afresh(
+            self, app, make_worker, services):
+        services.fail_next("pick", lambda call: {"photo": "x" * (LIMIT * 4)})
+        make_worker(max_output_bytes=LIMIT)
+        wf_id = start(app)
+        wf = wait_for_status(app, wf_id, "COMPENSATED")
+        # The pick happened in the warehouse: it is returned to stock, before the others.
+        undone = [c.operation for c in services.calls if c.compensation]
+        assert undone == ["return-to-stock", "unassign", "release"]
+        assert calls_of(services, "return-to-stock") == [(f"{wf_id}:pick-items:compensate", 1)]
+        assert wf.step("pick-items").status.value == "COMPENSATED"
+        app.retry(wf_id)
+        wait_for_status(app, wf_id, "COMPLETED")
+        # Undone, so the retry's pick is a new execution, under the new run's key.
+        assert calls_of(services, "pick") == [(f"{wf_id}:pick-items", 1),
+                                              (f"{wf_id}:pick-items:1", 1)]
+
+    def test_a_compensation_answered_with_an_output_too_big_counts_as_done(
+            self, app, make_worker, services):
+        services.fail_next("pick", BusinessRuleViolation("item damaged"))
+        services.fail_next("unassign", lambda call: {"log": "x" * (LIMIT * 4)})
+        make_worker(max_output_bytes=LIMIT)
+        wf_id = start(app)
+        wf = wait_for_status(app, wf_id, "COMPENSATED")
+        assert calls_of(services, "unassign") == [(f"{wf_id}:assign-robot:compensate", 1)]
+        assert "WES_MAX_OUTPUT_BYTES" in \
+            wf.step("assign-robot").compensation_output["output_not_recorded"]
+        assert all(len(str(e.data)) < LIMIT * 2 for e in app.history(wf_id))
+
     def test_an_output_at_the_limit_is_stored(self, app, make_worker, services):
         # {"photo": "..."}: 12 bytes of JSON around the text.
         services.fail_next("pick", lambda call: {"photo": "x" * (LIMIT - 12)})

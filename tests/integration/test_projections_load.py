@@ -168,3 +168,31 @@ class TestOnlyRealInstances:
             assert failing == {("inventory-service", "inventory-1"): (1, 1.0)}
             service_row = rows.get(("inventory-service", "inventory-service"))
             assert service_row is None or service_row.error_rate is None
+
+
+def deadline_history(app: Workflows) -> dict[str, UUID]:
+    """A step started on a named instance fails at the engine's deadline (no instance named
+    by the failure), and another one is failed by an operator while running."""
+    timed_out = start(app, "ORD-deadline")
+    wf = app.get_workflow(timed_out)
+    wf.start_step(RESERVE, app.clock(), instance="inventory-2")
+    app.save_workflow(wf)
+    wf.handle_step_failure(RESERVE, timeout(RESERVE), app.clock())
+    app.save_workflow(wf)
+    failed = start(app, "ORD-failed-running")
+    wf = app.get_workflow(failed)
+    wf.start_step(RESERVE, app.clock(), instance="inventory-2")
+    app.save_workflow(wf)
+    wf.fail(WorkflowError.create(RESERVE, "inventory-service", "OPERATOR_FAILED", "stop",
+                                 "VALIDATION_ERROR", False), app.clock(), "operator")
+    app.save_workflow(wf)
+    return {"timed_out": timed_out, "failed": failed}
+
+
+class TestFailuresOfAStartedStep:
+    def test_count_on_the_instance_the_step_started_on(self, server: Database) -> None:
+        with live_projection(server, deadline_history) as done:
+            rows = {(r.service, r.instance): r for r in done.models.load.list()}
+            failing = {key: r.failed for key, r in rows.items() if r.failed}
+            assert failing == {("inventory-service", "inventory-2"): 2}
+            assert rows[("inventory-service", "inventory-2")].error_rate == 1.0

@@ -14,6 +14,7 @@ from application.workflows import Workflows
 from domain.exceptions import InvalidValue
 from projections.progress import ADDED_COLUMNS, ProgressRow
 from projections.read_models import ReadModels
+from projections.rebuild import rebuild
 from projections.runner import ProjectorRunner
 from tests.support.projection_history import (
     ASSIGN,
@@ -197,6 +198,26 @@ class TestRowsSayWhatIsTrueNow:
         assert row.last_error is not None and row.last_error["code"] == "OUT_OF_STOCK"
         assert row.last_failure is not None and row.last_failure["code"] == "TIMEOUT"
 
+    def test_a_step_applied_without_an_answer_stays_failed_while_its_undo_fails(
+            self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
+        from domain.enums import ErrorType
+        from domain.workflow_error import OUTPUT_TOO_LARGE, WorkflowError
+
+        workflow_id = start(app, "ORD-too-big")
+        run_step(app, workflow_id, RESERVE)
+        app.start_step(workflow_id, ASSIGN)
+        app.handle_step_failure(workflow_id, ASSIGN, WorkflowError.create(
+            ASSIGN, "robotics-service", OUTPUT_TOO_LARGE, "over the limit",
+            ErrorType.VALIDATION_ERROR, False))
+        app._command(workflow_id, lambda w, now: w.start_step_compensation(ASSIGN, now))
+        app._command(workflow_id, lambda w, now: w.handle_compensation_failure(
+            ASSIGN, timeout(ASSIGN), now))
+        row = self.row(app, own_models, runner, workflow_id)
+        wf = app.get_workflow(workflow_id)
+        statuses = {s.step_id: s.status for s in row.steps}
+        assert statuses == {s.step_id: s.status.value for s in wf.steps.values()}
+        assert statuses[ASSIGN] == "FAILED"
+
     def test_a_cancelled_or_retried_workflow_has_no_current_error_or_step(
             self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
         workflow_id = start(app, "ORD-again")
@@ -211,7 +232,54 @@ class TestRowsSayWhatIsTrueNow:
         assert row.last_failure is not None and row.last_failure["code"] == "TIMEOUT"
 
 
+def drop_added_columns(models: ReadModels) -> None:
+    """Makes the live progress table look as an earlier release left it."""
+    view = models.progress
+    with view.datastore.transaction(commit=True) as curs:
+        for column, _ in ADDED_COLUMNS:
+            curs.execute(SQL("DROP VIEW {}").format(view.stable_name()))
+            curs.execute(SQL("ALTER TABLE {}.{} DROP COLUMN {}").format(
+                Identifier(view.schema), Identifier(view.prefix + "_g1"), Identifier(column)))
+            curs.execute(SQL("CREATE VIEW {} AS SELECT * FROM {}.{}").format(
+                view.stable_name(), Identifier(view.schema), Identifier(view.prefix + "_g1")))
+
+
 class TestUpgrade:
+    def test_rows_of_an_earlier_release_mark_the_projection_until_a_rebuild(
+            self, db: Database, app: Workflows, caplog: pytest.LogCaptureFixture) -> None:
+        models = ReadModels(db.env(), app=app)
+        try:
+            with ProjectorRunner(read_models=models, standby_poll_seconds=0.1) as running:
+                workflow_id = start(app, "ORD-before-upgrade")
+                app.start_step(workflow_id, RESERVE)
+                _, position = app.handle_step_failure(workflow_id, RESERVE, timeout(RESERVE))
+                running.wait(position or 0, timeout=60)  # generous: a loaded machine
+            assert models.progress.status(app).rebuild_needed is None
+            drop_added_columns(models)
+        finally:
+            models.close()
+        with caplog.at_level("WARNING", logger="projections.progress"):
+            upgraded = ReadModels(db.env(), app=app)
+        try:
+            warned = [r for r in caplog.records if r.name == "projections.progress"
+                      and "rebuild" in r.getMessage()]
+            assert [r.projection for r in warned] == ["progress"]
+            again = ReadModels(db.env(), app=app)  # the mark outlives the process that set it
+            try:
+                needed = again.progress.status(app).rebuild_needed
+            finally:
+                again.close()
+            assert needed is not None and "last_failure" in needed and "rebuild" in needed
+            row = upgraded.progress.get(workflow_id)
+            assert row is not None and row.last_failure is None  # what the mark warns of
+            rebuild(upgraded, ["progress"])
+            assert upgraded.progress.status(app).rebuild_needed is None
+            row = upgraded.progress.get(workflow_id)
+            assert row is not None and row.last_failure is not None
+            assert row.last_failure["code"] == "TIMEOUT"
+        finally:
+            upgraded.close()
+
     def test_a_table_of_an_earlier_release_gains_the_new_columns(
             self, db: Database, app: Workflows) -> None:
         models = ReadModels(db.env(), app=app)
@@ -235,6 +303,8 @@ class TestUpgrade:
                 running.wait(position or 0, timeout=10)
             row = upgraded.progress.get(workflow_id)
             assert row is not None and row.last_failure is not None
+            # An empty table had nothing to backfill: no rebuild is asked for.
+            assert upgraded.progress.status(app).rebuild_needed is None
         finally:
             upgraded.close()
 

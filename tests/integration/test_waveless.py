@@ -9,9 +9,12 @@ from uuid import UUID
 
 import pytest
 
+from application.errors import ConfigurationError
 from application.persistence import LeaderLock
+from application.settings import Settings
 from application.waveless import LoadSignals, Releaser, WavelessSettings
 from application.workflows import Workflows
+from domain.enums import WorkflowStatus
 from domain.exceptions import InvalidValue
 from tests.support.waiting import event_types
 
@@ -100,6 +103,21 @@ class TestDynamicBatches:
         urgent = waveless(app, batch_size=1, cut_off=clock.now + timedelta(minutes=10))
         plan = releaser(app, [relaxed, urgent], clock, adaptive=False).release_once()
         assert released_ids(plan) == [urgent]
+
+    def test_a_cut_off_urgency_releases_a_normal_order_near_its_cut_off_before_high(
+            self, app, clock):
+        def window() -> tuple[UUID, UUID]:
+            return (waveless(app, "HIGH", batch_size=1, cut_off=clock.now + timedelta(hours=4)),
+                    waveless(app, batch_size=1, cut_off=clock.now + timedelta(minutes=2)))
+
+        far, near = window()
+        plan = releaser(app, [far, near], clock, adaptive=False).release_once()
+        assert released_ids(plan) == [far]
+        far, near = window()
+        plan = releaser(app, [far, near], clock, adaptive=False,
+                        cutoff_urgency_ms=5 * 60_000).release_once()
+        assert released_ids(plan) == [near]
+        assert app.get_workflow(far).status == WorkflowStatus.PENDING
 
     def test_a_workflow_that_cannot_make_its_cut_off_is_flagged_late(self, app, clock):
         blocker = waveless(app, "HIGH", batch_size=1)
@@ -232,15 +250,40 @@ class TestConcurrentReleasers:
             assert types.count("ReleasedInBatch") == 1 and types.count("Started") == 1
 
     def test_only_one_process_holds_the_release_lock(self, db):
-        first, second = LeaderLock(db.conninfo, "waveless"), LeaderLock(db.conninfo, "waveless")
+        first = LeaderLock(db.conninfo, "waveless", retry_seconds=0)
+        second = LeaderLock(db.conninfo, "waveless", retry_seconds=0)
         assert first.acquire() and first.acquire()
         assert not second.acquire()
         first.release()
         assert second.acquire()
         second.release()
 
+    def test_a_process_without_the_lock_holds_no_connection_and_waits_to_retry(self, db):
+        first = LeaderLock(db.conninfo, "waveless-standby")
+        second = LeaderLock(db.conninfo, "waveless-standby", retry_seconds=60)
+        assert first.acquire()
+        assert not second.acquire()
+        assert second._conn is None
+        first.release()
+        assert not second.acquire()  # not before its retry time: no connection attempt
+        first.release()
+
 
 class TestBadInput:
+    def test_cut_off_urgency_comes_from_its_setting(self):
+        assert Settings.from_env({}).waveless_cutoff_urgency_ms is None
+        env = {"WES_WAVELESS_CUTOFF_URGENCY_MS": "300000"}
+        assert Settings.from_env(env).waveless_cutoff_urgency_ms == 300_000
+
+    @pytest.mark.parametrize("raw", ["-1", "soon"])
+    def test_an_invalid_cut_off_urgency_setting_is_refused(self, raw):
+        with pytest.raises(ConfigurationError, match="WES_WAVELESS_CUTOFF_URGENCY_MS"):
+            Settings.from_env({"WES_WAVELESS_CUTOFF_URGENCY_MS": raw})
+
+    def test_a_negative_cut_off_urgency_is_rejected(self):
+        with pytest.raises(InvalidValue, match="cutoff_urgency_ms"):
+            WavelessSettings(cutoff_urgency_ms=-1)
+
     def test_batch_size_zero_is_rejected(self):
         with pytest.raises(InvalidValue, match="batch_size"):
             WavelessSettings(batch_size=0)

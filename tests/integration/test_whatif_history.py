@@ -49,7 +49,8 @@ def test_extracts_calls_failures_compensations_and_what_happened(app: Workflows)
                                                                         "quantity": 1}]}
                                   ).workflow_id for i in range(10)]
         ids.append(app.start_workflow(definition="order-fulfillment", priority="HIGH",
-                                      input={"orderId": "H-BAD", "items": []}).workflow_id)
+                                      input={"orderId": "H-BAD", "items": [{"sku": "S", "quantity": 1}]}
+                                      ).workflow_id)
         end = utc_now()
         for wf_id in ids:
             wait_for_status(app, wf_id, "COMPLETED", "COMPENSATED", timeout=30)

@@ -366,3 +366,34 @@ class TestWorkQueue:
         assert app.rebuild_work_queue() == 1
         claims = app.store.claim("test", app.clock(), 10, 1.0)
         assert [c.workflow_id for c in claims] == [running]
+
+
+class TestBuiltinDefinitionsAtBoot:
+    def test_a_sites_own_version_is_kept_and_boot_goes_on_idempotently(self, db, caplog):
+        from application.builtin_definitions import ORDER_FULFILLMENT_V1
+        from application.container import Container
+        from application.settings import Settings
+
+        site = Workflows(env=db.env())
+        try:  # an older release shipped only version 1; the site added its own version 2
+            site.register_definition(ORDER_FULFILLMENT_V1, check=False)
+            own = dict(ORDER_FULFILLMENT_V1, version=2, steps=ORDER_FULFILLMENT_V1["steps"][:1])
+            site.register_definition(own, check=False)
+        finally:
+            site.close()
+        heads = []
+        for _boot in range(2):
+            caplog.clear()
+            with caplog.at_level("WARNING", logger="application.workflows"):
+                container = Container.build(Settings(), db=db)
+            try:
+                head = container.workflows.recorder.max_notification_id()
+                kept = container.workflows.get_definition("order-fulfillment", 2)
+                assert [s.step_id for s in kept.steps] == ["reserve-inventory"]
+                assert container.workflows.get_definition("order-fulfillment").version == 2
+                skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
+                assert [(r.definition, r.version) for r in skipped] == [("order-fulfillment", 2)]
+                heads.append(head)
+            finally:
+                container.close()
+        assert heads[0] == heads[1]  # the second boot recorded nothing

@@ -16,6 +16,7 @@ from domain.waveless import (
     can_transition_to_waveless,
     create_dynamic_batch,
     plan_batch,
+    release_order,
 )
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -97,3 +98,60 @@ class TestAdaptiveSettings:
                           wip_caps={"warehouse-service": 3})
         assert plan.released == (free,)
         assert plan.waiting[capped.workflow_id] == "cap reached: warehouse-service"
+
+
+class TestCutoffUrgency:
+    """`cutoff_urgency_ms`: work close to missing its cut-off goes ahead of priority."""
+
+    def window(self) -> tuple[datetime, list[Candidate]]:
+        now = T0 + timedelta(seconds=10)
+        # Two HIGH with far cut-offs (or none), two NORMAL with 5 s and 20 s of slack, a LOW
+        # that can no longer make its cut-off.
+        pending = [candidate("HIGH", 1, now + timedelta(hours=1)), candidate("HIGH", 2),
+                   candidate("NORMAL", 3, now + timedelta(seconds=20)),
+                   candidate("NORMAL", 4, now + timedelta(seconds=6), expected_ms=1000),
+                   candidate("LOW", 5, now - timedelta(seconds=1))]
+        return now, pending
+
+    def test_without_it_priority_always_dominates(self):
+        now, p = self.window()
+        order = plan_batch(p, now).order
+        assert order == tuple(c.workflow_id for c in (p[0], p[1], p[3], p[2], p[4]))
+
+    def test_default_and_zero_change_nothing(self):
+        now, p = self.window()
+        expected = release_order(p, now)
+        assert release_order(p, now, cutoff_urgency_ms=None) == expected
+        assert release_order(p, now, cutoff_urgency_ms=0) == expected
+        assert plan_batch(p, now, cutoff_urgency_ms=0).order == plan_batch(p, now).order
+
+    def test_slack_below_the_urgency_goes_ahead_of_priority_least_slack_first(self):
+        now, p = self.window()
+        order = release_order(p, now, cutoff_urgency_ms=30_000)
+        assert order == [p[3], p[2], p[0], p[1], p[4]]
+
+    def test_only_slack_below_the_urgency_moves_up(self):
+        now, p = self.window()
+        order = release_order(p, now, cutoff_urgency_ms=10_000)
+        assert order == [p[3], p[0], p[1], p[2], p[4]]
+
+    def test_work_that_cannot_make_its_cut_off_keeps_its_priority_place(self):
+        now, p = self.window()
+        assert release_order(p, now, cutoff_urgency_ms=10**9)[-1] is p[4]
+
+    def test_aged_work_still_goes_first(self):
+        now, p = self.window()
+        old_low = candidate("LOW", -60)
+        order = release_order([*p, old_low], now, cutoff_urgency_ms=30_000)
+        assert order[0] is old_low and order[1] is p[3]
+
+    def test_a_full_batch_takes_the_urgent_normal_orders(self):
+        now, p = self.window()
+        plan = plan_batch(p, now, batch_size=2, cutoff_urgency_ms=30_000)
+        assert plan.released == (p[3], p[2])
+
+    @pytest.mark.parametrize("value", [-1, 1.5, "100", True])
+    def test_invalid_urgency_is_rejected(self, value):
+        now, p = self.window()
+        with pytest.raises(InvalidValue):
+            plan_batch(p, now, cutoff_urgency_ms=value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -137,6 +138,41 @@ class TestEngineRules:
         assert result.kpis["missed_cutoffs"] >= 5
 
 
+class TestCutoffUrgency:
+    """A policy's `cutoff_urgency_ms` goes to the same `plan_batch` as the release loop's."""
+
+    def window(self) -> Observed:
+        # Ten HIGH orders with a far cut-off, then ten NORMAL ones due in 4 s, all at once;
+        # release (two a second) is the bottleneck.
+        base = observed(20, lane=(2, 1000))
+        arrivals = [replace(a, priority="HIGH" if i < 10 else "NORMAL",
+                            cut_off=T0 + (timedelta(hours=1) if i < 10 else timedelta(seconds=4)))
+                    for i, a in enumerate(base.arrivals)]
+        return replace(base, arrivals=arrivals)
+
+    def test_releasing_urgent_normal_orders_first_saves_their_cut_offs(self):
+        before = simulate(self.window(), Policy("priority", adaptive=False),
+                          random.Random(1)).kpis
+        after = simulate(self.window(), Policy("urgency", adaptive=False,
+                                               cutoff_urgency_ms=10_000), random.Random(1)).kpis
+        assert before["missed_cutoffs"] == 10  # every NORMAL order waits behind the HIGH ones
+        assert after["missed_cutoffs"] <= 2
+        assert after["completed"] == before["completed"] == 20
+
+    def test_zero_is_off_and_keeps_todays_order(self):
+        off = simulate(self.window(), Policy("off", adaptive=False, cutoff_urgency_ms=0),
+                       random.Random(1)).kpis
+        default = simulate(self.window(), Policy("default", adaptive=False),
+                           random.Random(1)).kpis
+        assert off == default
+
+    def test_a_policy_leaving_it_open_takes_the_actual_one(self):
+        actual = Policy("actual", cutoff_urgency_ms=60_000)
+        assert Policy("p").over(actual).cutoff_urgency_ms == 60_000
+        assert Policy("p", cutoff_urgency_ms=0).over(actual).cutoff_urgency_ms == 0
+        assert Policy("p", cutoff_urgency_ms=5).to_dict()["cutoff_urgency_ms"] == 5
+
+
 class TestDeterminism:
     def test_the_same_seed_gives_the_same_result(self):
         failing = [Outcome(5.0, "SERVICE_UNAVAILABLE", ErrorType.SERVICE_UNAVAILABLE, True),
@@ -185,7 +221,9 @@ class TestKpis:
 class TestPolicy:
     @pytest.mark.parametrize("fields", [{"batch_size": 0}, {"interval_ms": 10},
                                         {"wip_caps": {"warehouse-service": 0}},
-                                        {"ageing_ms": -1}, {"name": ""}])
+                                        {"ageing_ms": -1}, {"name": ""},
+                                        {"cutoff_urgency_ms": -1},
+                                        {"cutoff_urgency_ms": 1.5}])
     def test_an_invalid_policy_is_refused(self, fields):
         with pytest.raises(InvalidValue):
             Policy(**{"name": "p", **fields})
