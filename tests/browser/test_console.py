@@ -363,6 +363,7 @@ class TestWhatIf:
         page.fill('input[name="p1.name"]', "one batch of 6")
         page.fill('input[name="p1.batch_size"]', "6")
         page.fill('input[name="p1.interval_ms"]', "1000")
+        page.fill('input[name="p1.cutoff_urgency_ms"]', "30000")
         page.fill('input[name="p2.name"]', "pick capped at 1")
         page.fill('input[name="p2.wip_caps"]', "warehouse-service=1")
         with page.expect_response("**/v1/whatif") as answered:
@@ -370,6 +371,8 @@ class TestWhatIf:
         assert answered.value.status == 200, answered.value.text()
         sent, answer = answered.value.request.post_data_json, answered.value.json()
         assert [p["name"] for p in sent["policies"]] == ["one batch of 6", "pick capped at 1"]
+        assert sent["policies"][0]["cutoff_urgency_ms"] == 30000
+        assert "cutoff_urgency_ms" not in sent["policies"][1]
         assert sent["policies"][1]["wip_caps"] == {"warehouse-service": 1}
         table = page.locator('[data-testid="kpi-table"]')
         table.wait_for()

@@ -39,6 +39,7 @@ function policyFields(i, d) {
       h("label", {}, "Batch size (empty: recorded lanes)", h("input", { name: `${p}.batch_size`, type: "number", min: 1, value: d.batch_size })),
       h("label", {}, "Interval (ms)", h("input", { name: `${p}.interval_ms`, type: "number", min: 1, value: d.interval_ms })),
       h("label", {}, "Ageing (ms, empty: as ran)", h("input", { name: `${p}.ageing_ms`, type: "number", min: 0, value: d.ageing_ms })),
+      h("label", {}, "Cut-off urgency (ms, 0: off)", h("input", { name: `${p}.cutoff_urgency_ms`, type: "number", min: 0, value: d.cutoff_urgency_ms ?? "" })),
       h("label", {}, "Adaptive", h("input", { name: `${p}.adaptive`, type: "checkbox", checked: true }))),
     h("label", {}, "WIP caps (service=cap, comma-separated; empty: as ran)",
       h("input", { name: `${p}.wip_caps`, value: d.wip_caps, size: 60, placeholder: "warehouse-service=12, packing-service=8" })));
@@ -48,7 +49,7 @@ function policyFields(i, d) {
 function policyOf(form, i) {
   const get = (k) => form.elements[`p${i}.${k}`];
   const policy = { name: get("name").value.trim(), adaptive: get("adaptive").checked };
-  for (const k of ["batch_size", "interval_ms", "ageing_ms"]) if (get(k).value !== "") policy[k] = Number(get(k).value);
+  for (const k of ["batch_size", "interval_ms", "ageing_ms", "cutoff_urgency_ms"]) if (get(k).value !== "") policy[k] = Number(get(k).value);
   const caps = get("wip_caps").value.trim();
   if (caps) {
     policy.wip_caps = {};
@@ -67,6 +68,7 @@ function describe(policy) {
   const caps = Object.entries(policy.wip_caps || {});
   parts.push(caps.length ? `caps ${caps.map(([s, n]) => `${s}=${n}`).join(", ")}` : "no caps");
   if (policy.ageing_ms !== null && policy.ageing_ms !== undefined) parts.push(`ageing ${policy.ageing_ms} ms`);
+  if (policy.cutoff_urgency_ms) parts.push(`cut-off urgency ${policy.cutoff_urgency_ms} ms`);
   return parts.join(" · ");
 }
 
