@@ -3,6 +3,7 @@ one with keys on the same schema), one Chromium, and a watched page per test."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,32 @@ def wes_with_keys(console_db: Database, wes: Server) -> Iterator[Server]:
     keys = ",".join(f"{key}:{role}" for role, key in KEYS.items())
     with serve(console_db, "--no-worker", "--no-projections", "--no-simulated-services",
                WES_API_KEYS=keys, POSTGRES_POOL_SIZE="2", POSTGRES_MAX_OVERFLOW="4") as running:
+        yield running
+
+
+@pytest.fixture(scope="class")
+def quiet_db(server: Database) -> Database:
+    scoped = server.with_schema(f"quiet_{uuid.uuid4().hex[:10]}")
+    database.ensure_database(scoped)
+    return scoped
+
+
+@pytest.fixture(scope="class")
+def quiet_wes(quiet_db: Database) -> Iterator[Server]:
+    """`wes serve` on a schema of its own: no fault another test injected raises the error
+    rate that pauses waveless release."""
+    with serve(quiet_db) as running:
+        yield running
+
+
+@pytest.fixture(scope="class")
+def misinformed_wes(quiet_db: Database, quiet_wes: Server) -> Iterator[Server]:
+    """The API alone on `quiet_wes`'s schema, its settings saying every service ran capped
+    at 1 (it did not): what it calibrates is not what ran."""
+    caps = {s: 1 for s in ("inventory-service", "robotics-service", "warehouse-service",
+                           "packing-service")}
+    with serve(quiet_db, "--no-worker", "--no-projections", "--no-simulated-services",
+               WES_WIP_CAPS=json.dumps(caps)) as running:
         yield running
 
 

@@ -2,8 +2,9 @@
 
 Starts `wes serve` on a database of its own (on DATABASE_URL's server, or the embedded one;
 dropped afterwards), runs a small warehouse day through it — orders that complete, one
-retried, one compensated, one whose compensation fails, one paused, waveless orders — and
-writes one PNG per page to docs/console/ (or `--out DIR`).
+retried, one compensated, one whose compensation fails, one paused, waveless orders — replays
+the fast waveless lane's window on the What-if page, and writes one PNG per page to
+docs/console/ (or `--out DIR`).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ import httpx
 
 from application import database
 from tests.browser.support import (
-    ROOT,
     Server,
     chromium,
     drive_step,
     inject_fault,
+    pick_window,
     serve,
     start_order,
     wait_for_status,
+    window_of,
 )
+from tests.support.processes import ROOT
 
 SERVICES = ("inventory-service", "robotics-service", "warehouse-service", "packing-service")
 
@@ -53,7 +56,13 @@ def seed(server: Server) -> dict[str, str]:
         for n in range(6):
             start_order(client, f"ORD-3{n:03d}", waveless=True, priority=("HIGH", "NORMAL")[n % 2],
                         waveless_batch_size=2, waveless_interval_ms=60_000)
+        # A fast lane whose window the What-if page replays.
+        fast = [start_order(client, f"ORD-4{n:03d}", waveless=True, priority=("HIGH", "NORMAL")[n % 2],
+                            waveless_batch_size=4, waveless_interval_ms=500) for n in range(12)]
         wait_for_status(client, ids["retried"], "COMPLETED")
+        for wid in fast:
+            wait_for_status(client, wid, "COMPLETED")
+        ids["whatif_from"], ids["whatif_to"] = window_of(client, fast)
         wait_for_status(client, ids["compensated"], "COMPENSATED")
         wait_for_status(client, ids["compensation_failed"], "COMPENSATION_FAILED")
         load = client.get("/v1/load").json()["items"]
@@ -72,7 +81,7 @@ def shoot(server: Server, ids: dict[str, str], out: Path) -> list[Path]:
              ("workflow-compensated", f"workflow/{ids['compensated']}", True),
              ("incidents", "incidents", True), ("load", "load", True), ("waveless", "waveless", True),
              ("projections", "projections", False), ("throughput", "throughput", True),
-             ("whatif", "whatif", False)]
+             ("whatif", "whatif", True)]
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     with chromium() as browser:
@@ -80,6 +89,12 @@ def shoot(server: Server, ids: dict[str, str], out: Path) -> list[Path]:
         for name, route, full in shots:
             page.goto(f"{server.url}/ui/#/{route}")
             page.locator(f'[data-testid="page-{route.split("/")[0]}"]').wait_for()
+            if name == "whatif":
+                pick_window(page, ids["whatif_from"], ids["whatif_to"])
+                page.fill('input[name="p1.batch_size"]', "12")
+                page.fill('input[name="p1.name"]', "one batch of 12")
+                page.click('[data-action="run"]')
+                page.locator('[data-testid="kpi-table"]').wait_for(timeout=60_000)
             page.wait_for_timeout(2500)
             path = out / f"{name}.png"
             page.screenshot(path=str(path), full_page=full)

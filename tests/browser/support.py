@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from application.database import Database
-from cli.background import free_port
+from tests.support.processes import Served, serving_process
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -32,17 +28,8 @@ OUTPUTS = {"reserve-inventory": {"reservationId": "res-1"}, "assign-robot": {"ro
            "pick-items": {"pickId": "pick-1"}, "pack-items": {"packageId": "pkg-1"}}
 
 
-@dataclass
-class Server:
-    """A `wes serve` process on a port of its own."""
-
-    process: subprocess.Popen[bytes]
-    log: IO[bytes]
-    url: str
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-4000:]
+class Server(Served):
+    """A `wes serve` process on a port of its own, with clients on its API."""
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -51,42 +38,14 @@ class Server:
 
 @contextmanager
 def serve(db: Database, *args: str, **env: str) -> Iterator[Server]:
-    """`wes serve` on the test's database and schema; killed afterwards."""
-    port = free_port()
+    """`wes serve` on the test's database and schema; stopped afterwards."""
     environ = {**os.environ, "DATABASE_URL": db.dsn, "WES_SCHEMA": db.schema,
                "WES_WORKER_POLL_SECONDS": "0.2", **env}
     for name in ("WES_SERVICES", "WES_API_KEYS"):
         if name not in env:
             environ.pop(name, None)
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--port", str(port), *args],
-            cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
-        server = Server(process, log, f"http://127.0.0.1:{port}")
-        try:
-            _wait_until_up(server)
-            yield server
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
-def _wait_until_up(server: Server, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if server.process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"wes serve did not start:\n{server.output()}")
-        time.sleep(0.1)
+    with serving_process(Server, environ, *args) as running:
+        yield running
 
 
 def start_order(client: httpx.Client, order_id: str, **extra: Any) -> str:
@@ -130,6 +89,24 @@ def event_types(client: httpx.Client, workflow_id: str) -> list[str]:
     history = client.get(f"/v1/workflows/{workflow_id}/history")
     assert history.status_code == 200, history.text
     return [e["event_type"] for e in history.json()["items"]]
+
+
+def window_of(client: httpx.Client, ids: list[str]) -> tuple[str, str]:
+    """The narrowest [from, to) holding the workflows' creation times, as ISO strings."""
+    created = sorted(datetime.fromisoformat(client.get(f"/v1/workflows/{i}").json()["created_at"])
+                     for i in ids)
+    return ((created[0] - timedelta(milliseconds=2)).isoformat(),
+            (created[-1] + timedelta(milliseconds=2)).isoformat())
+
+
+def pick_window(page: Any, start: str, end: str) -> None:
+    """Types the window into the page's datetime-local fields, in the browser's local time."""
+    for name, iso in (("from", start), ("to", end)):
+        value = page.evaluate("""([iso]) => {
+            const d = new Date(iso);
+            return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 23);
+        }""", [iso])
+        page.fill(f'[data-testid="whatif-form"] input[name="{name}"]', value)
 
 
 @dataclass

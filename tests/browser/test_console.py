@@ -1,7 +1,7 @@
 """The operator console in a real headless Chromium against a real `wes serve`: the list and
 its live updates, the timeline of a retried and of a compensated workflow, time travel,
-pausing from the page, a reader's disabled controls, and every page with no request off
-127.0.0.1 and no error in the browser console."""
+pausing from the page, a reader's disabled controls, the what-if page against the real
+endpoint, and every page with no request off 127.0.0.1 and no error in the browser console."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from tests.browser.support import (
     drive_step,
     event_types,
     inject_fault,
+    pick_window,
     start_order,
     wait_for_status,
+    window_of,
 )
 
 PAGES = ("workflows", "incidents", "load", "waveless", "projections", "throughput", "whatif")
@@ -335,3 +337,134 @@ class TestProjectionsPage:
         # The page follows the rebuild until the new generation is live.
         page.locator('tr[data-name="audit"][data-state="running"] td:nth-child(7)',
                      has_text=str(before + 1)).wait_for(timeout=60_000)
+
+
+def shown(value: float) -> str:
+    """A number as the page's fmtNum writes it."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+class TestWhatIf:
+    """Against a server of its own (`quiet_wes`): the other tests' faults would pause
+    waveless release on their error rate."""
+
+    def test_shows_actual_calibration_and_two_policies_side_by_side_with_wip_per_service(
+            self, quiet_wes: Server, watched: tuple[Any, Watch]) -> None:
+        page, _ = watched
+        with quiet_wes.client() as client:
+            ids = [start_order(client, f"ORD-WHATIF-{n}", waveless=True,
+                               priority=("HIGH", "NORMAL")[n % 2], waveless_batch_size=3,
+                               waveless_interval_ms=500) for n in range(6)]
+            for wid in ids:
+                wait_for_status(client, wid, "COMPLETED")
+            start, end = window_of(client, ids)
+        page.goto(f"{quiet_wes.url}/ui/#/whatif")
+        pick_window(page, start, end)
+        page.fill('input[name="p1.name"]', "one batch of 6")
+        page.fill('input[name="p1.batch_size"]', "6")
+        page.fill('input[name="p1.interval_ms"]', "1000")
+        page.fill('input[name="p1.cutoff_urgency_ms"]', "30000")
+        page.fill('input[name="p2.name"]', "pick capped at 1")
+        page.fill('input[name="p2.wip_caps"]', "warehouse-service=1")
+        with page.expect_response("**/v1/whatif") as answered:
+            page.click('[data-action="run"]')
+        assert answered.value.status == 200, answered.value.text()
+        sent, answer = answered.value.request.post_data_json, answered.value.json()
+        assert [p["name"] for p in sent["policies"]] == ["one batch of 6", "pick capped at 1"]
+        assert sent["policies"][0]["cutoff_urgency_ms"] == 30000
+        assert "cutoff_urgency_ms" not in sent["policies"][1]
+        assert sent["policies"][1]["wip_caps"] == {"warehouse-service": 1}
+        table = page.locator('[data-testid="kpi-table"]')
+        table.wait_for()
+
+        runs = {"actual": answer["actual"], "calibration": answer["calibration"]["kpis"],
+                "policy-1": answer["results"][0]["kpis"],
+                "policy-2": answer["results"][1]["kpis"]}
+        assert [th.get_attribute("data-run") for th in table.locator("thead th[data-run]").all()
+                ] == list(runs)
+        assert table.locator('thead th[data-run="policy-2"]').inner_text() == "pick capped at 1"
+        assert answer["actual"]["completed"] == 6
+        for kpi in ("completed", "throughput_per_hour", "lead_time_p50_s", "lead_time_p95_s",
+                    "missed_cutoffs", "compensated"):
+            row = table.locator(f'tbody tr[data-kpi="{kpi}"]')
+            assert {run: row.locator(f'td[data-run="{run}"]').inner_text() for run in runs} == {
+                run: shown(kpis[kpi]) for run, kpis in runs.items()}, kpi
+
+        # The calibration's verdict and tolerance, as the API judged them.
+        calibration = answer["calibration"]
+        card = page.locator('[data-testid="calibration"]')
+        assert card.get_attribute("data-ok") == str(calibration["within_tolerance"]).lower()
+        verdict = card.locator('[data-testid="calibration-verdict"]').inner_text()
+        assert ("within tolerance" if calibration["within_tolerance"] else "OFF") in verdict
+        assert card.locator('[data-testid="calibration-off"]').count() == (
+            0 if calibration["within_tolerance"] else 1)
+        assert "±20 %" in card.locator('[data-testid="tolerance"]').inner_text()
+        assert {r.get_attribute("data-kpi"): r.get_attribute("data-ok") for r in
+                card.locator('[data-testid="calibration-checks"] tbody tr').all()} == {
+            k: str(c["ok"]).lower() for k, c in calibration["checks"].items()}
+
+        # One WIP chart per service, a line per run, drawn from the answer's series.
+        services = sorted(answer["actual_wip"])
+        assert "warehouse-service" in services
+        assert max(p["in_flight"] for p in answer["actual_wip"]["warehouse-service"]) >= 1
+        charts = page.locator('[data-testid="wip-chart"]')
+        assert [c.get_attribute("data-service") for c in charts.all()] == services
+        for service in services:
+            paths = page.locator(f'[data-testid="wip-chart"][data-service="{service}"] svg path')
+            assert paths.count() == len(runs)
+            assert all(d.count("L") == len(answer["actual_wip"][service]) - 1
+                       for d in (p.get_attribute("d") for p in paths.all()))
+
+    def test_a_run_whose_calibration_is_off_says_so(
+            self, quiet_wes: Server, misinformed_wes: Server,
+            watched: tuple[Any, Watch]) -> None:
+        page, _ = watched
+        with quiet_wes.client() as client:
+            ids = []
+            for n in range(6):
+                # Slow picks, three at a time: a cap of 1 would have queued them.
+                inject_fault(client, "latency", f"ORD-OFF-{n}", latency_ms=400, count=None)
+                ids.append(start_order(client, f"ORD-OFF-{n}", waveless=True,
+                                       waveless_batch_size=3, waveless_interval_ms=500))
+            for wid in ids:
+                wait_for_status(client, wid, "COMPLETED")
+            start, end = window_of(client, ids)
+        page.goto(f"{misinformed_wes.url}/ui/#/whatif")
+        pick_window(page, start, end)
+        page.uncheck('[data-testid="policy-2-on"]')
+        with page.expect_response("**/v1/whatif") as answered:
+            page.click('[data-action="run"]')
+        calibration = answered.value.json()["calibration"]
+        assert calibration["within_tolerance"] is False, calibration["checks"]
+        card = page.locator('[data-testid="calibration"][data-ok="false"]')
+        card.wait_for()
+        assert "OFF" in card.locator('[data-testid="calibration-verdict"]').inner_text()
+        assert "Calibration is off" in card.locator('[data-testid="calibration-off"]').inner_text()
+        off = {k for k, c in calibration["checks"].items() if not c["ok"]}
+        assert off and {r.get_attribute("data-kpi") for r in card.locator(
+            '[data-testid="calibration-checks"] tbody tr[data-ok="false"]').all()} == off
+
+    def test_a_window_without_waveless_work_shows_the_problem_detail_of_the_422(
+            self, quiet_wes: Server, watched: tuple[Any, Watch]) -> None:
+        page, watch = watched
+        with quiet_wes.client() as client:
+            wid = start_order(client, "ORD-WHATIF-PLAIN")
+            wait_for_status(client, wid, "COMPLETED")
+            start, end = window_of(client, [wid])
+        page.goto(f"{quiet_wes.url}/ui/#/whatif")
+        pick_window(page, start, end)
+        page.uncheck('[data-testid="policy-2-on"]')
+        with page.expect_response("**/v1/whatif") as answered:
+            page.click('[data-action="run"]')
+        assert answered.value.status == 422
+        problem = answered.value.json()
+        assert "no waveless work" in problem["detail"]
+        assert len(answered.value.request.post_data_json["policies"]) == 1
+        box = page.locator('[data-testid="whatif-result"] [data-testid="problem"]')
+        box.wait_for()
+        assert box.get_attribute("data-status") == "422"
+        assert box.locator('[data-testid="problem-detail"]').inner_text() == problem["detail"]
+        assert problem["title"] in box.inner_text()
+        assert page.locator('[data-testid="kpi-table"]').count() == 0
+        # Chromium reports every 4xx answer in the console; this one was asked for.
+        watch.errors[:] = [e for e in watch.errors if "status of 422" not in e]

@@ -6,19 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
-
-import httpx
 
 from application import database
 from application.database import Database
-from cli.background import free_port
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, Served, serving_process
+
+__all__ = ["KEYS", "Served", "base_env", "module_schema", "one_line_failure", "serving", "wes"]
 
 KEYS = "reader-key:reader,operator-key:operator,admin-key:admin"
 
@@ -42,53 +38,11 @@ def base_env(db: Database | None, **extra: str) -> dict[str, str]:
     return env
 
 
-class Served:
-    """A `wes serve` process on a free port."""
-
-    def __init__(self, process: subprocess.Popen[bytes], log: IO[bytes], port: int) -> None:
-        self.process = process
-        self.log = log
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-4000:]
-
-
 @contextmanager
 def serving(db: Database, *args: str, **extra: str) -> Iterator[Served]:
     """Runs `wes serve` (API, projections, worker, simulated services) until the block ends."""
-    port = free_port()
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--port", str(port), *args],
-            cwd=ROOT, env=base_env(db, **extra), stdout=log, stderr=subprocess.STDOUT)
-        running = Served(process, log, port)
-        try:
-            _wait_until_up(running)
-            yield running
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
-def _wait_until_up(running: Served, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{running.url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if running.process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"wes serve did not start:\n{running.output()}")
-        time.sleep(0.1)
+    with serving_process(Served, base_env(db, **extra), *args) as running:
+        yield running
 
 
 def wes(*args: str, env: dict[str, str], timeout: float = 120.0
