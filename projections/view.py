@@ -533,7 +533,7 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
         return ProjectionStatus(
             name=self.projection_name, position=position, head=head,
             lag_events=max(head - position, 0),
-            lag_seconds=_lag_seconds(app, position) if head > position else 0.0,
+            lag_seconds=oldest_wait_seconds(app, position) if head > position else 0.0,
             state=state, generation=row["generation"],
             rebuilding_generation=building if row["rebuilding"] else None,
             rebuilding_position=building_position if row["rebuilding"] else None,
@@ -547,8 +547,9 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
                    timeout, f"{self.projection_name} to reach position {position}")
 
 
-def _lag_seconds(app: Application[Any], position: int) -> float | None:
-    """How long the oldest event not yet applied has been waiting (None if unreadable)."""
+def oldest_wait_seconds(app: Application[Any], position: int) -> float | None:
+    """How long the oldest event after `position` has been waiting to be applied (or
+    relayed); None if it cannot be read."""
     notifications: Sequence[Any] = app.recorder.select_notifications(
         start=position, limit=1, inclusive_of_start=False)
     if not notifications:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -19,6 +18,7 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
 from projections.locks import LockRole, lock_key
+from projections.view import oldest_wait_seconds
 
 NAME = "relay"
 
@@ -122,23 +122,10 @@ class RelayTracking:
             state = "stopped"
         return RelayStatus(
             name=self.name, position=position, head=head, lag_events=max(head - position, 0),
-            lag_seconds=_lag_seconds(app, position) if head > position else 0.0, state=state,
+            lag_seconds=oldest_wait_seconds(app, position) if head > position else 0.0, state=state,
             error_position=row["error_position"] if row else None,
             target=row["target"] if row else None,
             sink_sequence=row["sink_sequence"] if row else None)
-
-
-def _lag_seconds(app: Any, position: int) -> float | None:
-    """How long the oldest event not yet relayed has been waiting (None if unreadable)."""
-    notifications = app.recorder.select_notifications(start=position, limit=1,
-                                                      inclusive_of_start=False)
-    if not notifications:
-        return 0.0
-    try:
-        event = app.mapper.to_domain_event(notifications[0])
-    except Exception:  # an event this version cannot read: the state says so
-        return None
-    return max((datetime.now(UTC) - event.timestamp).total_seconds(), 0.0)
 
 
 def relay_status(app: Any) -> RelayStatus:
