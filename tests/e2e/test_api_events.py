@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from uuid import UUID
 
 import httpx
+import psycopg
 from fastapi.testclient import TestClient
 
 from application.workflows import Workflows
@@ -41,7 +42,10 @@ def append_held_open(app: Workflows, workflow_id: str, pairs: int = 2) -> Iterat
         wf.pause(app.clock())
         wf.resume(app.clock())
     stored = [app.mapper.to_stored_event(e) for e in wf.collect_events()]
-    with app.store.datastore.get_connection() as conn, conn.transaction():
+    # A connection of its own, as another process's would be: the app's pool is small (the
+    # connection budget) and its requests must not wait for the one this holds.
+    pool = app.store.datastore.pool
+    with psycopg.connect(pool.conninfo, **pool.kwargs) as conn, conn.transaction():
         positions = app.store.append(conn, stored)
         assert positions is not None and len(positions) == 2 * pairs
         yield positions
