@@ -306,6 +306,10 @@ class StepState(BaseModel):
     compensation_deadline: datetime | None
     compensation_next_attempt_at: datetime | None
     compensation_output: dict[str, Any] | None
+    applied_in_run: int | None = Field(
+        None, description="Set while the step's service applied a call whose answer could not "
+                          "be recorded (OUTPUT_TOO_LARGE): the run whose key it was applied "
+                          "under. Such a step is undone like a completed one.")
 
 
 class WorkflowState(BaseModel):
