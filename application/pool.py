@@ -172,13 +172,21 @@ def process_name(default_kind: str = "process") -> str:
 
 # ---------------------------------------------------------------------------- waiting
 
+DEFAULT_START_WAIT_SECONDS = 60.0
+
+
 def until_available(what: str, action: Callable[[], T], *,
                     stopped: Callable[[], bool] = lambda: False,
                     first_delay: float = 0.5, max_delay: float = 10.0,
                     deadline_seconds: float | None = None) -> T:
     """`action()`, retried with backoff while the database gives no connection (a full
     server, a restart), saying so in one line per attempt instead of a traceback. Raises
-    the last error when `stopped()` or past `deadline_seconds`."""
+    the last error when `stopped()` or past `deadline_seconds` (by default
+    `WES_DB_START_WAIT_SECONDS`, 60: a process that never reaches its database ends with
+    one line instead of waiting forever)."""
+    if deadline_seconds is None:
+        deadline_seconds = _number(os.environ, "WES_DB_START_WAIT_SECONDS",
+                                   DEFAULT_START_WAIT_SECONDS, float)
     delay = first_delay
     start = time.monotonic()
     while True:

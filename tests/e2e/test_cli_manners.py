@@ -78,17 +78,22 @@ class TestOneLineFailures:
                                     env=base_env(None), timeout=60))
         assert "port is in use" in line
 
-    def test_a_worker_without_a_database_connection(self):
+    @pytest.mark.parametrize("command", [["worker"], ["serve", "--port", "0"]])
+    def test_no_database_connection_is_a_line_per_try_then_one_line_failure(self, command):
+        # A starting process waits for its database (WES_DB_START_WAIT_SECONDS), saying so
+        # in one line per try, never a traceback; past the wait it ends with one line.
         url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
-        line = one_line_failure(wes("worker", env={**base_env(None), "DATABASE_URL": url},
-                                    timeout=60))
-        assert "cannot connect" in line
-
-    def test_serve_without_a_database_connection(self):
-        url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
-        line = one_line_failure(wes("serve", "--port", str(free_port()),
-                                    env={**base_env(None), "DATABASE_URL": url}, timeout=60))
-        assert "cannot connect" in line
+        if command[0] == "serve":
+            command = ["serve", "--port", str(free_port())]
+        result = wes(*command, env={**base_env(None), "DATABASE_URL": url,
+                                    "WES_DB_START_WAIT_SECONDS": "1"}, timeout=60)
+        assert result.returncode != 0, result.stdout
+        lines = result.stderr.strip().splitlines()
+        assert "Traceback" not in result.stderr, result.stderr
+        waits, last = lines[:-1], lines[-1]
+        assert waits and all("no database connection" in w and "retrying in" in w
+                             for w in waits), lines
+        assert last.startswith("wes: ") and "cannot connect" in last, lines
 
     @pytest.mark.parametrize(("args", "expected"), [
         (["no-such-command"], "No such command"),
