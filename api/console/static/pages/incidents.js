@@ -61,7 +61,7 @@ export async function render(view) {
           else selected.delete(r.id);
           view.querySelector('[data-testid="selected-count"]').textContent = String(selected.size);
         });
-        const err = r.last_failure || r.last_error;
+        const err = r.last_error || r.last_failure;
         return h("tr", { "data-id": r.id },
           h("td", {}, box), h("td", {}, h("a", { href: `#/workflow/${r.id}` }, shortId(r.id))),
           h("td", {}, r.definition), h("td", {}, badge(r.status)), h("td", {}, r.current_step || "—"),

@@ -117,7 +117,10 @@ export async function render(view, { arg: id }) {
         h("div", {}, h("label", {}, "Created"), fmtTime(p.created_at)),
         h("div", {}, h("label", {}, "Finished"), fmtTime(p.finished_at)),
         p.waiting_reason ? h("div", {}, h("label", {}, "Waiting"), p.waiting_reason) : null,
-        (p.last_failure || p.last_error) ? h("div", { class: "wide" }, h("label", {}, "Last error"), errorText(p.last_failure || p.last_error)) : null));
+        // last_error is what explains the present state; last_failure is history (a
+        // workflow that completed after a retry has one, and no current error).
+        p.last_error ? h("div", { class: "wide" }, h("label", {}, "Current error"), errorText(p.last_error))
+          : p.last_failure ? h("div", { class: "wide" }, h("label", {}, "Last failure (resolved)"), errorText(p.last_failure)) : null));
     clear(actions, ACTIONS.map(([key, label, path, body]) => actionButton(label, "operator", () => runAction(key, path, body),
       { class: FITS[key].includes(p.status) ? "fits" : "", "data-action": key })));
   }
