@@ -78,7 +78,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from application.connection_check import check_now_and_then
 from application.log_following import Notifier, WesSubscription, unlisten
-from application.pool import listening
+from application.pool import held_connections, listening
 
 # Markers live in the two-int advisory-lock space (classid = a hash of the table, objid =
 # the position's low 31 bits). A hash collision can only make a reader or writer wait for
@@ -606,7 +606,15 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
 
     def wait_for_append(self, position: int, stopped: Callable[[], bool]) -> None:
         """Blocks until the append whose block is marked at `position` (its first or last)
-        has committed or rolled back (or `stopped()` turns true)."""
+        has committed or rolled back (or `stopped()` turns true).
+
+        The waiting connection counts on top of the pool's budget, as a LISTEN does: with a
+        small pool, readers waiting for a slow writer would otherwise hold every connection
+        and the process's own commands and queries would queue behind them."""
+        with held_connections(self.datastore, 1):
+            self._wait_marker(position, stopped)
+
+    def _wait_marker(self, position: int, stopped: Callable[[], bool]) -> None:
         while not stopped():
             try:
                 with self.datastore.transaction(commit=False) as curs:
