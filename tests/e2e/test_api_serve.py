@@ -10,28 +10,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
 
 from application.database import Database
 from cli.background import free_port
+from tests.support.processes import Served, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Served:
-    """A `wes serve` process and a client on it."""
-
-    def __init__(self, process: subprocess.Popen[bytes], log: IO[bytes], url: str) -> None:
-        self.process = process
-        self.log = log
-        self.url = url
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-4000:]
 
 
 @pytest.fixture
@@ -44,7 +31,7 @@ def served(db: Database) -> Iterator[Served]:
         process = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        running = Served(process, log, f"http://127.0.0.1:{port}")
+        running = Served(process, log, port)
         try:
             wait_until_up(running)
             yield running
@@ -52,19 +39,6 @@ def served(db: Database) -> Iterator[Served]:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-
-
-def wait_until_up(running: Served, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{running.url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if running.process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"wes serve did not start:\n{running.output()}")
-        time.sleep(0.1)
 
 
 class TestWesServe:
