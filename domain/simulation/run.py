@@ -36,7 +36,6 @@ from domain.simulation.kpis import Record, kpis, wip_series
 from domain.simulation.model import FORWARD, UNDO, Arrival, Observed, Outcome, Policy
 from domain.step import StepExecution, StepResult
 from domain.waveless import (
-    CAP_REACHED,
     DEFAULT_AGEING_MS,
     DEFAULT_INTERVAL_MS,
     MIN_INTERVAL_MS,
@@ -238,9 +237,7 @@ class Simulation:
                               cutoff_urgency_ms=self.cutoff_urgency_ms)
             interval = max(plan.interval_ms if self.policy.adaptive else lane[1],
                            MIN_INTERVAL_MS) / 1000
-            capped = bool(plan.waiting) and all(r.startswith(CAP_REACHED)
-                                                for r in plan.waiting.values())
-            if plan.released or plan.paused_reason or not capped:
+            if plan.released or plan.paused_reason or not plan.held_back_only_by_caps:
                 self.lane_due[lane] = tick + interval
             if plan.released:
                 self.batches += 1

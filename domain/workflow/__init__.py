@@ -351,7 +351,9 @@ class Workflow(Aggregate):
         """Records why a PENDING workflow still waits, only when the reason changes."""
         if self.status != S.PENDING or reason == self.waiting_reason:
             return False
-        self._trigger(self.WaitingReasonChanged, now, reason=reason)
+        # Recorded as plain text, as replay gives it back (a WaitingReason is a str).
+        self._trigger(self.WaitingReasonChanged, now,
+                      reason=None if reason is None else str(reason))
         return True
 
     def mark_late(self, now: datetime, expected_finish: datetime) -> None:
