@@ -14,7 +14,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic, resolve_topic
 
 from application.workflows import Workflows
-from domain.workflow import Workflow
+from domain.workflow import Workflow, events
 from tests.support.override_history import workflow_event_classes
 
 WORKFLOW_ID = uuid.UUID("00000000-0000-4000-8000-000000000015")
@@ -89,6 +89,15 @@ class TestTopics:
         topic = f"domain.workflow:Workflow.{cls.__name__}"
         assert get_topic(cls) == topic
         assert resolve_topic(topic) is cls
+
+    def test_every_event_of_the_events_module_is_named_on_the_aggregate(self):
+        # One left out would be stored under `domain.workflow.events:<Name>` if triggered.
+        defined = {name for name, value in vars(events).items() if isinstance(value, type)
+                   and issubclass(value, events.WorkflowEvent)
+                   and value is not events.WorkflowEvent}
+        assert defined == {cls.__name__ for cls in workflow_event_classes()}
+        for name in defined:
+            assert issubclass(getattr(Workflow, name), getattr(events, name))
 
     def test_snapshots_keep_their_topic_and_name_the_aggregate_by_its_topic(self):
         assert get_topic(Workflow.Snapshot) == "domain.workflow:Workflow.Snapshot"
