@@ -33,7 +33,6 @@ from domain.decisions import wakeup_at
 from domain.enums import StepStatus, WorkflowStatus
 from domain.exceptions import InvalidValue
 from domain.waveless import (
-    CAP_REACHED,
     DEFAULT_AGEING_MS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_INTERVAL_MS,
@@ -167,7 +166,7 @@ class Releaser:
             )
             interval = max(plan.interval_ms if self.settings.adaptive else lane[1],
                            MIN_INTERVAL_MS) / 1000
-            if plan.released or plan.paused_reason or not _capped(plan):
+            if plan.released or plan.paused_reason or not plan.held_back_only_by_caps:
                 self._due[lane] = tick + interval
             # else: held back only by WIP caps, the lane stays due, so that it competes for
             # the next free slot in every round (in release order) instead of waiting out its
@@ -262,12 +261,6 @@ class Releaser:
             self.app.save_workflow(wf, now)
         except Exception as e:  # a waiting note is advisory: the next round writes it again
             log.debug("waiting note not saved", extra={"workflow_id": str(wf.id), "error": str(e)})
-
-
-def _capped(plan: BatchPlan) -> bool:
-    """Whether WIP caps alone held the lane's work back."""
-    return bool(plan.waiting) and all(reason.startswith(CAP_REACHED)
-                                      for reason in plan.waiting.values())
 
 
 def _merged(plans: Sequence[BatchPlan], interval_ms: int, default_size: int) -> BatchPlan:

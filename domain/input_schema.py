@@ -42,6 +42,15 @@ class InvalidInput(DomainError, ValueError):
 
 def check_schema(schema: Any, field: str = "input_schema", depth: int = 0) -> None:
     """Refuses a schema outside the subset (unknown keyword, wrong shape), naming the field."""
+    _check_is_schema(schema, field, depth)
+    _check_type_keyword(schema.get("type"), field)
+    _check_object_keywords(schema, field, depth)
+    if "items" in schema:
+        check_schema(schema["items"], f"{field}.items", depth + 1)
+    _check_value_keywords(schema, field)
+
+
+def _check_is_schema(schema: Any, field: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise InvalidDefinition(field, f"nested deeper than {MAX_DEPTH} levels")
     if not isinstance(schema, Mapping):
@@ -50,19 +59,25 @@ def check_schema(schema: Any, field: str = "input_schema", depth: int = 0) -> No
     if unknown:
         raise InvalidDefinition(f"{field}.{unknown[0]}",
                                 f"is not supported; supported keywords: {sorted(KEYWORDS)}")
-    kind = schema.get("type")
-    if kind is not None:
-        names = kind if isinstance(kind, list) else [kind]
-        if not names or any(n not in TYPES for n in names) or len(set(names)) != len(names):
-            raise InvalidDefinition(f"{field}.type", f"{kind!r} must be one of {list(TYPES)}"
-                                                     " or a list of them")
+
+
+def _check_type_keyword(kind: Any, field: str) -> None:
+    if kind is None:
+        return
+    names = kind if isinstance(kind, list) else [kind]
+    if not names or any(n not in TYPES for n in names) or len(set(names)) != len(names):
+        raise InvalidDefinition(f"{field}.type", f"{kind!r} must be one of {list(TYPES)}"
+                                                 " or a list of them")
+
+
+def _check_object_keywords(schema: Mapping[str, Any], field: str, depth: int) -> None:
+    """`properties`, `required`, `additionalProperties` and `dependentRequired`."""
     properties = schema.get("properties", {})
     if not isinstance(properties, Mapping):
         raise InvalidDefinition(f"{field}.properties", "must be an object of schemas")
     for name, sub in properties.items():
         check_schema(sub, f"{field}.properties.{name}", depth + 1)
-    required = schema.get("required", [])
-    if not _string_list(required):
+    if not _string_list(schema.get("required", [])):
         raise InvalidDefinition(f"{field}.required", "must be a list of distinct names")
     additional = schema.get("additionalProperties", True)
     if not isinstance(additional, bool):
@@ -71,8 +86,10 @@ def check_schema(schema: Any, field: str = "input_schema", depth: int = 0) -> No
     if not isinstance(dependent, Mapping) or not all(_string_list(v) for v in dependent.values()):
         raise InvalidDefinition(f"{field}.dependentRequired",
                                 "must map names to lists of distinct names")
-    if "items" in schema:
-        check_schema(schema["items"], f"{field}.items", depth + 1)
+
+
+def _check_value_keywords(schema: Mapping[str, Any], field: str) -> None:
+    """`enum`, the number bounds and the length and item counts."""
     if "enum" in schema and (not isinstance(schema["enum"], list) or not schema["enum"]):
         raise InvalidDefinition(f"{field}.enum", "must be a non-empty list")
     for bound in _NUMBER_BOUNDS:
@@ -106,14 +123,7 @@ def validate(schema: Mapping[str, Any], value: Any, field: str = "input") -> Non
 
 
 def _validate_object(schema: Mapping[str, Any], value: Mapping[str, Any], field: str) -> None:
-    for name in schema.get("required", []):
-        if name not in value:
-            raise InvalidInput(f"{field}.{name}", "is required")
-    for name, needs in schema.get("dependentRequired", {}).items():
-        if name in value:
-            for other in needs:
-                if other not in value:
-                    raise InvalidInput(f"{field}.{other}", f"is required with {name!r}")
+    _check_required(schema, value, field)
     properties = schema.get("properties", {})
     additional = schema.get("additionalProperties", True)
     for name, item in value.items():
@@ -124,6 +134,18 @@ def _validate_object(schema: Mapping[str, Any], value: Mapping[str, Any], field:
             raise InvalidInput(f"{field}.{name}", "is not allowed here")
         elif isinstance(additional, Mapping):
             validate(additional, item, f"{field}.{name}")
+
+
+def _check_required(schema: Mapping[str, Any], value: Mapping[str, Any], field: str) -> None:
+    """`required`, then `dependentRequired`: a missing name is reported before its value
+    is validated."""
+    for name in schema.get("required", []):
+        if name not in value:
+            raise InvalidInput(f"{field}.{name}", "is required")
+    for name, needs in schema.get("dependentRequired", {}).items():
+        missing = next((other for other in needs if other not in value), None)
+        if name in value and missing is not None:
+            raise InvalidInput(f"{field}.{missing}", f"is required with {name!r}")
 
 
 def _validate_array(schema: Mapping[str, Any], value: list[Any], field: str) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -36,7 +37,6 @@ DEFAULT_AGEING_MS = 60_000
 # The shortest interval between two batches of a lane: a release round loads every waiting
 # workflow, and the in-flight counts it reads need time to show the last batch.
 MIN_INTERVAL_MS = 50
-CAP_REACHED = "cap reached: "
 PAUSE_LOAD_SCORE = 95.0
 PAUSE_ERROR_RATE = 0.5
 
@@ -52,6 +52,45 @@ def can_transition_to_waveless(workflow: HasWavelessFields) -> bool:
     """A waveless-capable type that is PENDING or EXECUTING, of any priority."""
     return workflow.workflow_type.is_waveless_capable and workflow.status in (
         WorkflowStatus.PENDING, WorkflowStatus.EXECUTING)
+
+
+class WaitKind(Enum):
+    """Why a waiting workflow is not released yet."""
+
+    CAP_REACHED = "cap reached"  # its first service is at its cap of steps in flight
+    QUEUED = "queued"  # the batch is full
+    RELEASE_PAUSED = "release paused"  # the services are overloaded or failing
+
+
+class WaitingReason(str):
+    """Why a waiting workflow is not released yet: the text a workflow records (and the
+    read models show), typed by its kind so that no caller recognises a reason by its
+    wording. Being a str, it compares, prints and is recorded as the text it always was."""
+
+    kind: WaitKind
+
+    def __new__(cls, kind: WaitKind, text: str) -> WaitingReason:
+        reason = super().__new__(cls, text)
+        reason.kind = kind
+        return reason
+
+    def __getnewargs__(self) -> tuple[WaitKind, str]:  # type: ignore[override]
+        # Copies and pickles rebuild it with its kind (str's own gives only the text).
+        return (self.kind, str(self))
+
+    @classmethod
+    def cap_reached(cls, service: str) -> WaitingReason:
+        return cls(WaitKind.CAP_REACHED, f"cap reached: {service}")
+
+    @classmethod
+    def queued(cls, priority: WorkflowPriority, by_slack: bool) -> WaitingReason:
+        # Reasons carry no changing numbers: a workflow records a new reason only on change.
+        order = ", by slack to cut-off" if by_slack else ""
+        return cls(WaitKind.QUEUED, f"queued: batch full ({priority} priority{order})")
+
+    @classmethod
+    def release_paused(cls, why: str) -> WaitingReason:
+        return cls(WaitKind.RELEASE_PAUSED, f"release paused: {why}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +118,18 @@ class BatchPlan:
     """One release decision: who goes now, and why each of the others waits."""
 
     released: tuple[Candidate, ...]
-    waiting: Mapping[UUID, str]
+    waiting: Mapping[UUID, WaitingReason]
     late: tuple[Candidate, ...]
     batch_size: int
     interval_ms: int
-    paused_reason: str | None = None
+    paused_reason: WaitingReason | None = None
     order: tuple[UUID, ...] = field(default=())
+
+    @property
+    def held_back_only_by_caps(self) -> bool:
+        """Whether WIP caps alone held work back (every waiting one waits for a cap)."""
+        return bool(self.waiting) and all(reason.kind is WaitKind.CAP_REACHED
+                                          for reason in self.waiting.values())
 
 
 def check_cutoff_urgency(value: object) -> int | None:
@@ -175,34 +220,28 @@ def plan_batch(
     late = tuple(c for c in ordered if (s := c.slack_ms(now)) is not None and s < 0)
     paused = None
     if load_score is not None and load_score >= PAUSE_LOAD_SCORE:
-        paused = "release paused: services overloaded (load score >= 95)"
+        paused = WaitingReason.release_paused("services overloaded (load score >= 95)")
     elif error_rate is not None and error_rate >= PAUSE_ERROR_RATE:
-        paused = "release paused: service error rate >= 0.5"
+        paused = WaitingReason.release_paused("service error rate >= 0.5")
     if paused:
         return BatchPlan((), {c.workflow_id: paused for c in ordered}, late, size, interval,
                          paused, tuple(c.workflow_id for c in ordered))
     capacity = {service: max(cap - (in_flight or {}).get(service, 0), 0)
                 for service, cap in (wip_caps or {}).items()}
     released: list[Candidate] = []
-    waiting: dict[UUID, str] = {}
+    waiting: dict[UUID, WaitingReason] = {}
     for candidate in ordered:
         service = candidate.first_service
         if service is not None and service in capacity and capacity[service] <= 0:
-            waiting[candidate.workflow_id] = f"{CAP_REACHED}{service}"
+            waiting[candidate.workflow_id] = WaitingReason.cap_reached(service)
             continue
         if len(released) >= size:
-            waiting[candidate.workflow_id] = _queued_reason(candidate, now)
+            waiting[candidate.workflow_id] = WaitingReason.queued(
+                candidate.priority, by_slack=candidate.slack_ms(now) is not None)
             continue
         released.append(candidate)
         if service is not None and service in capacity:
             capacity[service] -= 1
     return BatchPlan(tuple(released), waiting, late, size, interval, None,
                      tuple(c.workflow_id for c in ordered))
-
-
-def _queued_reason(candidate: Candidate, now: datetime) -> str:
-    # Reasons carry no changing numbers: a workflow records a new reason only on change.
-    if candidate.slack_ms(now) is not None:
-        return f"queued: batch full ({candidate.priority} priority, by slack to cut-off)"
-    return f"queued: batch full ({candidate.priority} priority)"
 

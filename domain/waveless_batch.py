@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from eventsourcing.domain import Aggregate
 
@@ -36,6 +35,3 @@ class WavelessBatch(Aggregate):
         return cls._create(cls.Released, id=batch_id, timestamp=now,
                            members=[str(m) for m in members], batch_size=batch_size,
                            interval_ms=interval_ms, candidates=candidates, load_score=load_score)
-
-    def summary(self) -> dict[str, Any]:
-        return {"batch_id": str(self.id), "members": self.members, "batch_size": self.batch_size}

@@ -27,7 +27,8 @@ from psycopg.types.json import Jsonb
 
 from domain.enums import StepStatus, WorkflowPriority, WorkflowStatus
 from domain.exceptions import InvalidValue
-from domain.workflow import Workflow, current_step
+from domain.workflow import Workflow
+from domain.workflow.transitions import current_step
 from projections.base import BatchProjection, Event
 from projections.pagination import Page, check_limit, decode_cursor, encode_cursor
 from projections.view import (

@@ -36,10 +36,10 @@ from domain.simulation.kpis import Record, kpis, wip_series
 from domain.simulation.model import FORWARD, UNDO, Arrival, Observed, Outcome, Policy
 from domain.step import StepExecution, StepResult
 from domain.waveless import (
-    CAP_REACHED,
     DEFAULT_AGEING_MS,
     DEFAULT_INTERVAL_MS,
     MIN_INTERVAL_MS,
+    BatchPlan,
     Candidate,
     adapt_interval,
     plan_batch,
@@ -219,47 +219,61 @@ class Simulation:
         now = self.clock.now
         if not self.pending:
             return  # idle: the next arrival schedules the next tick
-        lanes: dict[tuple[int, int], list[Candidate]] = {}
-        for c in release_order(list(self.candidates.values()), now, self.ageing_ms,
-                               self.cutoff_urgency_ms):
-            lanes.setdefault(self.lanes[c.workflow_id], []).append(c)
-        score, error_rate = self._load() if self.policy.adaptive else (None, None)
+        load = self._load() if self.policy.adaptive else (None, None)
         in_flight = dict(self.in_flight)
-        still: dict[tuple[int, int], float] = {}
-        for lane, candidates in lanes.items():
-            self.lane_seen[lane] = tick
-            due = self.lane_due.get(lane, tick)
-            if due > tick + 1e-6:
-                still[lane] = due - tick
-                continue
-            plan = plan_batch(candidates, now, batch_size=lane[0], interval_ms=lane[1],
-                              load_score=score, error_rate=error_rate, in_flight=in_flight,
-                              wip_caps=self.caps, ageing_ms=self.ageing_ms,
-                              cutoff_urgency_ms=self.cutoff_urgency_ms)
-            interval = max(plan.interval_ms if self.policy.adaptive else lane[1],
-                           MIN_INTERVAL_MS) / 1000
-            capped = bool(plan.waiting) and all(r.startswith(CAP_REACHED)
-                                                for r in plan.waiting.values())
-            if plan.released or plan.paused_reason or not capped:
-                self.lane_due[lane] = tick + interval
-            if plan.released:
-                self.batches += 1
-                batch_id = f"whatif-batch-{self.batches}"
-                for position, c in enumerate(plan.released, start=1):
-                    if c.first_service is not None:
-                        in_flight[c.first_service] = in_flight.get(c.first_service, 0) + 1
-                    wf = self.pending.pop(c.workflow_id)
-                    del self.candidates[c.workflow_id]
-                    wf.release_in_batch(now, batch_id, position)
-                    self._drive(wf)
-            if plan.waiting:
-                still[lane] = interval
+        still: dict[tuple[int, int], float] = {}  # lane -> seconds until it is due again
+        for lane, candidates in self._lanes(now).items():
+            wait = self._round_of_lane(lane, candidates, tick, now, load, in_flight)
+            if wait is not None:
+                still[lane] = wait
         self.lane_due = {lane: due for lane, due in self.lane_due.items() if due > tick}
         if not self.pending:
             return
         wake_ms = min(min(still.values()) * 1000, self.loop_interval_ms) if still \
             else self._idle_pace()
         self._schedule_round(tick + max(ceil(wake_ms - 1e-3), MIN_INTERVAL_MS) / 1000)
+
+    def _lanes(self, now: datetime) -> dict[tuple[int, int], list[Candidate]]:
+        """The waiting workflows by lane (batch size and interval), in release order."""
+        lanes: dict[tuple[int, int], list[Candidate]] = {}
+        for c in release_order(list(self.candidates.values()), now, self.ageing_ms,
+                               self.cutoff_urgency_ms):
+            lanes.setdefault(self.lanes[c.workflow_id], []).append(c)
+        return lanes
+
+    def _round_of_lane(self, lane: tuple[int, int], candidates: list[Candidate], tick: float,
+                       now: datetime, load: tuple[float | None, float | None],
+                       in_flight: dict[str, int]) -> float | None:
+        """Plans and releases one lane's batch if the lane is due; returns the seconds until
+        it is due again while work in it waits (None: nothing waits)."""
+        self.lane_seen[lane] = tick
+        due = self.lane_due.get(lane, tick)
+        if due > tick + 1e-6:
+            return due - tick
+        score, error_rate = load
+        plan = plan_batch(candidates, now, batch_size=lane[0], interval_ms=lane[1],
+                          load_score=score, error_rate=error_rate, in_flight=in_flight,
+                          wip_caps=self.caps, ageing_ms=self.ageing_ms,
+                          cutoff_urgency_ms=self.cutoff_urgency_ms)
+        interval = max(plan.interval_ms if self.policy.adaptive else lane[1],
+                       MIN_INTERVAL_MS) / 1000
+        if plan.released or plan.paused_reason or not plan.held_back_only_by_caps:
+            self.lane_due[lane] = tick + interval
+        if plan.released:
+            self._release(plan, now, in_flight)
+        return interval if plan.waiting else None
+
+    def _release(self, plan: BatchPlan, now: datetime, in_flight: dict[str, int]) -> None:
+        """Releases a planned batch and drives each of its workflows."""
+        self.batches += 1
+        batch_id = f"whatif-batch-{self.batches}"
+        for position, c in enumerate(plan.released, start=1):
+            if c.first_service is not None:
+                in_flight[c.first_service] = in_flight.get(c.first_service, 0) + 1
+            wf = self.pending.pop(c.workflow_id)
+            del self.candidates[c.workflow_id]
+            wf.release_in_batch(now, batch_id, position)
+            self._drive(wf)
 
     def _load(self) -> tuple[float | None, float | None]:
         """The worst service's load score and error rate, as the engine would observe them

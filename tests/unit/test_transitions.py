@@ -10,7 +10,8 @@ import pytest
 
 from domain.enums import ErrorType, WorkflowStatus
 from domain.exceptions import InvalidTransition
-from domain.workflow import ALLOWED_TRANSITIONS, Workflow, transition_allowed
+from domain.workflow import Workflow
+from domain.workflow.transitions import ALLOWED_TRANSITIONS, transition_allowed
 from domain.workflow_error import WorkflowError
 from tests.unit.sagas import NOW, RESERVE, ms, replay, run_step, unrecoverable
 

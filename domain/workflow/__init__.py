@@ -3,13 +3,17 @@
 Commands check first and then trigger an event; an event's `apply` only assigns state and
 never raises, so replaying any old history always succeeds. Time is passed in (`now`) and
 becomes the event's timestamp, which keeps the model deterministic under test and replay.
+
+The package holds one concept a module: this one the aggregate (its state and commands),
+`events` what each event records and means, `state` the state fields' declaration helper
+and the snapshot codec, `transitions` the lifecycle table and the current-step rule.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, cast
 
@@ -35,6 +39,19 @@ from domain.input_mapping import UnresolvedReference, resolve
 from domain.retry_policy import RetryPolicy
 from domain.step import StepExecution, StepResult, StepSpec
 from domain.waveless import MIN_INTERVAL_MS, can_transition_to_waveless
+from domain.workflow import events
+from domain.workflow.state import (
+    DICT,
+    ERRORS,
+    LIST,
+    STEPS,
+    TIME,
+    decode_state,
+    encode_state,
+    enum_codec,
+    state_field,
+)
+from domain.workflow.transitions import current_step, transition_allowed
 from domain.workflow_error import OUTPUT_TOO_LARGE, WorkflowError
 
 DEFAULT_WORKFLOW_TIMEOUT_MS = 300_000
@@ -43,27 +60,6 @@ DEFAULT_WAVELESS_BATCH_SIZE = 10
 DEFAULT_WAVELESS_INTERVAL_MS = 1000
 
 S = WorkflowStatus
-
-# The lifecycle of seed section 10, with our additions (COMPENSATION_FAILED, retry, and
-# cancelling a workflow that is waiting or paused). Anything not listed is refused.
-ALLOWED_TRANSITIONS: Mapping[str, Mapping[WorkflowStatus, frozenset[WorkflowStatus]]] = {
-    "start": {S.EXECUTING: frozenset({S.PENDING})},
-    "complete": {S.COMPLETED: frozenset({S.EXECUTING})},
-    "pause": {S.PAUSED: frozenset({S.EXECUTING})},
-    "resume": {S.EXECUTING: frozenset({S.PAUSED})},
-    "fail": {S.FAILED: frozenset({S.EXECUTING})},
-    "compensate": {S.COMPENSATING: frozenset({S.FAILED, S.CANCELLED})},
-    "complete_compensation": {S.COMPENSATED: frozenset({S.COMPENSATING})},
-    "fail_compensation": {S.COMPENSATION_FAILED: frozenset({S.COMPENSATING})},
-    "retry_compensation": {S.COMPENSATING: frozenset({S.COMPENSATION_FAILED})},
-    "cancel": {S.CANCELLED: frozenset({S.PENDING, S.EXECUTING, S.PAUSED})},
-    "retry": {S.EXECUTING: frozenset({S.FAILED, S.COMPENSATED, S.CANCELLED})},
-}
-
-
-def transition_allowed(action: str, from_status: WorkflowStatus) -> bool:
-    """Whether `action` may be taken while in `from_status` (the full transition table)."""
-    return any(from_status in sources for sources in ALLOWED_TRANSITIONS[action].values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,408 +74,35 @@ class FailureDecision:
 class Workflow(Aggregate):
     """A warehouse workflow run as a saga, event-sourced."""
 
-    class Event(Aggregate.Event):
-        """Base of every workflow event: each carries the workflow's correlation id, and
-        who recorded it (`actor`: an operator, an API key, the engine's worker)."""
-
-        correlation_id: str
-        # Optional, keyword-only and defaulting to None so that events stored before it
-        # existed read as "not said" (the audit then names who triggered the workflow).
-        actor: str | None = field(default=None, kw_only=True)
-
-    class Created(Event, Aggregate.Created):
-        """A workflow was defined from a definition version; it waits in PENDING."""
-
-        class_version: ClassVar[int] = 1
-        definition_id: str
-        definition_version: int
-        name: str
-        workflow_type: str
-        priority: str
-        steps: list[dict[str, Any]]
-        input: dict[str, Any]
-        triggered_by: str
-        max_retries: int
-        driven_by: str
-        timeout_ms: int
-        cut_off: str | None
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.definition_id = self.definition_id
-            wf.definition_version = self.definition_version
-            wf.name = self.name
-            wf.workflow_type = WorkflowType(self.workflow_type)
-            wf.priority = WorkflowPriority(self.priority)
-            wf.status = S.PENDING
-            wf.steps = {}
-            for spec_data in self.steps:
-                spec = StepSpec.from_dict(spec_data)
-                wf.steps[spec.step_id] = StepExecution(spec=spec)
-            wf.input = dict(self.input)
-            wf.triggered_by = self.triggered_by
-            wf.correlation_id = self.correlation_id
-            wf.max_retries = self.max_retries
-            wf.retry_count = 0
-            wf.driven_by = DrivenBy(self.driven_by)
-            wf.timeout_ms = self.timeout_ms
-            wf.cut_off = datetime.fromisoformat(self.cut_off) if self.cut_off else None
-            wf.executed_steps = []
-            wf.compensated_steps = []
-            wf.compensation_queue = []
-            wf.errors = []
-            wf.created_at = self.timestamp
-            wf.started_at = None
-            wf.finished_at = None
-            wf.paused_reason = None
-            wf.cancel_reason = None
-            wf.cancel_compensate = False
-            wf.waveless = None
-            wf.batch_id = None
-            wf.late = False
-            wf.waiting_reason = None
-
-    class Started(Event):
-        """The saga started: PENDING -> EXECUTING."""
-
-        actor: str = field(kw_only=True)
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.status = S.EXECUTING
-            wf.started_at = self.timestamp
-
-    class StepStarted(Event):
-        """A step's attempt began; it must finish before `deadline` or it times out.
-
-        Version 2 added `instance`: the service instance the call was routed to (None for
-        a step the caller drives, a Python handler, or a start recorded before routing)."""
-
-        class_version: ClassVar[int] = 2
-
-        step_id: str
-        attempt: int
-        input_data: dict[str, Any]
-        deadline: datetime
-        instance: str | None
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["instance"] = None
-
-        def apply(self, aggregate: Any) -> None:
-            step = cast(Workflow, aggregate).steps[self.step_id]
-            step.status = StepStatus.EXECUTING
-            step.attempts = self.attempt
-            step.input_data = dict(self.input_data)
-            step.started_at = self.timestamp
-            step.deadline = self.deadline
-            step.next_attempt_at = None
-
-    class StepExecuted(Event):
-        """A step completed with an output (seed WorkflowStepExecutedEvent).
-
-        Version 2 added `instance` (the service instance that answered)."""
-
-        class_version: ClassVar[int] = 2
-        step_id: str
-        attempt: int
-        output: dict[str, Any]
-        execution_time_ms: int
-        instance: str | None
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["instance"] = None
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            step = wf.steps[self.step_id]
-            step.status = StepStatus.COMPLETED
-            step.output = dict(self.output)
-            step.duration_ms = self.execution_time_ms
-            step.completed_at = self.timestamp
-            step.deadline = None
-            step.last_error = None
-            step.applied_in_run = None  # its answer is recorded now
-            wf.executed_steps.append(self.step_id)
-
-    class StepFailed(Event):
-        """A step's attempt failed (seed WorkflowStepFailedEvent).
-
-        Version 2 added `instance` and `duration_ms` of the failed call."""
-
-        class_version: ClassVar[int] = 2
-        step_id: str
-        attempt: int
-        error: dict[str, Any]
-        instance: str | None
-        duration_ms: int | None
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["instance"] = None
-            state["duration_ms"] = None
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            step = wf.steps[self.step_id]
-            error = WorkflowError.from_dict(self.error)
-            step.status = StepStatus.FAILED
-            # A failure before the step could start uses up an attempt too, so it counts
-            # against the retry budget.
-            step.attempts = max(step.attempts, self.attempt)
-            step.last_error = error
-            step.deadline = None
-            wf.errors.append(error)
-            if error.code == OUTPUT_TOO_LARGE and step.applied_in_run is None:
-                # The service applied it; the first run's key is the one it stored under.
-                step.applied_in_run = wf.retry_count
-
-    class StepRetryScheduled(Event):
-        """A failed step will be tried again at `due_at` (a durable timer)."""
-
-        step_id: str
-        retry_number: int
-        delay_ms: int
-        due_at: datetime
-
-        def apply(self, aggregate: Any) -> None:
-            step = cast(Workflow, aggregate).steps[self.step_id]
-            step.status = StepStatus.PENDING
-            step.next_attempt_at = self.due_at
-
-    class Paused(Event):
-        """EXECUTING -> PAUSED: no new step starts until resumed."""
-
-        reason: str | None
-        actor: str = field(kw_only=True)
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.status = S.PAUSED
-            wf.paused_reason = self.reason
-
-    class Resumed(Event):
-        """PAUSED -> EXECUTING."""
-
-        actor: str = field(kw_only=True)
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.status = S.EXECUTING
-            wf.paused_reason = None
-
-    class Cancelled(Event):
-        """The workflow was cancelled; with `compensate`, completed steps are undone."""
-
-        reason: str | None
-        actor: str = field(kw_only=True)
-        compensate: bool
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.status = S.CANCELLED
-            wf.cancel_reason = self.reason
-            wf.cancel_compensate = self.compensate
-            wf.finished_at = self.timestamp
-
-    class Failed(Event):
-        """EXECUTING -> FAILED: a step failed for good (seed WorkflowFailedEvent)."""
-
-        step_id: str | None
-        error: dict[str, Any]
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.status = S.FAILED
-            error = WorkflowError.from_dict(self.error)
-            if not wf.errors or wf.errors[-1] != error:
-                wf.errors.append(error)
-
-    class CompensationStarted(Event):
-        """Compensation began; `step_ids` are undone in this (reverse completion) order."""
-
-        step_ids: list[str]
-        reason: str
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.status = S.COMPENSATING
-            wf.compensation_queue = list(self.step_ids)
-            wf.finished_at = None
-
-    class StepCompensationStarted(Event):
-        """The compensation call of a completed step began.
-
-        Version 2 added `instance`, as for StepStarted."""
-
-        class_version: ClassVar[int] = 2
-
-        step_id: str
-        attempt: int
-        operation: str
-        deadline: datetime
-        instance: str | None
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["instance"] = None
-
-        def apply(self, aggregate: Any) -> None:
-            step = cast(Workflow, aggregate).steps[self.step_id]
-            step.status = StepStatus.COMPENSATING
-            step.compensation_attempts = self.attempt
-            step.compensation_deadline = self.deadline
-            step.compensation_next_attempt_at = None
-
-    class StepCompensationFailed(Event):
-        """A compensation attempt failed; `retry_at` is set when it will be tried again."""
-
-        step_id: str
-        attempt: int
-        error: dict[str, Any]
-        retry_at: datetime | None
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            step = wf.steps[self.step_id]
-            error = WorkflowError.from_dict(self.error)
-            # The step is still done in the world: it stays COMPLETED (or applied without
-            # an answer: FAILED) until undone.
-            step.status = StepStatus.FAILED if step.applied_in_run is not None \
-                else StepStatus.COMPLETED
-            step.last_error = error
-            step.compensation_deadline = None
-            step.compensation_next_attempt_at = self.retry_at
-            wf.errors.append(error)
-
-    class StepCompensated(Event):
-        """A completed step was undone."""
-
-        step_id: str
-        output: dict[str, Any]
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            step = wf.steps[self.step_id]
-            step.status = StepStatus.COMPENSATED
-            step.compensation_output = dict(self.output)
-            step.applied_in_run = None  # undone: a later run calls it afresh
-            step.compensation_deadline = None
-            step.compensation_next_attempt_at = None
-            wf.compensated_steps.append(self.step_id)
-
-    class CompensationCompleted(Event):
-        """COMPENSATING -> COMPENSATED (seed WorkflowCompensationCompletedEvent)."""
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.status = S.COMPENSATED
-            wf.finished_at = self.timestamp
-
-    class CompensationFailed(Event):
-        """A compensation exhausted its retries: COMPENSATING -> COMPENSATION_FAILED."""
-
-        step_id: str
-        error: dict[str, Any]
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.status = S.COMPENSATION_FAILED
-
-    class CompensationRetried(Event):
-        """An operator retried a failed compensation: back to COMPENSATING."""
-
-        actor: str = field(kw_only=True)
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.status = S.COMPENSATING
-            for step_id in wf.compensation_queue:
-                step = wf.steps[step_id]
-                if step.status != StepStatus.COMPENSATED:
-                    step.compensation_attempts = 0
-                    step.compensation_next_attempt_at = None
-
-    class Completed(Event):
-        """EXECUTING -> COMPLETED: every step is done."""
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.status = S.COMPLETED
-            wf.finished_at = self.timestamp
-
-    class Retried(Event):
-        """An operator retried the workflow (seed WorkflowRetryEvent): steps not completed
-        start again from PENDING."""
-
-        retry_count: int
-        actor: str = field(kw_only=True)
-        reset_steps: list[str]
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.status = S.EXECUTING
-            wf.retry_count = self.retry_count
-            wf.finished_at = None
-            wf.cancel_reason = None
-            wf.cancel_compensate = False
-            wf.compensation_queue = []
-            for step_id in self.reset_steps:
-                step = wf.steps[step_id]
-                step.status = StepStatus.PENDING
-                step.attempts = 0
-                step.next_attempt_at = None
-                step.deadline = None
-                step.output = None
-                step.compensation_attempts = 0
-                step.compensation_next_attempt_at = None
-                step.compensation_deadline = None
-                if step_id in wf.executed_steps:
-                    wf.executed_steps.remove(step_id)
-                if step_id in wf.compensated_steps:
-                    wf.compensated_steps.remove(step_id)
-
-    class WavelessEnabled(Event):
-        """Waveless processing enabled (seed WavelessProcessingEnabledEvent)."""
-
-        batch_size: int
-        interval_ms: int
-
-        def apply(self, aggregate: Any) -> None:
-            cast(Workflow, aggregate).waveless = {
-                "batch_size": self.batch_size,
-                "interval_ms": self.interval_ms,
-            }
-
-    class ReleasedInBatch(Event):
-        """A waveless batch released this workflow for execution."""
-
-        batch_id: str
-        position_in_batch: int
-
-        def apply(self, aggregate: Any) -> None:
-            wf = cast(Workflow, aggregate)
-            wf.batch_id = self.batch_id
-            wf.waiting_reason = None
-
-    class WaitingReasonChanged(Event):
-        """Why a waiting (waveless) workflow is not released yet, when that changes."""
-
-        reason: str | None
-
-        def apply(self, aggregate: Any) -> None:
-            cast(Workflow, aggregate).waiting_reason = self.reason
-
-    class MarkedLate(Event):
-        """The workflow can no longer make its cut-off time."""
-
-        cut_off: datetime
-        expected_finish: datetime
-
-        def apply(self, aggregate: Any) -> None:
-            cast(Workflow, aggregate).late = True
+    class Event(events.WorkflowEvent):
+        """Base of every workflow event (domain.workflow.events.WorkflowEvent)."""
+
+    # The events, defined in domain.workflow.events. Named here, each becomes the library's
+    # subclass `Workflow.<Name>` of its class and of `Workflow.Event`: the one triggered and
+    # stored, under the topic `domain.workflow:Workflow.<Name>` it always had.
+    Created = events.Created
+    Started = events.Started
+    StepStarted = events.StepStarted
+    StepExecuted = events.StepExecuted
+    StepFailed = events.StepFailed
+    StepRetryScheduled = events.StepRetryScheduled
+    Paused = events.Paused
+    Resumed = events.Resumed
+    Cancelled = events.Cancelled
+    Failed = events.Failed
+    CompensationStarted = events.CompensationStarted
+    StepCompensationStarted = events.StepCompensationStarted
+    StepCompensationFailed = events.StepCompensationFailed
+    StepCompensated = events.StepCompensated
+    CompensationCompleted = events.CompensationCompleted
+    CompensationFailed = events.CompensationFailed
+    CompensationRetried = events.CompensationRetried
+    Completed = events.Completed
+    Retried = events.Retried
+    WavelessEnabled = events.WavelessEnabled
+    ReleasedInBatch = events.ReleasedInBatch
+    WaitingReasonChanged = events.WaitingReasonChanged
+    MarkedLate = events.MarkedLate
 
     class Snapshot(Aggregate.Snapshot):
         """A snapshot stores the workflow's state as plain JSON-able data."""
@@ -502,36 +125,39 @@ class Workflow(Aggregate):
 
     TOPIC_NAME: ClassVar[str] = "domain.workflow:Workflow"
 
-    # State, assigned by Created.apply; declared here for readers and type checkers.
-    definition_id: str
-    definition_version: int
-    name: str
-    workflow_type: WorkflowType
-    priority: WorkflowPriority
-    status: WorkflowStatus
-    steps: dict[str, StepExecution]
-    input: dict[str, Any]
-    triggered_by: str
-    correlation_id: str
-    max_retries: int
-    retry_count: int
-    driven_by: DrivenBy
-    timeout_ms: int
-    cut_off: datetime | None
-    executed_steps: list[str]
-    compensated_steps: list[str]
-    compensation_queue: list[str]
-    errors: list[WorkflowError]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    paused_reason: str | None
-    cancel_reason: str | None
-    cancel_compensate: bool
-    waveless: dict[str, int] | None
-    batch_id: str | None
-    late: bool
-    waiting_reason: str | None
+    # ------------------------------------------------------------------ state
+    # Each field once: its type, how a snapshot keeps it, and what a new workflow starts
+    # with (no `initial`: the Created event gives it). Created.apply and the snapshot codec
+    # go through these declarations (domain.workflow.state), so a field is one line here.
+    definition_id: str = state_field()
+    definition_version: int = state_field()
+    name: str = state_field()
+    workflow_type: WorkflowType = state_field(enum_codec(WorkflowType))
+    priority: WorkflowPriority = state_field(enum_codec(WorkflowPriority))
+    status: WorkflowStatus = state_field(enum_codec(WorkflowStatus), initial=S.PENDING)
+    steps: dict[str, StepExecution] = state_field(STEPS)
+    input: dict[str, Any] = state_field(DICT)
+    triggered_by: str = state_field()
+    correlation_id: str = state_field()
+    max_retries: int = state_field()
+    retry_count: int = state_field(initial=0)
+    driven_by: DrivenBy = state_field(enum_codec(DrivenBy))
+    timeout_ms: int = state_field()
+    cut_off: datetime | None = state_field(TIME)
+    executed_steps: list[str] = state_field(LIST, initial=[])
+    compensated_steps: list[str] = state_field(LIST, initial=[])
+    compensation_queue: list[str] = state_field(LIST, initial=[])
+    errors: list[WorkflowError] = state_field(ERRORS, initial=[])
+    created_at: datetime = state_field(TIME)
+    started_at: datetime | None = state_field(TIME, initial=None)
+    finished_at: datetime | None = state_field(TIME, initial=None)
+    paused_reason: str | None = state_field(initial=None)
+    cancel_reason: str | None = state_field(initial=None)
+    cancel_compensate: bool = state_field(initial=False)
+    waveless: dict[str, int] | None = state_field(initial=None)
+    batch_id: str | None = state_field(initial=None)
+    late: bool = state_field(initial=False)
+    waiting_reason: str | None = state_field(initial=None)
 
     def __init__(self) -> None:
         """State comes from Created.apply."""
@@ -725,7 +351,9 @@ class Workflow(Aggregate):
         """Records why a PENDING workflow still waits, only when the reason changes."""
         if self.status != S.PENDING or reason == self.waiting_reason:
             return False
-        self._trigger(self.WaitingReasonChanged, now, reason=reason)
+        # Recorded as plain text, as replay gives it back (a WaitingReason is a str).
+        self._trigger(self.WaitingReasonChanged, now,
+                      reason=None if reason is None else str(reason))
         return True
 
     def mark_late(self, now: datetime, expected_finish: datetime) -> None:
@@ -1077,93 +705,12 @@ class Workflow(Aggregate):
 
     def snapshot_state(self) -> dict[str, Any]:
         """The whole state as JSON-able data (used by Workflow.Snapshot)."""
-        return {
-            "definition_id": self.definition_id,
-            "definition_version": self.definition_version,
-            "name": self.name,
-            "workflow_type": self.workflow_type.value,
-            "priority": self.priority.value,
-            "status": self.status.value,
-            "steps": [s.to_dict() for s in self.steps.values()],
-            "input": self.input,
-            "triggered_by": self.triggered_by,
-            "correlation_id": self.correlation_id,
-            "max_retries": self.max_retries,
-            "retry_count": self.retry_count,
-            "driven_by": self.driven_by.value,
-            "timeout_ms": self.timeout_ms,
-            "cut_off": _iso(self.cut_off),
-            "executed_steps": list(self.executed_steps),
-            "compensated_steps": list(self.compensated_steps),
-            "compensation_queue": list(self.compensation_queue),
-            "errors": [e.to_dict() for e in self.errors],
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "modified_on": _iso(self.modified_on),
-            "paused_reason": self.paused_reason,
-            "cancel_reason": self.cancel_reason,
-            "cancel_compensate": self.cancel_compensate,
-            "waveless": self.waveless,
-            "batch_id": self.batch_id,
-            "late": self.late,
-            "waiting_reason": self.waiting_reason,
-        }
+        return encode_state(self)
 
     @classmethod
     def from_snapshot_state(cls, workflow_id: uuid.UUID, version: int,
                             state: Mapping[str, Any]) -> Workflow:
-        wf = object.__new__(cls)
-        created_at = _dt(state["created_at"])
-        wf.__base_init__(workflow_id, version, created_at)
-        wf.modified_on = _dt(state["modified_on"])
-        wf.definition_id = state["definition_id"]
-        wf.definition_version = state["definition_version"]
-        wf.name = state["name"]
-        wf.workflow_type = WorkflowType(state["workflow_type"])
-        wf.priority = WorkflowPriority(state["priority"])
-        wf.status = WorkflowStatus(state["status"])
-        wf.steps = {d["spec"]["step_id"]: StepExecution.from_dict(d) for d in state["steps"]}
-        wf.input = dict(state["input"])
-        wf.triggered_by = state["triggered_by"]
-        wf.correlation_id = state["correlation_id"]
-        wf.max_retries = state["max_retries"]
-        wf.retry_count = state["retry_count"]
-        wf.driven_by = DrivenBy(state["driven_by"])
-        wf.timeout_ms = state["timeout_ms"]
-        wf.cut_off = _dt(state["cut_off"])
-        wf.executed_steps = list(state["executed_steps"])
-        wf.compensated_steps = list(state["compensated_steps"])
-        wf.compensation_queue = list(state["compensation_queue"])
-        wf.errors = [WorkflowError.from_dict(e) for e in state["errors"]]
-        wf.created_at = created_at
-        wf.started_at = _dt(state["started_at"])
-        wf.finished_at = _dt(state["finished_at"])
-        wf.paused_reason = state["paused_reason"]
-        wf.cancel_reason = state["cancel_reason"]
-        wf.cancel_compensate = state["cancel_compensate"]
-        wf.waveless = state["waveless"]
-        wf.batch_id = state["batch_id"]
-        wf.late = state["late"]
-        wf.waiting_reason = state.get("waiting_reason")
-        return wf
-
-
-def current_step(status: WorkflowStatus | str,
-                 steps: Iterable[tuple[str, StepStatus | str]]) -> str | None:
-    """The step in flight, else the next one to run; None when every step is done, and
-    None once the workflow is finished (COMPLETED, COMPENSATED, CANCELLED): a step that
-    will never run is not current. The progress read model folds the same rule."""
-    if WorkflowStatus(status).is_terminal:
-        return None
-    pairs = [(step_id, StepStatus(step_status)) for step_id, step_status in steps]
-    for step_id, step_status in pairs:
-        if step_status in (StepStatus.EXECUTING, StepStatus.COMPENSATING):
-            return step_id
-    for step_id, step_status in pairs:
-        if step_status not in (StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.COMPENSATED):
-            return step_id
-    return None
+        return decode_state(cls, workflow_id, version, state)
 
 
 def _final_error(error: WorkflowError, retries_so_far: int, now: datetime) -> WorkflowError:
@@ -1186,11 +733,3 @@ def _specs(steps: Iterable[StepSpec | Mapping[str, Any]]) -> list[StepSpec]:
     from domain.definition import validate_steps
 
     return validate_steps(list(steps))
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _dt(value: Any) -> Any:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
