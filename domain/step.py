@@ -132,6 +132,8 @@ class StepExecution:
     # while its answer could not be recorded (OUTPUT_TOO_LARGE); None once an answer is
     # recorded or the effect is undone. See Workflow.applied_unrecorded.
     applied_in_run: int | None = None
+    # The service instance the attempt in flight was routed to (StepStarted's), if named.
+    instance: str | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> StepExecution:
         # The aggregate cache copies a workflow on every load: values of immutable types
@@ -173,6 +175,7 @@ class StepExecution:
             "compensation_next_attempt_at": _iso(self.compensation_next_attempt_at),
             "compensation_output": self.compensation_output,
             "applied_in_run": self.applied_in_run,
+            "instance": self.instance,
         }
 
     @classmethod
@@ -194,6 +197,7 @@ class StepExecution:
             compensation_next_attempt_at=_dt(data.get("compensation_next_attempt_at")),
             compensation_output=data.get("compensation_output"),
             applied_in_run=data.get("applied_in_run"),  # absent in older snapshots
+            instance=data.get("instance"),
         )
 
 

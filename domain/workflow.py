@@ -138,6 +138,7 @@ class Workflow(Aggregate):
             wf.batch_id = None
             wf.late = False
             wf.waiting_reason = None
+            wf.current_error = wf.saga_error = wf.last_failure = None
 
     class Started(Event):
         """The saga started: PENDING -> EXECUTING."""
@@ -175,6 +176,7 @@ class Workflow(Aggregate):
             step.started_at = self.timestamp
             step.deadline = self.deadline
             step.next_attempt_at = None
+            step.instance = self.instance
 
     class StepExecuted(Event):
         """A step completed with an output (seed WorkflowStepExecutedEvent).
@@ -203,6 +205,7 @@ class Workflow(Aggregate):
             step.last_error = None
             step.applied_in_run = None  # its answer is recorded now
             wf.executed_steps.append(self.step_id)
+            wf._resolved(self.step_id, None)  # a retry succeeded: the failure is history
 
     class StepFailed(Event):
         """A step's attempt failed (seed WorkflowStepFailedEvent).
@@ -232,6 +235,7 @@ class Workflow(Aggregate):
             step.last_error = error
             step.deadline = None
             wf.errors.append(error)
+            wf._failed(error)
             if error.code == OUTPUT_TOO_LARGE and step.applied_in_run is None:
                 # The service applied it; the first run's key is the one it stored under.
                 step.applied_in_run = wf.retry_count
@@ -280,6 +284,7 @@ class Workflow(Aggregate):
         def apply(self, aggregate: Any) -> None:
             wf = cast(Workflow, aggregate)
             wf.status = S.CANCELLED
+            wf.current_error = None  # an operator's decision, not an error
             wf.cancel_reason = self.reason
             wf.cancel_compensate = self.compensate
             wf.finished_at = self.timestamp
@@ -296,6 +301,8 @@ class Workflow(Aggregate):
             error = WorkflowError.from_dict(self.error)
             if not wf.errors or wf.errors[-1] != error:
                 wf.errors.append(error)
+            wf._failed(error)
+            wf.saga_error = error
 
     class CompensationStarted(Event):
         """Compensation began; `step_ids` are undone in this (reverse completion) order."""
@@ -353,6 +360,7 @@ class Workflow(Aggregate):
             step.compensation_deadline = None
             step.compensation_next_attempt_at = self.retry_at
             wf.errors.append(error)
+            wf._failed(error)
 
     class StepCompensated(Event):
         """A completed step was undone."""
@@ -369,6 +377,7 @@ class Workflow(Aggregate):
             step.compensation_deadline = None
             step.compensation_next_attempt_at = None
             wf.compensated_steps.append(self.step_id)
+            wf._resolved(self.step_id, wf.saga_error)
 
     class CompensationCompleted(Event):
         """COMPENSATING -> COMPENSATED (seed WorkflowCompensationCompletedEvent)."""
@@ -377,6 +386,7 @@ class Workflow(Aggregate):
             wf = cast(Workflow, aggregate)
             wf.status = S.COMPENSATED
             wf.finished_at = self.timestamp
+            wf.current_error = wf.saga_error  # why it was compensated (None: a cancel asked)
 
     class CompensationFailed(Event):
         """A compensation exhausted its retries: COMPENSATING -> COMPENSATION_FAILED."""
@@ -387,6 +397,7 @@ class Workflow(Aggregate):
         def apply(self, aggregate: Any) -> None:
             wf = cast(Workflow, aggregate)
             wf.status = S.COMPENSATION_FAILED
+            wf._failed(WorkflowError.from_dict(self.error))
 
     class CompensationRetried(Event):
         """An operator retried a failed compensation: back to COMPENSATING."""
@@ -409,6 +420,7 @@ class Workflow(Aggregate):
             wf = cast(Workflow, aggregate)
             wf.status = S.COMPLETED
             wf.finished_at = self.timestamp
+            wf.current_error = None
 
     class Retried(Event):
         """An operator retried the workflow (seed WorkflowRetryEvent): steps not completed
@@ -426,6 +438,7 @@ class Workflow(Aggregate):
             wf.cancel_reason = None
             wf.cancel_compensate = False
             wf.compensation_queue = []
+            wf.current_error = wf.saga_error = None  # a new run; last_failure keeps history
             for step_id in self.reset_steps:
                 step = wf.steps[step_id]
                 step.status = StepStatus.PENDING
@@ -532,6 +545,13 @@ class Workflow(Aggregate):
     batch_id: str | None
     late: bool
     waiting_reason: str | None
+    # The error that explains the present state (None when none does): a step's failure
+    # until that step succeeds, the saga's failure while it is compensated, a
+    # compensation's failure until it succeeds. `saga_error` is the error this run failed
+    # with; `last_failure` the latest error ever recorded (history).
+    current_error: WorkflowError | None
+    saga_error: WorkflowError | None
+    last_failure: WorkflowError | None
 
     def __init__(self) -> None:
         """State comes from Created.apply."""
@@ -1057,6 +1077,17 @@ class Workflow(Aggregate):
 
     # ------------------------------------------------------------------ helpers
 
+    def _failed(self, error: WorkflowError) -> None:
+        """An error was recorded: it is current, and the latest in the history."""
+        self.current_error = self.last_failure = error
+
+    def _resolved(self, step_id: str, fallback: WorkflowError | None) -> None:
+        """The step succeeded (or was undone): its error is no longer current, unless it is
+        the error the saga failed with."""
+        if self.current_error is not None and self.current_error.step_id == step_id \
+                and self.current_error != self.saga_error:
+            self.current_error = fallback
+
     def _check(self, action: str) -> None:
         if not transition_allowed(action, self.status):
             raise InvalidTransition(self.id, self.status, action.replace("_", " "))
@@ -1108,6 +1139,10 @@ class Workflow(Aggregate):
             "batch_id": self.batch_id,
             "late": self.late,
             "waiting_reason": self.waiting_reason,
+            **{name: error.to_dict() if error is not None else None
+               for name, error in (("current_error", self.current_error),
+                                   ("saga_error", self.saga_error),
+                                   ("last_failure", self.last_failure))},
         }
 
     @classmethod
@@ -1146,6 +1181,9 @@ class Workflow(Aggregate):
         wf.batch_id = state["batch_id"]
         wf.late = state["late"]
         wf.waiting_reason = state.get("waiting_reason")
+        for name in ("current_error", "saga_error", "last_failure"):  # absent before
+            error = state.get(name)
+            setattr(wf, name, WorkflowError.from_dict(error) if error else None)
         return wf
 
 
