@@ -310,6 +310,9 @@ class StepState(BaseModel):
         None, description="Set while the step's service applied a call whose answer could not "
                           "be recorded (OUTPUT_TOO_LARGE): the run whose key it was applied "
                           "under. Such a step is undone like a completed one.")
+    instance: str | None = Field(
+        None, description="The service instance the step's last attempt was routed to, "
+                          "when its start named one.")
 
 
 class WorkflowState(BaseModel):
@@ -350,6 +353,10 @@ class WorkflowState(BaseModel):
     batch_id: str | None
     late: bool
     waiting_reason: str | None = Field(None, description="Why a PENDING workflow waits.")
+    current_error: ErrorOut | None = Field(None, description=(
+        "The error that explains the present state (the progress row's last_error)."))
+    saga_error: ErrorOut | None = Field(None, description="The error this run failed with.")
+    last_failure: ErrorOut | None = Field(None, description="The latest error ever recorded.")
     progress_percent: float
     compensation_progress: float
     current_step: str | None
