@@ -64,8 +64,9 @@ class ReadModels:
 
     def projection(self, name: str) -> BatchProjection[Any]:
         """A projection writing to this view (for a runner or a rebuild)."""
-        view = self.view(name)
-        return _CLASSES[name][0](view=view)
+        projection = _CLASSES[name][0](view=self.view(name))
+        projection.use_event_store(self.app.events)
+        return projection
 
     def status(self, names: Sequence[str] = PROJECTION_NAMES) -> list[ProjectionStatus]:
         """Position, head, lag and state of each projection."""
