@@ -8,6 +8,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Self
 
+import orjson
+
 from domain.compensation import CompensationAction
 from domain.copying import copy_value, share
 from domain.enums import StepStatus
@@ -92,6 +94,28 @@ class StepSpec:
             retry_policy=RetryPolicy.from_value(data.get("retry_policy")),
             compensation=action,
         )
+
+
+_RECORDED_SPECS: dict[bytes, StepSpec] = {}
+_RECORDED_SPECS_MAX = 4096
+
+
+def recorded_spec(data: Mapping[str, Any]) -> StepSpec:
+    """`StepSpec.from_dict` of a step as a Created event recorded it, one object for every
+    workflow created with the same step (a StepSpec is immutable, so they can share it):
+    parsing and validating the specs was most of the cost of folding a Created event, which
+    the read models do for every workflow."""
+    try:
+        key = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # not plain JSON data: parsed each time
+        return StepSpec.from_dict(data)
+    spec = _RECORDED_SPECS.get(key)
+    if spec is None:
+        spec = StepSpec.from_dict(data)
+        if len(_RECORDED_SPECS) >= _RECORDED_SPECS_MAX:
+            _RECORDED_SPECS.clear()
+        _RECORDED_SPECS[key] = spec
+    return spec
 
 
 def _thaw(value: Any) -> Any:

@@ -33,7 +33,7 @@ from domain.exceptions import (
 )
 from domain.input_mapping import UnresolvedReference, resolve
 from domain.retry_policy import RetryPolicy
-from domain.step import StepExecution, StepResult, StepSpec
+from domain.step import StepExecution, StepResult, StepSpec, recorded_spec
 from domain.waveless import MIN_INTERVAL_MS, can_transition_to_waveless
 from domain.workflow_error import OUTPUT_TOO_LARGE, WorkflowError
 
@@ -114,7 +114,7 @@ class Workflow(Aggregate):
             wf.status = S.PENDING
             wf.steps = {}
             for spec_data in self.steps:
-                spec = StepSpec.from_dict(spec_data)
+                spec = recorded_spec(spec_data)
                 wf.steps[spec.step_id] = StepExecution(spec=spec)
             wf.input = dict(self.input)
             wf.triggered_by = self.triggered_by
