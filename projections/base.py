@@ -24,7 +24,8 @@ from eventsourcing.utils import get_topic, resolve_topic
 from psycopg.sql import SQL, Identifier
 
 from projections.aggregates import WorkflowCache
-from projections.view import BatchTransaction, GenerationalView
+from projections.batch import BatchTransaction
+from projections.generations import GenerationalView
 
 TView = TypeVar("TView", bound=GenerationalView[Any])
 Event = DomainEventProtocol[Any]

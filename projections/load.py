@@ -36,7 +36,8 @@ from domain.load_view import Contribution, in_flight, instance_in_flight, load_c
 from domain.system_load import RebalancingLog, SystemLoad
 from domain.workflow import Workflow
 from projections.base import BatchProjection, Event, build_indexes_now
-from projections.view import BatchTransaction, GenerationalView, GenerationTables, TableSpec
+from projections.batch import BatchTransaction
+from projections.generations import GenerationalView, GenerationTables, TableSpec
 
 DEFAULT_WINDOW_SECONDS = 300.0
 # Rows per batch above which COPY beats a pipelined INSERT (a rebuild's batches).

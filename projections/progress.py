@@ -30,15 +30,11 @@ from domain.progress import (
     progress_of,
 )
 from domain.workflow import Workflow
+from projections.async_reads import AsyncReadPool
 from projections.base import BatchProjection, Event
+from projections.batch import BatchTransaction
+from projections.generations import GenerationalView, GenerationTables, TableSpec
 from projections.pagination import Page, check_limit, decode_cursor, encode_cursor
-from projections.view import (
-    AsyncReadPool,
-    BatchTransaction,
-    GenerationalView,
-    GenerationTables,
-    TableSpec,
-)
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ from application.pool import BudgetedPostgresFactory
 from application.workflows import Workflows
 from projections.audit import AuditProjection, PostgresAuditView
 from projections.base import BatchProjection
+from projections.generations import GenerationalView
 from projections.load import LoadProjection, PostgresLoadView
 from projections.progress import PostgresProgressView, ProgressProjection
-from projections.view import GenerationalView, ProjectionStatus
+from projections.status import ProjectionStatus
 
 PROJECTION_NAMES = ("progress", "load", "audit")
 _CLASSES: Mapping[str, tuple[type[BatchProjection[Any]], type[GenerationalView[Any]]]] = {
