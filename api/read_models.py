@@ -15,11 +15,11 @@ from application import database
 from application.database import READ_MODELS_ENV_PREFIX, Database, parse_url
 from application.pool import until_available
 from application.workflows import Workflows
+from projections.async_reads import AsyncReadPool
 from projections.progress import PostgresProgressView
 from projections.read_models import PROJECTION_NAMES, ReadModels
 from projections.rebuild import RebuildInProgress, rebuild
 from projections.runner import ProjectorRunner
-from projections.view import AsyncReadPool
 
 if TYPE_CHECKING:
     from api.query_routing import QueryRouter, RoutedAsyncQueries

@@ -8,6 +8,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Self
 
+import orjson
+
 from domain.compensation import CompensationAction
 from domain.copying import copy_value, share
 from domain.enums import StepStatus
@@ -94,6 +96,28 @@ class StepSpec:
         )
 
 
+_RECORDED_SPECS: dict[bytes, StepSpec] = {}
+_RECORDED_SPECS_MAX = 4096
+
+
+def recorded_spec(data: Mapping[str, Any]) -> StepSpec:
+    """`StepSpec.from_dict` of a step as a Created event recorded it, one object for every
+    workflow created with the same step (a StepSpec is immutable, so they can share it):
+    parsing and validating the specs was most of the cost of folding a Created event, which
+    the read models do for every workflow."""
+    try:
+        key = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # not plain JSON data: parsed each time
+        return StepSpec.from_dict(data)
+    spec = _RECORDED_SPECS.get(key)
+    if spec is None:
+        spec = StepSpec.from_dict(data)
+        if len(_RECORDED_SPECS) >= _RECORDED_SPECS_MAX:
+            _RECORDED_SPECS.clear()
+        _RECORDED_SPECS[key] = spec
+    return spec
+
+
 def _thaw(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _thaw(v) for k, v in value.items()}
@@ -132,6 +156,8 @@ class StepExecution:
     # while its answer could not be recorded (OUTPUT_TOO_LARGE); None once an answer is
     # recorded or the effect is undone. See Workflow.applied_unrecorded.
     applied_in_run: int | None = None
+    # The service instance the attempt in flight was routed to (StepStarted's), if named.
+    instance: str | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> StepExecution:
         # The aggregate cache copies a workflow on every load: values of immutable types
@@ -173,6 +199,7 @@ class StepExecution:
             "compensation_next_attempt_at": _iso(self.compensation_next_attempt_at),
             "compensation_output": self.compensation_output,
             "applied_in_run": self.applied_in_run,
+            "instance": self.instance,
         }
 
     @classmethod
@@ -194,6 +221,7 @@ class StepExecution:
             compensation_next_attempt_at=_dt(data.get("compensation_next_attempt_at")),
             compensation_output=data.get("compensation_output"),
             applied_in_run=data.get("applied_in_run"),  # absent in older snapshots
+            instance=data.get("instance"),
         )
 
 

@@ -18,8 +18,9 @@ from psycopg.types.json import Jsonb
 from application.workflows import event_data
 from domain.workflow import Workflow
 from projections.base import BatchProjection, Event, build_indexes_now
+from projections.batch import BatchTransaction
+from projections.generations import GenerationalView, GenerationTables, TableSpec
 from projections.pagination import Page, check_limit, decode_cursor, encode_cursor
-from projections.view import BatchTransaction, GenerationalView, GenerationTables, TableSpec
 
 COLUMNS = ("position", "workflow_id", "version", "event_type", "timestamp", "actor",
            "correlation_id", "step_id", "data")

@@ -11,6 +11,7 @@ import orjson
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import (
+    EventStore,
     JSONTranscoder,
     Mapper,
     Notification,
@@ -22,7 +23,9 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic, resolve_topic
 from psycopg.sql import SQL, Identifier
 
-from projections.view import BatchTransaction, GenerationalView
+from projections.aggregates import WorkflowCache
+from projections.batch import BatchTransaction
+from projections.generations import GenerationalView
 
 TView = TypeVar("TView", bound=GenerationalView[Any])
 Event = DomainEventProtocol[Any]
@@ -49,10 +52,20 @@ class BatchProjection(Projection[TView]):
     """A projection whose rows and tracking position commit together, batch by batch.
 
     Subclasses `load` the rows a batch touches, `fold` each event into them in memory and
-    `save` the changed rows. Events the fold ignores still advance the position.
+    `save` the changed rows. Events the fold ignores still advance the position. Those
+    whose rows show a workflow fold its events into `workflows`, the aggregates at the
+    version last folded (reconstructed from `use_event_store`'s events when missing).
     """
 
     topics: tuple[str, ...] = ()  # every event: ignored ones must still move the position
+
+    def __init__(self, view: TView) -> None:
+        super().__init__(view=view)
+        self.workflows = WorkflowCache()
+
+    def use_event_store(self, events: EventStore[Any]) -> None:
+        """Where workflows the cache lacks are reconstructed from."""
+        self.workflows.events = events
 
     def process_event(self, domain_event: Event, tracking: Tracking) -> None:
         """The library's entry point (live): a batch of one."""
@@ -63,19 +76,24 @@ class BatchProjection(Projection[TView]):
         if not batch:
             return 0
         application_name = batch[0][1].application_name
-        with self.view.batch(application_name, generation) as tx:
-            todo = [item for item in batch if tx.is_new(item[1].notification_id)]
-            if todo:
-                state = self.load(tx, [event for event, _ in todo])
-                for event, tracking in todo:
-                    try:
-                        self.fold(state, event, tracking.notification_id)
-                    except Exception as e:
-                        raise UnhandledEvent(self.name, tracking.notification_id,
-                                             get_topic(type(event)), repr(e)) from e
-                self.save(tx, state)
-                tx.track(todo[-1][1].notification_id)
-            return len(todo)
+        try:
+            with self.view.batch(application_name, generation) as tx:
+                todo = [item for item in batch if tx.is_new(item[1].notification_id)]
+                if todo:
+                    state = self.load(tx, [event for event, _ in todo])
+                    for event, tracking in todo:
+                        try:
+                            self.fold(state, event, tracking.notification_id)
+                        except Exception as e:
+                            raise UnhandledEvent(self.name, tracking.notification_id,
+                                                 get_topic(type(event)), repr(e)) from e
+                    self.save(tx, state)
+                    tx.track(todo[-1][1].notification_id)
+                return len(todo)
+        except BaseException:
+            # Aggregates folded in a batch that did not commit are ahead of the read model.
+            self.workflows.clear()
+            raise
 
     @abstractmethod
     def load(self, tx: BatchTransaction[Any], events: Sequence[Event]) -> Any:

@@ -10,33 +10,34 @@ to another service). A failure recorded before any call was made (an input that 
 resolve) counts nowhere: it reached no instance. The SystemLoad streams (metrics, circuit
 changes) and the rebalancing decisions fill in the rows of the real instances.
 
-Counters are kept by difference: each workflow's step states live in a helper table, and an
-event changes the counters by what it changes in that workflow's contribution (its steps in
-flight, its next step waiting). Durations are kept per outcome for an hour of event time and
-summarised at query time over the window asked for.
+Counters are kept by difference: an event changes the counters by what it changes in its
+workflow's contribution (`domain.load_view.load_contribution` of the Workflow aggregate,
+before and after the event: its steps in flight, its next step waiting). Durations are
+kept per outcome for an hour of event time and summarised at query time over the window
+asked for.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
-import orjson
 from eventsourcing.dispatch import singledispatchmethod
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 
-from domain.enums import StepStatus, WorkflowStatus
 from domain.load import LoadMetrics
+from domain.load_view import Contribution, in_flight, instance_in_flight, load_contribution
 from domain.system_load import RebalancingLog, SystemLoad
 from domain.workflow import Workflow
 from projections.base import BatchProjection, Event, build_indexes_now
-from projections.view import BatchTransaction, GenerationalView, GenerationTables, TableSpec
+from projections.batch import BatchTransaction
+from projections.generations import GenerationalView, GenerationTables, TableSpec
 
 DEFAULT_WINDOW_SECONDS = 300.0
 # Rows per batch above which COPY beats a pipelined INSERT (a rebuild's batches).
@@ -46,12 +47,6 @@ Key = tuple[str, str]  # (service, instance)
 _COUNTERS = ("in_flight", "queued", "completed", "failed")
 _FACTS = ("load_score", "circuit_state", "target_share", "metrics", "metrics_at",
           "rebalanced_at")
-_FINISHED = (StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.COMPENSATED)
-# The same statuses as the plain strings the rows hold, for set lookups in the fold.
-_IN_FLIGHT = frozenset((StepStatus.EXECUTING.value, StepStatus.COMPENSATING.value))
-_NOT_WAITING = frozenset(status.value for status in _FINISHED)
-_RUNNABLE = frozenset((WorkflowStatus.PENDING.value, WorkflowStatus.EXECUTING.value))
-Contribution = dict[tuple[str, str, str], int]  # (service, instance, counter) -> count
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,52 +82,8 @@ class LoadView(ABC):
 
 
 @dataclass(slots=True)
-class _Flow:
-    """What the load model remembers of one workflow: its steps' services and states."""
-
-    status: str
-    steps: list[dict[str, Any]]
-    compensation_queue: list[str] | None
-
-    def step(self, step_id: str) -> dict[str, Any]:
-        return next(s for s in self.steps if s["step_id"] == step_id)
-
-    def set_step(self, step_id: str, status: StepStatus, started_at: datetime | None = None,
-                 instance: str | None = None) -> dict[str, Any]:
-        step = self.step(step_id)
-        step["status"] = status.value
-        step["started_at"] = started_at.isoformat() if started_at else None
-        step["instance"] = instance  # where the call in flight went, when the start says
-        return step
-
-    def contribution(self) -> Contribution:
-        """(service, instance, counter) -> count: steps in flight, on the instance their
-        start names (else on the service's own row), and the next step waiting to run (not
-        bound to an instance yet: on the service's row)."""
-        counts: Contribution = {}
-        for step in self.steps:
-            if step["status"] in _IN_FLIGHT:
-                key = (step["service"], step.get("instance") or step["service"], "in_flight")
-                counts[key] = counts.get(key, 0) + 1
-        if counts:
-            return counts
-        if self.status in _RUNNABLE:
-            waiting = next((s for s in self.steps if s["status"] not in _NOT_WAITING), None)
-            if waiting is not None and waiting["status"] == StepStatus.PENDING:
-                counts[(waiting["service"], waiting["service"], "queued")] = 1
-        elif self.status == WorkflowStatus.COMPENSATING and self.compensation_queue:
-            undo = next((self.step(s) for s in self.compensation_queue
-                         if self.step(s)["status"] == StepStatus.COMPLETED), None)
-            if undo is not None:
-                counts[(undo["service"], undo["service"], "queued")] = 1
-        return counts
-
-
-@dataclass(slots=True)
 class _Batch:
-    flows: dict[UUID, _Flow]
     instances: dict[UUID, Key]
-    changed_flows: set[UUID] = field(default_factory=set)
     new_instances: dict[UUID, Key] = field(default_factory=dict)
     counters: dict[Key, Counter[str]] = field(default_factory=dict)
     facts: dict[Key, dict[str, Any]] = field(default_factory=dict)
@@ -156,8 +107,6 @@ class _Batch:
 
 @dataclass(frozen=True, slots=True)
 class _LoadSQL:
-    select_flows: Composed
-    upsert_flows: Composed
     select_instances: Composed
     insert_instances: Composed
     upsert_rows: Composed
@@ -179,10 +128,6 @@ class PostgresLoadView(GenerationalView[_LoadSQL], LoadView):
             " target_share double precision, metrics jsonb, metrics_at timestamptz,"
             " rebalanced_at timestamptz, updated_at timestamptz NOT NULL,"
             " position bigint NOT NULL, PRIMARY KEY (service, instance)"
-        )),
-        TableSpec("_workflows", SQL(
-            "workflow_id uuid PRIMARY KEY, status text NOT NULL, steps jsonb NOT NULL,"
-            " compensation_queue text[]"
         )),
         TableSpec("_instances", SQL(
             "aggregate_id uuid PRIMARY KEY, service text NOT NULL, instance text NOT NULL"
@@ -219,13 +164,6 @@ class PostgresLoadView(GenerationalView[_LoadSQL], LoadView):
                  for c in _FACTS]
         columns = ("service", "instance", *_COUNTERS, *_FACTS, "updated_at", "position")
         return _LoadSQL(
-            select_flows=SQL("SELECT workflow_id, status, steps, compensation_queue FROM {}"
-                             " WHERE workflow_id = ANY(%s)").format(tables["_workflows"]),
-            upsert_flows=SQL(
-                "INSERT INTO {} (workflow_id, status, steps, compensation_queue)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (workflow_id) DO UPDATE SET"
-                " status = EXCLUDED.status, steps = EXCLUDED.steps,"
-                " compensation_queue = EXCLUDED.compensation_queue").format(tables["_workflows"]),
             select_instances=SQL("SELECT aggregate_id, service, instance FROM {}"
                                  " WHERE aggregate_id = ANY(%s)").format(tables["_instances"]),
             insert_instances=SQL("INSERT INTO {} (aggregate_id, service, instance)"
@@ -275,14 +213,7 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
     name = "load"
 
     def load(self, tx: BatchTransaction[Any], events: Sequence[Event]) -> _Batch:
-        created = {e.originator_id for e in events if isinstance(e, Workflow.Created)}
-        flow_ids = sorted({cast(UUID, e.originator_id) for e in events
-                           if isinstance(e, Workflow.Event)} - created)
-        flows: dict[UUID, _Flow] = {}
-        if flow_ids:
-            tx.cursor.execute(tx.sql.select_flows, (flow_ids,), prepare=True)
-            flows = {r["workflow_id"]: _Flow(r["status"], r["steps"], r["compensation_queue"])
-                     for r in tx.cursor.fetchall()}
+        self.workflows.prepare(events)
         instance_ids = sorted({cast(UUID, e.originator_id) for e in events
                                if isinstance(e, SystemLoad.CircuitStateChanged
                                              | SystemLoad.MetricsReported)})
@@ -291,41 +222,29 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
             tx.cursor.execute(tx.sql.select_instances, (instance_ids,), prepare=True)
             instances = {r["aggregate_id"]: (r["service"], r["instance"])
                          for r in tx.cursor.fetchall()}
-        return _Batch(flows, instances)
+        return _Batch(instances)
 
     def fold(self, state: _Batch, event: Event, position: int) -> None:
-        if isinstance(event, Workflow.Event):
-            if isinstance(event, Workflow.Created):
-                before: Contribution = {}
-                flow = state.flows[event.originator_id] = _Flow(
-                    WorkflowStatus.PENDING.value,
-                    [{"step_id": s["step_id"], "service": s.get("service", ""),
-                      "status": StepStatus.PENDING.value, "started_at": None}
-                     for s in event.steps], None)
-            else:
-                flow = state.flows[event.originator_id]
-                before = flow.contribution()
-                _workflow_handler(type(event))(self, event, flow, state, position)
-            after = flow.contribution()
-            if after != before:
-                at = event.timestamp
-                for key, count in after.items():
-                    if count != before.get(key, 0):
-                        state.count(key[:2], key[2], count - before.get(key, 0), at, position)
-                for key, count in before.items():
-                    if key not in after:
-                        state.count(key[:2], key[2], -count, at, position)
-            state.changed_flows.add(event.originator_id)
-            state.latest = max(state.latest or event.timestamp, event.timestamp)
-        else:
+        if not isinstance(event, Workflow.Event):
             self._apply_other(event, state, position)
+            return
+        before: Contribution = {} if isinstance(event, Workflow.Created) \
+            else load_contribution(self.workflows.get(event.originator_id))
+        if isinstance(event, Workflow.StepExecuted | Workflow.StepFailed):
+            self._outcome(event, state, position)  # of the step's state before the event
+        after = load_contribution(self.workflows.fold(event))
+        if after != before:
+            at = event.timestamp
+            for key, count in after.items():
+                if count != before.get(key, 0):
+                    state.count(key[:2], key[2], count - before.get(key, 0), at, position)
+            for key, count in before.items():
+                if key not in after:
+                    state.count(key[:2], key[2], -count, at, position)
+        state.latest = max(state.latest or event.timestamp, event.timestamp)
 
     def save(self, tx: BatchTransaction[Any], state: _Batch) -> None:
         cursor = tx.cursor
-        if state.changed_flows:
-            cursor.executemany(tx.sql.upsert_flows, [
-                (i, state.flows[i].status, Jsonb(state.flows[i].steps, _steps_json),
-                 state.flows[i].compensation_queue) for i in sorted(state.changed_flows)])
         if state.new_instances:
             cursor.executemany(tx.sql.insert_instances,
                                [(i, *key) for i, key in state.new_instances.items()])
@@ -347,98 +266,35 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
         if state.latest is not None:
             cursor.execute(tx.sql.prune_outcomes, (state.latest - OUTCOME_RETENTION,),
                            prepare=True)
+        self.workflows.trim()
 
     # ------------------------------------------------------------------ workflow events
 
-    @singledispatchmethod
-    def _apply(self, event: Workflow.Event, flow: _Flow, state: _Batch, position: int) -> None:
-        """An event that changes no step or workflow state the load model keeps."""
-
-    @_apply.register(Workflow.Started)
-    @_apply.register(Workflow.Resumed)
-    @_apply.register(Workflow.Retried)
-    def _(self, event: Workflow.Event, flow: _Flow, state: _Batch, position: int) -> None:
-        flow.status = WorkflowStatus.EXECUTING.value
-        if isinstance(event, Workflow.Retried):
-            flow.compensation_queue = None
-            for step_id in event.reset_steps:
-                flow.set_step(step_id, StepStatus.PENDING)
-
-    @_apply.register(Workflow.StepStarted)
-    def _(self, event: Workflow.StepStarted, flow: _Flow, state: _Batch,
-          position: int) -> None:
-        flow.set_step(event.step_id, StepStatus.EXECUTING, event.timestamp, event.instance)
-
-    @_apply.register(Workflow.StepExecuted)
-    def _(self, event: Workflow.StepExecuted, flow: _Flow, state: _Batch,
-          position: int) -> None:
-        service = flow.set_step(event.step_id, StepStatus.COMPLETED)["service"]
-        key = (service, event.instance or service)
-        state.count(key, "completed", 1, event.timestamp, position)
-        state.outcomes.append((position, *key, event.timestamp,
-                               float(event.execution_time_ms), True))
-
-    @_apply.register(Workflow.StepFailed)
-    def _(self, event: Workflow.StepFailed, flow: _Flow, state: _Batch,
-          position: int) -> None:
-        step = flow.step(event.step_id)
-        started, was_in_flight = step["started_at"], step["status"] in _IN_FLIGHT
-        # Read before set_step clears it: an engine deadline or a fail() of a running step
-        # names no instance, yet the call went to the one the start named.
-        started_on = step.get("instance")
-        service = flow.set_step(event.step_id, StepStatus.FAILED)["service"]
+    def _outcome(self, event: Workflow.StepExecuted | Workflow.StepFailed, state: _Batch,
+                 position: int) -> None:
+        """A step's completion or failure counts for the instance that answered (the event
+        names it), else the one its start named, else the service's own row."""
+        step = self.workflows.get(event.originator_id).steps[event.step_id]
+        service = step.spec.service
+        if isinstance(event, Workflow.StepExecuted):
+            key = (service, event.instance or service)
+            state.count(key, "completed", 1, event.timestamp, position)
+            state.outcomes.append((position, *key, event.timestamp,
+                                   float(event.execution_time_ms), True))
+            return
+        was_in_flight = in_flight(step)
         if not was_in_flight and event.instance is None:
             # Failed before any call was made (its input did not resolve): no instance saw
             # it, so it is no instance's outcome (it would show as a failing instance).
             return
         duration: float | None = event.duration_ms
-        if duration is None and started:
-            duration = (event.timestamp - datetime.fromisoformat(started)).total_seconds() * 1000
-        key = (service, event.instance or started_on or service)
+        if duration is None and was_in_flight and step.started_at is not None:
+            duration = (event.timestamp - step.started_at).total_seconds() * 1000
+        # An engine deadline or a fail() of a running step names no instance, yet the call
+        # went to the one the start named.
+        key = (service, event.instance or instance_in_flight(step) or service)
         state.count(key, "failed", 1, event.timestamp, position)
         state.outcomes.append((position, *key, event.timestamp, duration, False))
-
-    @_apply.register(Workflow.StepRetryScheduled)
-    def _(self, event: Workflow.StepRetryScheduled, flow: _Flow, state: _Batch,
-          position: int) -> None:
-        flow.set_step(event.step_id, StepStatus.PENDING)
-
-    @_apply.register(Workflow.StepCompensationStarted)
-    def _(self, event: Workflow.StepCompensationStarted, flow: _Flow, state: _Batch,
-          position: int) -> None:
-        # Counted on the step's service row: the undo may go to another service, whose
-        # instance would not belong on this service's rows.
-        flow.set_step(event.step_id, StepStatus.COMPENSATING, event.timestamp)
-
-    @_apply.register(Workflow.StepCompensationFailed)
-    def _(self, event: Workflow.StepCompensationFailed, flow: _Flow, state: _Batch,
-          position: int) -> None:
-        flow.set_step(event.step_id, StepStatus.COMPLETED)
-
-    @_apply.register(Workflow.StepCompensated)
-    def _(self, event: Workflow.StepCompensated, flow: _Flow, state: _Batch,
-          position: int) -> None:
-        flow.set_step(event.step_id, StepStatus.COMPENSATED)
-
-    @_apply.register(Workflow.CompensationStarted)
-    def _(self, event: Workflow.CompensationStarted, flow: _Flow, state: _Batch,
-          position: int) -> None:
-        flow.status = WorkflowStatus.COMPENSATING.value
-        flow.compensation_queue = list(event.step_ids)
-
-    @_apply.register(Workflow.CompensationRetried)
-    def _(self, event: Workflow.CompensationRetried, flow: _Flow, state: _Batch,
-          position: int) -> None:
-        flow.status = WorkflowStatus.COMPENSATING.value
-
-    @_apply.register(Workflow.Paused)
-    @_apply.register(Workflow.Cancelled)
-    @_apply.register(Workflow.Failed)
-    @_apply.register(Workflow.Completed)
-    @_apply.register(Workflow.CompensationCompleted)
-    @_apply.register(Workflow.CompensationFailed)
-    def _(self, event: Workflow.Event, flow: _Flow, state: _Batch, position: int) -> None:
-        flow.status = _STATUS_AFTER[type(event)].value
 
     # ------------------------------------------------------------------ instance events
 
@@ -476,34 +332,3 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
         for instance, share in sorted(event.target_shares.items()):
             state.set_facts((event.service_name, instance), event.timestamp, position,
                             target_share=float(share), rebalanced_at=event.timestamp)
-
-
-def _steps_json(steps: list[dict[str, Any]]) -> bytes:
-    """A flow's steps as JSON (str keys; str, int and None values): orjson writes them as
-    json.dumps would, several times faster."""
-    return orjson.dumps(steps)
-
-
-_WORKFLOW_HANDLERS: dict[type, Callable[..., None]] = {}
-
-
-def _workflow_handler(event_type: type) -> Callable[..., None]:
-    """`LoadProjection._apply`'s implementation for this event type, looked up once per type:
-    calling the singledispatchmethod builds a bound wrapper on every call (a tenth of the
-    fold's time in a rebuild)."""
-    handler = _WORKFLOW_HANDLERS.get(event_type)
-    if handler is None:
-        method = LoadProjection.__dict__["_apply"]
-        LoadProjection._apply  # noqa: B018 - the library's descriptor registers deferred types
-        handler = _WORKFLOW_HANDLERS[event_type] = method.dispatcher.dispatch(event_type)
-    return handler
-
-
-_STATUS_AFTER: Mapping[type, WorkflowStatus] = {
-    Workflow.Paused: WorkflowStatus.PAUSED,
-    Workflow.Cancelled: WorkflowStatus.CANCELLED,
-    Workflow.Failed: WorkflowStatus.FAILED,
-    Workflow.Completed: WorkflowStatus.COMPLETED,
-    Workflow.CompensationCompleted: WorkflowStatus.COMPENSATED,
-    Workflow.CompensationFailed: WorkflowStatus.COMPENSATION_FAILED,
-}

@@ -13,9 +13,10 @@ from application.pool import BudgetedPostgresFactory
 from application.workflows import Workflows
 from projections.audit import AuditProjection, PostgresAuditView
 from projections.base import BatchProjection
+from projections.generations import GenerationalView
 from projections.load import LoadProjection, PostgresLoadView
 from projections.progress import PostgresProgressView, ProgressProjection
-from projections.view import GenerationalView, ProjectionStatus
+from projections.status import ProjectionStatus
 
 PROJECTION_NAMES = ("progress", "load", "audit")
 _CLASSES: Mapping[str, tuple[type[BatchProjection[Any]], type[GenerationalView[Any]]]] = {
@@ -64,8 +65,9 @@ class ReadModels:
 
     def projection(self, name: str) -> BatchProjection[Any]:
         """A projection writing to this view (for a runner or a rebuild)."""
-        view = self.view(name)
-        return _CLASSES[name][0](view=view)
+        projection = _CLASSES[name][0](view=self.view(name))
+        projection.use_event_store(self.app.events)
+        return projection
 
     def status(self, names: Sequence[str] = PROJECTION_NAMES) -> list[ProjectionStatus]:
         """Position, head, lag and state of each projection."""

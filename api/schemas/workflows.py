@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from api.schemas.common import INT32, Identifier, JsonObject, Name, ShortText, Text
 from api.schemas.definitions import CompensationOut, StepIn, StepOut
 from api.timeutil import Time
+from domain import progress
 from domain.enums import (
     DrivenBy,
     ErrorType,
@@ -205,63 +207,47 @@ class StepProgress(BaseModel):
     attempts: int
 
 
-class Progress(BaseModel):
-    """A workflow's progress row (read model)."""
+_PROGRESS_EXAMPLE = {
+    "id": "2b1f6c1e-8f1a-4c55-9a51-7b0c3e1f9a10", "name": "order-fulfillment",
+    "definition": "order-fulfillment", "definition_version": 1,
+    "type": "ORDER_FULFILLMENT", "priority": "HIGH", "status": "EXECUTING",
+    "current_step": "pick-items", "steps_done": 2, "steps_total": 4,
+    "progress_percent": 50.0, "attempts": 3, "retries": 0, "retry_count": 0,
+    "last_error": None, "last_failure": None, "compensation_progress": None,
+    "correlation_id": "ord-ORD-12345",
+    "triggered_by": "oms", "driven_by": "engine", "waiting_reason": None,
+    "batch_id": None, "late": False, "waveless": False,
+    "steps": [{"step_id": "reserve-inventory", "name": "Reserve Inventory",
+               "service": "inventory-service", "status": "COMPLETED", "attempts": 1}],
+    "created_at": "2026-11-25T20:40:00Z", "started_at": "2026-11-25T20:40:00Z",
+    "updated_at": "2026-11-25T20:40:01Z", "finished_at": None, "version": 7,
+    "position": 63}
+# The HTTP types of the progress row's Python types (the rest are the same).
+_PROGRESS_TYPES: dict[str, Any] = {
+    "Mapping[str, Any] | None": dict[str, Any] | None,
+    "tuple[StepProgress, ...]": list[StepProgress],
+}
 
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
-        "id": "2b1f6c1e-8f1a-4c55-9a51-7b0c3e1f9a10", "name": "order-fulfillment",
-        "definition": "order-fulfillment", "definition_version": 1,
-        "type": "ORDER_FULFILLMENT", "priority": "HIGH", "status": "EXECUTING",
-        "current_step": "pick-items", "steps_done": 2, "steps_total": 4,
-        "progress_percent": 50.0, "attempts": 3, "retries": 0, "retry_count": 0,
-        "last_error": None, "last_failure": None, "compensation_progress": None,
-        "correlation_id": "ord-ORD-12345",
-        "triggered_by": "oms", "driven_by": "engine", "waiting_reason": None,
-        "batch_id": None, "late": False, "waveless": False,
-        "steps": [{"step_id": "reserve-inventory", "name": "Reserve Inventory",
-                   "service": "inventory-service", "status": "COMPLETED", "attempts": 1}],
-        "created_at": "2026-11-25T20:40:00Z", "started_at": "2026-11-25T20:40:00Z",
-        "updated_at": "2026-11-25T20:40:01Z", "finished_at": None, "version": 7,
-        "position": 63}]})
 
-    id: UUID
-    name: str
-    definition: str
-    definition_version: int
-    type: str
-    priority: str
-    status: str
-    current_step: str | None = Field(description=(
-        "The step in flight, else the next to run; null when every step is done or the "
-        "workflow is finished (COMPLETED, COMPENSATED, CANCELLED)."))
-    steps_done: int
-    steps_total: int
-    progress_percent: float
-    attempts: int = Field(description="Step attempts so far, all steps together.")
-    retries: int = Field(description="Step retries so far (attempts after the first).")
-    retry_count: int = Field(description="Times the workflow itself was retried.")
-    last_error: dict[str, Any] | None = Field(description=(
-        "The error that explains the present state, null when none does: a step's failure "
-        "until that step succeeds, the saga's failure while it is compensated, a "
-        "compensation's failure until it succeeds; null once COMPLETED, CANCELLED or retried."))
-    last_failure: dict[str, Any] | None = Field(None, description=(
-        "History: the most recent error ever recorded, whatever happened since (a workflow "
-        "that completed after a retry keeps the failure it recovered from here)."))
-    compensation_progress: float | None
-    correlation_id: str
-    triggered_by: str
-    driven_by: str
-    waiting_reason: str | None = Field(description="Why a PENDING workflow waits, if it does.")
-    batch_id: str | None
-    late: bool
-    waveless: bool
-    steps: list[StepProgress]
-    created_at: datetime
-    started_at: datetime | None
-    updated_at: datetime
-    finished_at: datetime | None
-    version: int = Field(description="Events of the workflow applied to this row.")
-    position: int = Field(description="Global position of the last event applied.")
+def _progress_model() -> type[BaseModel]:
+    """`Progress`: the fields of domain.progress.ProgressRow marked for the API, in their
+    order, with their descriptions; a column added after the first release is optional."""
+    hints = get_type_hints(progress.ProgressRow)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(progress.ProgressRow):
+        if not f.metadata["api"]:
+            continue
+        kind = _PROGRESS_TYPES.get(str(f.type), hints[f.name])
+        default = None if f.metadata["added"] else ...
+        fields[f.name] = (kind, Field(default, description=f.metadata["description"]))
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        "Progress", __doc__="A workflow's progress row (read model).",
+        __config__=ConfigDict(from_attributes=True,
+                              json_schema_extra={"examples": [_PROGRESS_EXAMPLE]}),
+        **fields)
+
+
+Progress = _progress_model()
 
 
 # ---------------------------------------------------------------------------- replay
@@ -310,6 +296,9 @@ class StepState(BaseModel):
         None, description="Set while the step's service applied a call whose answer could not "
                           "be recorded (OUTPUT_TOO_LARGE): the run whose key it was applied "
                           "under. Such a step is undone like a completed one.")
+    instance: str | None = Field(
+        None, description="The service instance the step's last attempt was routed to, "
+                          "when its start named one.")
 
 
 class WorkflowState(BaseModel):
@@ -350,6 +339,10 @@ class WorkflowState(BaseModel):
     batch_id: str | None
     late: bool
     waiting_reason: str | None = Field(None, description="Why a PENDING workflow waits.")
+    current_error: ErrorOut | None = Field(None, description=(
+        "The error that explains the present state (the progress row's last_error)."))
+    saga_error: ErrorOut | None = Field(None, description="The error this run failed with.")
+    last_failure: ErrorOut | None = Field(None, description="The latest error ever recorded.")
     progress_percent: float
     compensation_progress: float
     current_step: str | None

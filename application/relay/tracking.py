@@ -18,7 +18,7 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
 from projections.locks import LockRole, lock_key
-from projections.view import oldest_wait_seconds
+from projections.status import oldest_wait_seconds
 
 NAME = "relay"
 

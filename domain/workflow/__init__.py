@@ -42,6 +42,7 @@ from domain.waveless import MIN_INTERVAL_MS, can_transition_to_waveless
 from domain.workflow import events
 from domain.workflow.state import (
     DICT,
+    ERROR,
     ERRORS,
     LIST,
     STEPS,
@@ -158,6 +159,13 @@ class Workflow(Aggregate):
     batch_id: str | None = state_field(initial=None)
     late: bool = state_field(initial=False)
     waiting_reason: str | None = state_field(initial=None)
+    # The error that explains the present state (None when none does): a step's failure
+    # until that step succeeds, the saga's failure while it is compensated, a
+    # compensation's failure until it succeeds. `saga_error` is the error this run failed
+    # with; `last_failure` the latest error ever recorded (history).
+    current_error: WorkflowError | None = state_field(ERROR, initial=None)
+    saga_error: WorkflowError | None = state_field(ERROR, initial=None)
+    last_failure: WorkflowError | None = state_field(ERROR, initial=None)
 
     def __init__(self) -> None:
         """State comes from Created.apply."""
@@ -684,6 +692,17 @@ class Workflow(Aggregate):
                 if self.steps[s].status != StepStatus.COMPENSATED]
 
     # ------------------------------------------------------------------ helpers
+
+    def _failed(self, error: WorkflowError) -> None:
+        """An error was recorded: it is current, and the latest in the history."""
+        self.current_error = self.last_failure = error
+
+    def _resolved(self, step_id: str, fallback: WorkflowError | None) -> None:
+        """The step succeeded (or was undone): its error is no longer current, unless it is
+        the error the saga failed with."""
+        if self.current_error is not None and self.current_error.step_id == step_id \
+                and self.current_error != self.saga_error:
+            self.current_error = fallback
 
     def _check(self, action: str) -> None:
         if not transition_allowed(action, self.status):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from eventsourcing.domain import Aggregate
 
 from domain.enums import DrivenBy, StepStatus, WorkflowPriority, WorkflowStatus, WorkflowType
-from domain.step import StepExecution, StepSpec
+from domain.step import StepExecution, recorded_spec
 from domain.workflow.state import start_state
 from domain.workflow_error import OUTPUT_TOO_LARGE, WorkflowError
 
@@ -54,7 +54,7 @@ class Created(WorkflowEvent, Aggregate.Created):
     cut_off: str | None
 
     def apply(self, aggregate: Any) -> None:
-        specs = [StepSpec.from_dict(spec_data) for spec_data in self.steps]
+        specs = [recorded_spec(spec_data) for spec_data in self.steps]
         # What the event gives; every other field starts at its declared initial value.
         start_state(aggregate, {
             "definition_id": self.definition_id,
@@ -110,6 +110,7 @@ class StepStarted(WorkflowEvent):
         step.started_at = self.timestamp
         step.deadline = self.deadline
         step.next_attempt_at = None
+        step.instance = self.instance
 
 class StepExecuted(WorkflowEvent):
     """A step completed with an output (seed WorkflowStepExecutedEvent).
@@ -138,6 +139,7 @@ class StepExecuted(WorkflowEvent):
         step.last_error = None
         step.applied_in_run = None  # its answer is recorded now
         wf.executed_steps.append(self.step_id)
+        wf._resolved(self.step_id, None)  # a retry succeeded: the failure is history
 
 class StepFailed(WorkflowEvent):
     """A step's attempt failed (seed WorkflowStepFailedEvent).
@@ -167,6 +169,7 @@ class StepFailed(WorkflowEvent):
         step.last_error = error
         step.deadline = None
         wf.errors.append(error)
+        wf._failed(error)
         if error.code == OUTPUT_TOO_LARGE and step.applied_in_run is None:
             # The service applied it; the first run's key is the one it stored under.
             step.applied_in_run = wf.retry_count
@@ -215,6 +218,7 @@ class Cancelled(WorkflowEvent):
     def apply(self, aggregate: Any) -> None:
         wf = cast("Workflow", aggregate)
         wf.status = S.CANCELLED
+        wf.current_error = None  # an operator's decision, not an error
         wf.cancel_reason = self.reason
         wf.cancel_compensate = self.compensate
         wf.finished_at = self.timestamp
@@ -231,6 +235,8 @@ class Failed(WorkflowEvent):
         error = WorkflowError.from_dict(self.error)
         if not wf.errors or wf.errors[-1] != error:
             wf.errors.append(error)
+        wf._failed(error)
+        wf.saga_error = error
 
 class CompensationStarted(WorkflowEvent):
     """Compensation began; `step_ids` are undone in this (reverse completion) order."""
@@ -288,6 +294,7 @@ class StepCompensationFailed(WorkflowEvent):
         step.compensation_deadline = None
         step.compensation_next_attempt_at = self.retry_at
         wf.errors.append(error)
+        wf._failed(error)
 
 class StepCompensated(WorkflowEvent):
     """A completed step was undone."""
@@ -304,6 +311,7 @@ class StepCompensated(WorkflowEvent):
         step.compensation_deadline = None
         step.compensation_next_attempt_at = None
         wf.compensated_steps.append(self.step_id)
+        wf._resolved(self.step_id, wf.saga_error)
 
 class CompensationCompleted(WorkflowEvent):
     """COMPENSATING -> COMPENSATED (seed WorkflowCompensationCompletedEvent)."""
@@ -312,6 +320,7 @@ class CompensationCompleted(WorkflowEvent):
         wf = cast("Workflow", aggregate)
         wf.status = S.COMPENSATED
         wf.finished_at = self.timestamp
+        wf.current_error = wf.saga_error  # why it was compensated (None: a cancel asked)
 
 class CompensationFailed(WorkflowEvent):
     """A compensation exhausted its retries: COMPENSATING -> COMPENSATION_FAILED."""
@@ -322,6 +331,7 @@ class CompensationFailed(WorkflowEvent):
     def apply(self, aggregate: Any) -> None:
         wf = cast("Workflow", aggregate)
         wf.status = S.COMPENSATION_FAILED
+        wf._failed(WorkflowError.from_dict(self.error))
 
 class CompensationRetried(WorkflowEvent):
     """An operator retried a failed compensation: back to COMPENSATING."""
@@ -344,6 +354,7 @@ class Completed(WorkflowEvent):
         wf = cast("Workflow", aggregate)
         wf.status = S.COMPLETED
         wf.finished_at = self.timestamp
+        wf.current_error = None
 
 class Retried(WorkflowEvent):
     """An operator retried the workflow (seed WorkflowRetryEvent): steps not completed
@@ -361,6 +372,7 @@ class Retried(WorkflowEvent):
         wf.cancel_reason = None
         wf.cancel_compensate = False
         wf.compensation_queue = []
+        wf.current_error = wf.saga_error = None  # a new run; last_failure keeps history
         for step_id in self.reset_steps:
             step = wf.steps[step_id]
             step.status = StepStatus.PENDING

@@ -46,6 +46,8 @@ LIST = Codec(list, list)
 DICT = Codec(_same, dict)
 STEPS = Codec(lambda steps: [s.to_dict() for s in steps.values()],
               lambda data: {d["spec"]["step_id"]: StepExecution.from_dict(d) for d in data})
+ERROR = Codec(lambda error: error.to_dict() if error is not None else None,
+              lambda data: WorkflowError.from_dict(data) if data else None)
 ERRORS = Codec(lambda errors: [e.to_dict() for e in errors],
                lambda data: [WorkflowError.from_dict(e) for e in data])
 

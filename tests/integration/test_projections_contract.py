@@ -11,9 +11,9 @@ from eventsourcing.utils import Environment
 
 from application.database import Database
 from projections.audit import PostgresAuditView
+from projections.generations import GenerationalView
 from projections.load import PostgresLoadView
 from projections.progress import PostgresProgressView
-from projections.view import GenerationalView
 
 
 class _ViewContract:

@@ -32,8 +32,7 @@ OUTPUTS: dict[str, dict[str, Any]] = {RESERVE: {"reservationId": "RES-1"},
 LINES = [{"sku": "SKU-1", "quantity": 1}]
 SCENARIOS = ("succeeded", "retried", "compensated", "resumed", "cancelled", "paused")
 # Every table behind the read models' stable SQL views.
-TABLES = ("wes_progress", "wes_audit", "wes_load", "wes_load_workflows", "wes_load_instances",
-          "wes_load_outcomes")
+TABLES = ("wes_progress", "wes_audit", "wes_load", "wes_load_instances", "wes_load_outcomes")
 
 
 class StepClock:

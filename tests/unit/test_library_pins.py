@@ -39,7 +39,7 @@ from application.repository import LatestInOneReadRepository
 from application.workflows import Workflows, fold
 from domain.step import StepExecution
 from domain.workflow import Workflow
-from projections.view import GenerationalView
+from projections.generations import GenerationalView
 from tests.support.override_history import aggregate_classes, dump, record_history
 
 # The versions these overrides were verified against (pyproject.toml pins the same range).

@@ -7,35 +7,31 @@ generation of every projection, and plain SQL views with the stable names (`wes_
 rebuild can fill a fresh generation while the live one keeps serving, and the switch is one
 transaction that moves the pointer and the SQL views together.
 
-Every write is a *batch transaction*: it locks the target generation's tracking row, skips
-the events that generation already has, writes the rows and moves the tracking position in
-the same transaction. So an event is applied exactly once per generation, however many
-processes try, and a crash can neither skip nor double-apply one. Live writes find their
-generation by reading the pointer row `FOR SHARE`; the switch takes it `FOR UPDATE`, so it
-waits for a live write in flight and holds the next one until the new generation is live.
+Every write is a batch transaction (projections.batch) on one generation. Live writes
+find their generation by reading the pointer row `FOR SHARE`; the switch takes it `FOR
+UPDATE`, so it waits for a live write in flight and holds the next one until the new
+generation is live.
 """
 
 from __future__ import annotations
 
 import re
 from abc import abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-import psycopg
-from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg import AsyncConnection, Cursor
-from psycopg.rows import DictRow, dict_row
-from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
-from psycopg_pool import AsyncConnectionPool
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from application.pool import held_connections
+from projections.batch import BatchTransaction, TrackingSQL, as_strings, batch_transaction
 from projections.locks import LockKey, LockRole, lock_key
+from projections.status import EventLog, HasEventStore, ProjectionStatus, status_of
 from projections.waiting import poll_until
 
 POINTER_TABLE = "wes_projections"
@@ -43,7 +39,6 @@ TABLE_PREFIX = "wes_"
 SWITCH_LOCK_TIMEOUT = "5s"
 
 S = TypeVar("S")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,116 +72,6 @@ class GenerationTables:
         return self.tables[suffix]
 
 
-@dataclass(frozen=True, slots=True)
-class _TrackingSQL:
-    lock: Composed
-    upsert: Composed
-    position: Composed
-
-
-_BEGIN = "BEGIN"
-_COMMIT = "COMMIT"
-_IDLE = psycopg.pq.TransactionStatus.IDLE
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectionStatus:
-    """How far a projection is (API.md `GET /v1/projections`)."""
-
-    name: str
-    position: int
-    head: int
-    lag_events: int
-    lag_seconds: float | None
-    state: str
-    generation: int
-    rebuilding_generation: int | None = None
-    rebuilding_position: int | None = None
-    error_position: int | None = None
-    rebuild_needed: str | None = None  # why the live generation's rows are incomplete
-
-
-def _as_strings(statements: T) -> T:
-    """The same statements as plain strings. psycopg caches the conversion of a string
-    query, but turns a `Composed` into bytes again on every execute (measured: 15 % of a
-    live projector's time went there)."""
-    return replace(statements, **{  # type: ignore[type-var]
-        f.name: value.as_string() for f in fields(statements)  # type: ignore[arg-type]
-        if isinstance(value := getattr(statements, f.name), Composable)})
-
-
-class BatchTransaction(Generic[S]):
-    """Writes to one generation in one transaction; events up to `after` are already in."""
-
-    def __init__(self, cursor: Cursor[DictRow], generation: int, sql: S,
-                 after: int | None) -> None:
-        self.cursor = cursor
-        self.generation = generation
-        self.sql = sql
-        self.after = after
-        self.tracked: int | None = None  # the position to record at commit
-
-    def is_new(self, position: int) -> bool:
-        return self.after is None or position > self.after
-
-    def track(self, position: int) -> None:
-        """Moves the generation's position; commits with the rows written alongside (the
-        statement goes out with the COMMIT, in one round trip)."""
-        self.tracked = position
-
-
-class AsyncReadPool:
-    """Connections on the event loop for the read models' hot queries (the API's).
-
-    A query is one statement in autocommit: no BEGIN/ROLLBACK around it and no pre-ping
-    before it, so it costs one round trip (the datastore's pool spends four: the ping,
-    BEGIN, the query, ROLLBACK). Without the ping a connection the server dropped
-    since its last use (a restart) fails its next query: the pool discards it and the read
-    is retried on another connection. Open it in the event loop that will use it.
-    """
-
-    def __init__(self, datastore: PostgresDatastore, *, min_size: int = 1,
-                 max_size: int | None = None) -> None:
-        sync_pool = datastore.pool
-        kwargs: dict[str, Any] = {**(sync_pool.kwargs or {}), "autocommit": True,
-                                  "row_factory": dict_row}
-        if sync_pool.get_password_func is not None:
-            kwargs["password"] = sync_pool.get_password_func()
-        self.pool: AsyncConnectionPool[AsyncConnection[DictRow]] = AsyncConnectionPool(
-            sync_pool.conninfo, kwargs=kwargs,
-            connection_class=AsyncConnection[DictRow],
-            min_size=min_size, max_size=max_size or sync_pool.max_size,
-            timeout=sync_pool.timeout, name=f"{sync_pool.name}-async", open=False,
-        )
-
-    async def open(self) -> None:
-        """Starts connecting in the background; the first query waits for a connection."""
-        await self.pool.open(wait=False)
-
-    async def close(self) -> None:
-        await self.pool.close()
-
-    async def fetchall(self, query: Composed | bytes, params: Sequence[Any]) -> list[DictRow]:
-        """The rows of one read-only statement (prepared on each connection).
-
-        A connection found broken (the server closed it while it sat in the pool, e.g. a
-        restart) is discarded by the pool and the read, safe to repeat, goes to the next
-        one; after a restart every pooled connection is dead, hence up to one try per
-        connection the pool may hold. Any other error, and PoolTimeout (no connection came
-        in time), is raised at once.
-        """
-        tries = self.pool.max_size + 1
-        for attempt in range(1, tries + 1):
-            async with self.pool.connection() as conn:
-                try:
-                    cursor = await conn.execute(query, params, prepare=True)
-                    return await cursor.fetchall()
-                except psycopg.OperationalError:
-                    if not conn.broken or attempt == tries:
-                        raise
-        raise AssertionError("unreachable: the last try returns or raises")
-
-
 class GenerationalView(PostgresTrackingRecorder, Generic[S]):
     """A `PostgresTrackingRecorder` whose tables come in rebuildable generations."""
 
@@ -202,7 +87,7 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
         schema = Identifier(self.datastore.schema)
         self.schema = self.datastore.schema
         pointer = SQL("{}.{}").format(schema, Identifier(POINTER_TABLE))
-        self._generations: dict[int, tuple[GenerationTables, _TrackingSQL, S]] = {}
+        self._generations: dict[int, tuple[GenerationTables, TrackingSQL, S]] = {}
         self._create_pointer_table = SQL(
             "CREATE TABLE IF NOT EXISTS {} ("
             " name text PRIMARY KEY,"
@@ -416,7 +301,7 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
 
     # ------------------------------------------------------------------ writing
 
-    def _generation(self, generation: int) -> tuple[GenerationTables, _TrackingSQL, S]:
+    def _generation(self, generation: int) -> tuple[GenerationTables, TrackingSQL, S]:
         cached = self._generations.get(generation)
         if cached is None:
             schema = Identifier(self.schema)
@@ -428,60 +313,35 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
                 SQL("{}.{}").format(schema,
                                     Identifier(self._table_name(generation, "_tracking"))),
             )
-            tracking = _TrackingSQL(
-                lock=SQL("SELECT notification_id FROM {} WHERE application_name = %s"
-                         " FOR UPDATE").format(tables.tracking),
-                upsert=SQL("INSERT INTO {} (application_name, notification_id) VALUES (%s, %s)"
-                           " ON CONFLICT (application_name) DO UPDATE"
-                           " SET notification_id = EXCLUDED.notification_id"
-                           ).format(tables.tracking),
-                position=SQL("SELECT notification_id FROM {} WHERE application_name = %s"
-                             ).format(tables.tracking),
-            )
-            cached = (tables, _as_strings(tracking),
-                      _as_strings(self.generation_statements(tables)))
+            cached = (tables, as_strings(TrackingSQL.of(tables.tracking)),
+                      as_strings(self.generation_statements(tables)))
             self._generations[generation] = cached
         return cached
 
-    def _tracking_sql(self, generation: int) -> _TrackingSQL:
+    def _tracking_sql(self, generation: int) -> TrackingSQL:
         return self._generation(generation)[1]
 
     @contextmanager
     def batch(self, application_name: str,
               generation: int | None = None) -> Iterator[BatchTransaction[S]]:
-        """One transaction on the live generation (or the given one) with its tracking row
-        locked; rows and tracking commit together, or not at all."""
-        # BEGIN goes out with the pointer's read, and the tracking row's update with the
-        # COMMIT, each pair in one pipelined round trip: a live batch of a few events took
-        # seven round trips, now five (the connections are in autocommit mode, so BEGIN and
-        # COMMIT are ours to send).
-        with self.datastore.get_connection() as conn:
-            curs = conn.cursor()
-            try:
-                with conn.pipeline():
-                    curs.execute(_BEGIN)
-                    if generation is None:
-                        curs.execute(self._select_pointer_for_share, (self.projection_name,),
-                                     prepare=True)
-                        row = curs.fetchone()
-                        if row is None:
-                            raise LookupError(
-                                f"projection {self.projection_name} has no pointer row")
-                        generation = int(row["generation"])
-                _, tracking, sql = self._generation(generation)
-                curs.execute(tracking.lock, (application_name,), prepare=True)
-                found = curs.fetchone()
-                tx = BatchTransaction(curs, generation, sql,
-                                      found["notification_id"] if found else None)
-                yield tx
-                with conn.pipeline():
-                    if tx.tracked is not None:
-                        curs.execute(tracking.upsert, (application_name, tx.tracked),
-                                     prepare=True)
-                    curs.execute(_COMMIT)
-            finally:
-                if conn.info.transaction_status != _IDLE and not conn.closed:
-                    conn.rollback()
+        """A batch transaction (projections.batch) on the live generation, or the given one."""
+
+        def find_generation(curs: Cursor[DictRow]) -> int:
+            if generation is not None:
+                return generation
+            curs.execute(self._select_pointer_for_share, (self.projection_name,), prepare=True)
+            row = curs.fetchone()
+            if row is None:
+                raise LookupError(f"projection {self.projection_name} has no pointer row")
+            return int(row["generation"])
+
+        with batch_transaction(self.datastore, application_name, find_generation,
+                               self._batch_statements) as tx:
+            yield tx
+
+    def _batch_statements(self, generation: int) -> tuple[TrackingSQL, S]:
+        _, tracking, sql = self._generation(generation)
+        return tracking, sql
 
     def insert_tracking(self, tracking: Tracking) -> None:
         """Records that an event was seen (the library's contract: never twice, no gaps
@@ -501,15 +361,16 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
 
     # ------------------------------------------------------------------ status
 
-    def status(self, app: Application[Any]) -> ProjectionStatus:
+    def status(self, events: EventLog | HasEventStore) -> ProjectionStatus:
         """Position, head of the event store, lag and state, as any process sees them."""
-        head = app.recorder.max_notification_id() or 0
+        log = events if isinstance(events, EventLog) else EventLog.of(events)
+        head = log.head()
         active = self._keys[LockRole.ACTIVE]
         present = self._keys[LockRole.PRESENCE]
         rebuild = self._keys[LockRole.REBUILD]
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._state, (
-                app.name, active.class_id, active.object_id, present.class_id,
+                log.application_name, active.class_id, active.object_id, present.class_id,
                 present.object_id, rebuild.class_id, rebuild.object_id, self.schema,
                 self.prefix, self.projection_name,
             ), prepare=True)
@@ -518,44 +379,13 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
             raise LookupError(f"projection {self.projection_name} has no pointer row")
         position = row["position"] or 0
         building = row["building"]
-        building_position = (self.generation_position(building, app.name)
+        building_position = (self.generation_position(building, log.application_name)
                              if building is not None and row["rebuilding"] else None)
-        if row["error"]:
-            state = f"error: {row['error']}"
-        elif row["rebuilding"]:
-            state = "rebuilding"
-        elif row["active"]:
-            state = "running"
-        elif row["present"]:
-            state = "standby"
-        else:
-            state = "stopped"
-        return ProjectionStatus(
-            name=self.projection_name, position=position, head=head,
-            lag_events=max(head - position, 0),
-            lag_seconds=oldest_wait_seconds(app, position) if head > position else 0.0,
-            state=state, generation=row["generation"],
-            rebuilding_generation=building if row["rebuilding"] else None,
-            rebuilding_position=building_position if row["rebuilding"] else None,
-            error_position=row["error_position"],
-            rebuild_needed=row["rebuild_needed"],
-        )
+        lag_seconds = log.oldest_wait_seconds(position) if head > position else 0.0
+        return status_of(self.projection_name, row, head, lag_seconds, building_position)
 
     def wait_for(self, position: int, application_name: str, timeout: float) -> None:
         """Blocks until the live generation has applied `position` (TimeoutError if not)."""
         poll_until(lambda: (self.max_tracking_id(application_name) or 0) >= position,
                    timeout, f"{self.projection_name} to reach position {position}")
 
-
-def oldest_wait_seconds(app: Application[Any], position: int) -> float | None:
-    """How long the oldest event after `position` has been waiting to be applied (or
-    relayed); None if it cannot be read."""
-    notifications: Sequence[Any] = app.recorder.select_notifications(
-        start=position, limit=1, inclusive_of_start=False)
-    if not notifications:
-        return 0.0
-    try:
-        event = app.mapper.to_domain_event(notifications[0])
-    except Exception:  # an event this version cannot read: the state says so
-        return None
-    return max((datetime.now(UTC) - event.timestamp).total_seconds(), 0.0)
