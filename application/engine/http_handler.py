@@ -35,12 +35,7 @@ from typing import Any
 import httpx
 import orjson
 
-from application.engine.handlers import (
-    DEFAULT_MAX_OUTPUT_BYTES,
-    StepCall,
-    StepOutcome,
-    output_too_large,
-)
+from application.engine.ports import DEFAULT_MAX_OUTPUT_BYTES, StepCall, StepOutcome, output_too_large
 from application.engine.registry import ServiceRegistry, UnknownService
 from application.errors import ApplicationError
 from domain.enums import ErrorType
@@ -267,9 +262,6 @@ class HttpStepHandler:
         kind = error_type_for_status(status)
         recoverable = kind.recoverable_by_default
         code, message = _error_fields(response)
-        retry_after = response.headers.get("Retry-After")
-        if retry_after is not None:
-            extra["retry_after"] = retry_after
         error = self._error(call, code or f"HTTP_{status}",
                             message or f"{where} answered {status} {response.reason_phrase}",
                             kind, recoverable, detail=_excerpt(response.text))
