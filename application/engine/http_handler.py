@@ -35,7 +35,12 @@ from typing import Any
 import httpx
 import orjson
 
-from application.engine.ports import DEFAULT_MAX_OUTPUT_BYTES, StepCall, StepOutcome, output_too_large
+from application.engine.ports import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    StepCall,
+    StepOutcome,
+    output_too_large,
+)
 from application.engine.registry import ServiceRegistry, UnknownService
 from application.errors import ApplicationError
 from domain.enums import ErrorType
@@ -95,7 +100,9 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
 
 
 class HttpStepHandler:
-    """Calls warehouse services over HTTP with one pooled client; never raises.
+    """Calls warehouse services over HTTP with one pooled client; never raises. The
+    dispatcher's remote handler: it routes ahead (`RoutesAhead`) and reports backpressure
+    (`ReportsBackpressure`) through its registry.
 
     The call's `timeout_s` bounds each phase of the request (connect, send, wait for the
     answer), as httpx timeouts do. Thread-safe: workers share one handler and its pool.
