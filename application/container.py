@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 from application import database
 from application.database import Database
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler
 from application.engine.http_handler import HttpStepHandler
+from application.engine.python_handler import PythonHandler
 from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
 from application.load_balancing import LoadBalancer

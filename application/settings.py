@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from application.engine.handlers import DEFAULT_MAX_OUTPUT_BYTES
+from application.engine.ports import DEFAULT_MAX_OUTPUT_BYTES
 from application.errors import ConfigurationError
 from application.pool import PoolBudget
 from domain.circuit_breaker import BreakerConfig

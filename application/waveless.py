@@ -133,26 +133,12 @@ class Releaser:
         the lanes' plans merged; `interval_ms` becomes the time until the next round."""
         now = self.clock()
         tick = self.timer()  # lanes are timed on a monotonic clock: a wall clock can jump
-        waiting: dict[UUID, Workflow] = {}
-        for workflow_id in self.signals.pending():
-            try:
-                wf = self.app.get_workflow(workflow_id)
-            except WorkflowNotFound:
-                continue
-            if wf.status == WorkflowStatus.PENDING and wf.waveless is not None:
-                waiting[wf.id] = wf
-        # Lanes in the order of their first workflow in the global release order, so that
-        # WIP caps, which all lanes share, go to the most urgent work first.
-        lanes: dict[tuple[int, int], list[Candidate]] = {}
-        for candidate in release_order([self._candidate(wf) for wf in waiting.values()], now,
-                                       self.settings.ageing_ms,
-                                       self.settings.cutoff_urgency_ms):
-            lanes.setdefault(self._lane(waiting[candidate.workflow_id]), []).append(candidate)
+        waiting = self._waiting()
         score, error_rate = self.signals.load() if self.settings.adaptive else (None, None)
         in_flight = dict(self.signals.in_flight())
         plans: list[BatchPlan] = []
         still_waiting: dict[tuple[int, int], float] = {}  # lane -> seconds until it is due
-        for lane, candidates in lanes.items():
+        for lane, candidates in self._lanes(waiting, now).items():
             self._seen[lane] = tick
             due = self._due.get(lane, tick)
             if due_only and due > tick + 1e-6:  # (a microsecond: float rounding)
@@ -164,13 +150,7 @@ class Releaser:
                 ageing_ms=self.settings.ageing_ms,
                 cutoff_urgency_ms=self.settings.cutoff_urgency_ms,
             )
-            interval = max(plan.interval_ms if self.settings.adaptive else lane[1],
-                           MIN_INTERVAL_MS) / 1000
-            if plan.released or plan.paused_reason or not plan.held_back_only_by_caps:
-                self._due[lane] = tick + interval
-            # else: held back only by WIP caps, the lane stays due, so that it competes for
-            # the next free slot in every round (in release order) instead of waiting out its
-            # interval while a faster lane takes each slot as it frees.
+            interval = self._schedule(lane, plan, tick)
             for released in plan.released:
                 if released.first_service is not None:
                     in_flight[released.first_service] = in_flight.get(released.first_service, 0) + 1
@@ -182,6 +162,46 @@ class Releaser:
         self._due = {lane: due for lane, due in self._due.items() if due > tick}
         self._seen = {lane: seen for lane, seen in self._seen.items()
                       if tick - seen < RECENT_LANE_SECONDS}
+        self.interval_ms = self._next_round_ms(still_waiting)
+        return _merged(plans, self.interval_ms, self.settings.batch_size)
+
+    def _waiting(self) -> dict[UUID, Workflow]:
+        """The waveless workflows still PENDING, loaded from their events."""
+        waiting: dict[UUID, Workflow] = {}
+        for workflow_id in self.signals.pending():
+            try:
+                wf = self.app.get_workflow(workflow_id)
+            except WorkflowNotFound:
+                continue
+            if wf.status == WorkflowStatus.PENDING and wf.waveless is not None:
+                waiting[wf.id] = wf
+        return waiting
+
+    def _lanes(self, waiting: Mapping[UUID, Workflow],
+               now: datetime) -> dict[tuple[int, int], list[Candidate]]:
+        """The waiting workflows by lane, each lane in release order. Lanes come in the
+        order of their first workflow in the global release order, so that WIP caps, which
+        all lanes share, go to the most urgent work first."""
+        lanes: dict[tuple[int, int], list[Candidate]] = {}
+        for candidate in release_order([self._candidate(wf) for wf in waiting.values()], now,
+                                       self.settings.ageing_ms,
+                                       self.settings.cutoff_urgency_ms):
+            lanes.setdefault(self._lane(waiting[candidate.workflow_id]), []).append(candidate)
+        return lanes
+
+    def _schedule(self, lane: tuple[int, int], plan: BatchPlan, tick: float) -> float:
+        """Sets when the lane's next batch is due; returns its interval in seconds."""
+        interval = max(plan.interval_ms if self.settings.adaptive else lane[1],
+                       MIN_INTERVAL_MS) / 1000
+        if plan.released or plan.paused_reason or not plan.held_back_only_by_caps:
+            self._due[lane] = tick + interval
+        # else: held back only by WIP caps, the lane stays due, so that it competes for
+        # the next free slot in every round (in release order) instead of waiting out its
+        # interval while a faster lane takes each slot as it frees.
+        return interval
+
+    def _next_round_ms(self, still_waiting: Mapping[tuple[int, int], float]) -> int:
+        """Milliseconds until the next round."""
         if still_waiting:
             # Wake when the next lane with work is due, or after the configured interval
             # at the latest, to pick up workflows of a new setting.
@@ -192,8 +212,7 @@ class Releaser:
             idle = (adapt_interval(self.settings.interval_ms, 0) if self.settings.adaptive
                     else self.settings.interval_ms)
             wake_ms = min([idle, *(lane[1] for lane in self._seen)])
-        self.interval_ms = max(ceil(wake_ms - 1e-3), MIN_INTERVAL_MS)  # (float rounding again)
-        return _merged(plans, self.interval_ms, self.settings.batch_size)
+        return max(ceil(wake_ms - 1e-3), MIN_INTERVAL_MS)  # (float rounding again)
 
     def _lane(self, wf: Workflow) -> tuple[int, int]:
         recorded = wf.waveless or {}

@@ -35,7 +35,8 @@ from eventsourcing.utils import get_topic
 from application import database
 from application.database import Database
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler, StepCall
+from application.engine.ports import StepCall
+from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
 from application.persistence import WesApplicationRecorder
 from application.workflows import Workflows

@@ -32,7 +32,7 @@ import nats
 
 from application.database import Database
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler
+from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
 from application.relay.envelope import Naming
 from application.relay.jetstream import NatsJetStreamSink

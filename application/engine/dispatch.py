@@ -5,24 +5,29 @@ from __future__ import annotations
 import concurrent.futures
 import time
 
-from application.engine.handlers import (
-    PYTHON_INSTANCE,
-    PythonHandler,
+from application.engine.ports import (
+    RemoteHandler,
+    ReportsBackpressure,
+    RoutesAhead,
     StepCall,
-    StepHandler,
     StepOutcome,
 )
+from application.engine.python_handler import PYTHON_INSTANCE, PythonHandler
 from domain.enums import ErrorType
 from domain.workflow_error import WorkflowError
 
 
 class Dispatcher:
-    """Routes each call; Python callables run under the step's timeout too."""
+    """Routes each call; Python callables run under the step's timeout too. A full
+    `StepHandler`: the remote handler's abilities (routing ahead, backpressure) are found
+    once, here, and absent ones answer as a handler without them would."""
 
-    def __init__(self, python: PythonHandler | None = None, remote: StepHandler | None = None,
+    def __init__(self, python: PythonHandler | None = None, remote: RemoteHandler | None = None,
                  max_threads: int = 16) -> None:
         self.python = python or PythonHandler()
         self.remote = remote
+        self._router = remote if isinstance(remote, RoutesAhead) else None
+        self._backpressure = remote if isinstance(remote, ReportsBackpressure) else None
         self._pool = concurrent.futures.ThreadPoolExecutor(max_threads, "wes-step")
 
     def __call__(self, call: StepCall) -> StepOutcome:
@@ -42,19 +47,18 @@ class Dispatcher:
         registered callable; None when the remote handler cannot route ahead."""
         if self.python.handles(service, operation):
             return PYTHON_INSTANCE
-        reserve = getattr(self.remote, "reserve", None)
-        return reserve(service) if reserve is not None else None
+        return self._router.reserve(service) if self._router is not None else None
 
-    def release(self, instance: str | None, service: str) -> None:
+    def release(self, instance: str, service: str) -> None:
         """Gives back a reservation whose call will not be made."""
-        release = getattr(self.remote, "release", None)
-        if instance is not None and instance != PYTHON_INSTANCE and release is not None:
-            release(instance, service)
+        if instance != PYTHON_INSTANCE and self._router is not None:
+            self._router.release(instance, service)
 
     def unavailable_for(self, service: str) -> float | None:
         """Seconds to wait before a remote call to `service` can be routed (None: go)."""
-        probe = getattr(self.remote, "unavailable_for", None)
-        return probe(service) if probe is not None else None
+        if self._backpressure is None:
+            return None
+        return self._backpressure.unavailable_for(service)
 
     def is_local(self, service: str, operation: str) -> bool:
         """Whether calls of this operation run as local activities (see PythonHandler)."""

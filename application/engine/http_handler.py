@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import orjson
 
-from application.engine.handlers import (
+from application.engine.ports import (
     DEFAULT_MAX_OUTPUT_BYTES,
     StepCall,
     StepOutcome,
@@ -100,7 +100,9 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
 
 
 class HttpStepHandler:
-    """Calls warehouse services over HTTP with one pooled client; never raises.
+    """Calls warehouse services over HTTP with one pooled client; never raises. The
+    dispatcher's remote handler: it routes ahead (`RoutesAhead`) and reports backpressure
+    (`ReportsBackpressure`) through its registry.
 
     The call's `timeout_s` bounds each phase of the request (connect, send, wait for the
     answer), as httpx timeouts do. Thread-safe: workers share one handler and its pool.
@@ -267,9 +269,6 @@ class HttpStepHandler:
         kind = error_type_for_status(status)
         recoverable = kind.recoverable_by_default
         code, message = _error_fields(response)
-        retry_after = response.headers.get("Retry-After")
-        if retry_after is not None:
-            extra["retry_after"] = retry_after
         error = self._error(call, code or f"HTTP_{status}",
                             message or f"{where} answered {status} {response.reason_phrase}",
                             kind, recoverable, detail=_excerpt(response.text))

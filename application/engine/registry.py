@@ -6,6 +6,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from application.engine.ports import ReportsBackpressure
 from application.errors import ApplicationError, ConfigurationError
 from application.settings import Settings
 
@@ -57,7 +58,7 @@ class ServiceRegistry:
             if isinstance(urls, str) or not urls:
                 raise ConfigurationError(f"service {name!r} needs a non-empty list of URLs")
             self._services[name] = tuple(u.rstrip("/") for u in urls)
-        self._selector: InstanceSelector = selector or RoundRobin()
+        self.use_selector(selector or RoundRobin())
 
     @classmethod
     def simulated(cls, base_url: str, selector: InstanceSelector | None = None
@@ -96,12 +97,15 @@ class ServiceRegistry:
     def unavailable_for(self, service: str) -> float | None:
         """Seconds until some instance of `service` may take work, when the selector knows
         none can now (load-aware routing); None when a call can go ahead."""
-        probe = getattr(self._selector, "unavailable_for", None)
-        return probe(service) if probe is not None and service in self._services else None
+        if self._backpressure is None or service not in self._services:
+            return None
+        return self._backpressure.unavailable_for(service)
 
     def use_selector(self, selector: InstanceSelector) -> None:
-        """Replaces the selection policy (e.g. with load-aware routing)."""
-        self._selector = selector
+        """Replaces the selection policy (e.g. with load-aware routing, which also knows
+        when no instance can take work: `ReportsBackpressure`)."""
+        self._selector: InstanceSelector = selector
+        self._backpressure = selector if isinstance(selector, ReportsBackpressure) else None
 
     def to_dict(self) -> dict[str, list[str]]:
         return {name: list(urls) for name, urls in self._services.items()}

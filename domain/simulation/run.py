@@ -63,7 +63,7 @@ class _Call:
     """A call waiting for an engine thread, a cap slot and a place at its service."""
 
     wf: Workflow
-    action: d.Action
+    action: d.RunStep | d.CompensateStep
     service: str
     operation: str
     kind: str
@@ -301,33 +301,31 @@ class Simulation:
         """What a worker does with a claimed workflow, until it must wait."""
         while True:
             now = self.clock.now
-            action = d.next_action(wf, now)
-            kind = action.kind
-            if kind == d.START:
-                wf.start(now, actor="engine")
-            elif kind == d.COMPLETE:
-                wf.complete(now)
-            elif kind == d.FAIL:
-                wf.fail_failed_step(action.step_id or "", now)
-            elif kind == d.START_COMPENSATION:
-                wf.compensate(now, reason=wf.cancel_reason or "failed")
-            elif kind == d.COMPLETE_COMPENSATION:
-                wf.complete_compensation(now)
-            elif kind == d.WAIT:
-                assert action.at is not None
-                wf.collect_events()
-                self.clock.at(self.clock.offset(action.at) + self._gap(), self._drive, wf)
-                return
-            elif kind in (d.RUN_STEP, d.COMPENSATE_STEP):
-                wf.collect_events()
-                self._request(wf, action)
-                return
-            elif kind == d.IDLE:
-                wf.collect_events()
-                self._finish(wf)
-                return
-            else:  # timeouts and resumptions need a lost worker, which is not simulated
-                raise AssertionError(f"unexpected action {kind} in a simulation")
+            match d.next_action(wf, now):
+                case d.Start():
+                    wf.start(now, actor="engine")
+                case d.Complete():
+                    wf.complete(now)
+                case d.Fail(step_id=step_id):
+                    wf.fail_failed_step(step_id, now)
+                case d.StartCompensation():
+                    wf.compensate(now, reason=wf.cancel_reason or "failed")
+                case d.CompleteCompensation():
+                    wf.complete_compensation(now)
+                case d.Wait(at=at):
+                    wf.collect_events()
+                    self.clock.at(self.clock.offset(at) + self._gap(), self._drive, wf)
+                    return
+                case d.RunStep() | d.CompensateStep() as action:
+                    wf.collect_events()
+                    self._request(wf, action)
+                    return
+                case d.Idle():
+                    wf.collect_events()
+                    self._finish(wf)
+                    return
+                case action:  # timeouts and resumptions need a lost worker, not simulated
+                    raise AssertionError(f"unexpected action {action} in a simulation")
 
     def _finish(self, wf: Workflow) -> None:
         arrival = self.arrived[wf.id]
@@ -346,9 +344,9 @@ class Simulation:
             return seen[int(self.rng.random() * len(seen))] / 1000
         return self._gap()
 
-    def _request(self, wf: Workflow, action: d.Action) -> None:
-        step_id = action.step_id or ""
-        if action.kind == d.RUN_STEP:
+    def _request(self, wf: Workflow, action: d.RunStep | d.CompensateStep) -> None:
+        step_id = action.step_id
+        if isinstance(action, d.RunStep):
             spec = wf.step(step_id).spec
             call = _Call(wf, action, spec.service, spec.operation, FORWARD)
         else:
@@ -395,7 +393,7 @@ class Simulation:
 
     def _begin(self, call: _Call) -> None:
         now = self.clock.now
-        wf, step_id = call.wf, call.action.step_id or ""
+        wf, step_id = call.wf, call.action.step_id
         outcome = self._draw(call)
         if call.kind == FORWARD:
             wf.start_step(step_id, now)
@@ -420,7 +418,7 @@ class Simulation:
 
     def _complete(self, call: _Call, outcome: Outcome, began: float) -> None:
         now = self.clock.now
-        wf, step_id = call.wf, call.action.step_id or ""
+        wf, step_id = call.wf, call.action.step_id
         self.engine_busy -= 1
         self.in_flight[call.service] -= 1
         self.spans.setdefault(call.service, []).append((began, self.clock.t))

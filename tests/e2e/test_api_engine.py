@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.auth import KeyRing
-from application.engine.handlers import PythonHandler, StepCall
+from application.engine.ports import StepCall
+from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
 from application.errors import DatabaseUnavailable
 from application.workflows import Workflows

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from api.dependencies import ApiConfig
 from application.container import EngineServices
-from application.engine.handlers import PythonHandler
+from application.engine.python_handler import PythonHandler
 from application.engine.registry import ServiceRegistry
 from application.errors import ConfigurationError
 from application.workflows import Workflows

@@ -15,8 +15,8 @@ from uuid import UUID
 import pytest
 
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler
 from application.engine.http_handler import HttpStepHandler
+from application.engine.python_handler import PythonHandler
 from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
 from application.load_balancing import LoadBalancer

@@ -10,8 +10,8 @@ import pytest
 
 from application.container import EngineServices
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler
 from application.engine.http_handler import HttpStepHandler
+from application.engine.python_handler import PythonHandler
 from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
 from application.workflows import Workflows

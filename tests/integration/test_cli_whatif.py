@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler
+from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
 from application.waveless import Releaser, WavelessSettings
 from application.workflows import Workflows, utc_now

@@ -16,7 +16,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler, StepCall
+from application.engine.ports import StepCall
+from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
 from application.workflows import Workflows
 from tests.support.waiting import event_types, wait_for, wait_for_status
@@ -357,7 +358,7 @@ class RoutingServices(Services):
         self.released.append(instance)
 
     def __call__(self, call: StepCall) -> Any:
-        from application.engine.handlers import StepOutcome
+        from application.engine.ports import StepOutcome
         return StepOutcome.success(super().__call__(call), 1, instance=call.instance)
 
 

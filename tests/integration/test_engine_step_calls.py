@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler
+from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
 from application.workflows import Workflows, utc_now
 from domain.workflow import Workflow

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from application.engine.handlers import StepCall, StepOutcome
 from application.engine.http_handler import BODY_EXCERPT_CHARS, HttpStepHandler
+from application.engine.ports import StepCall, StepOutcome
 from application.engine.registry import ServiceRegistry
 from domain.enums import ErrorType
 from domain.workflow_error import WorkflowError

@@ -20,7 +20,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from api.feed import EventReader
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler, StepCall
+from application.engine.ports import StepCall
+from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
 from application.relay.envelope import Naming, envelope, event_id, names, snake
 from application.relay.jetstream import NatsJetStreamSink, first_sequence_after, redact

@@ -13,7 +13,7 @@ from uuid import UUID
 import pytest
 
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler
+from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
 from application.waveless import Releaser, WavelessSettings
 from application.workflows import Workflows

@@ -7,7 +7,8 @@ import random
 import time
 
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler, StepCall
+from application.engine.ports import StepCall
+from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
 from application.whatif.history import extract
 from application.whatif.store import stored_events

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from application.engine.dispatch import Dispatcher
-from application.engine.handlers import PythonHandler
+from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
 from application.wip import WipGate
 from application.workflows import Workflows

@@ -24,14 +24,14 @@ class TestPausedWorkflowWhoseStepRunsOutOfRetries:
                                           NOW + ms(5))
         saved(wf)
         assert decision.decision == "fail" and wf.status == "PAUSED"
-        assert d.next_action(wf, NOW + ms(10)).kind == d.IDLE
+        assert d.next_action(wf, NOW + ms(10)) == d.Idle()
         wf.resume(NOW + ms(20))
         # The resume takes the decision that waited: the saga fails, and with nothing
         # completed there is nothing to undo.
         assert wf.status == "COMPENSATED"
         assert wf.errors[-1].code == "RETRIES_EXHAUSTED"
         assert wf.errors[-1].recoverable is False
-        assert d.next_action(wf, NOW + ms(30)).kind == d.IDLE
+        assert d.next_action(wf, NOW + ms(30)) == d.Idle()
 
     def test_a_caller_driven_workflow_is_not_left_stuck_after_resume(self):
         wf = executing(order_fulfillment_steps(RetryPolicy(0, 10, 10, 1.0)), driven_by="caller")
