@@ -44,8 +44,8 @@ from application.engine.handlers import (
 from application.errors import ConcurrencyConflict, DatabaseUnavailable, WorkflowNotFound
 from application.logs import workflow_context
 from application.metrics import STEP_DURATION, STEPS_RUN
-from application.persistence import Claim
 from application.wip import Slot, WipGate
+from application.work_queue import Claim
 from application.workflows import Workflows, utc_now
 from domain import decisions as d
 from domain.enums import ErrorType
@@ -168,7 +168,7 @@ class Worker:
 
     def _sleep_until_work(self) -> None:
         timeout = self.poll_seconds
-        nxt = self.app.store.next_due()  # a database error goes to the loop's backoff
+        nxt = self.app.store.work_queue.next_due()  # a database error goes to the loop's backoff
         if nxt is not None:
             timeout = max(0.0, min(timeout, (nxt - self.clock()).total_seconds()))
         if timeout > 0:
@@ -189,7 +189,7 @@ class Worker:
             with self._held_lock:
                 held = list(self._held)
             try:
-                self.app.store.renew(self.worker_id, held, self.lease_seconds)
+                self.app.store.work_queue.renew(self.worker_id, held, self.lease_seconds)
                 if self.wip is not None:
                     self.wip.renew(self.worker_id)
             except Exception as e:
@@ -199,7 +199,7 @@ class Worker:
 
     def run_once(self, limit: int = 1) -> int:
         """Claims up to `limit` due workflows and drives each as far as it can go now."""
-        claims = self.app.store.claim(self.worker_id, self.clock(), limit, self.lease_seconds)
+        claims = self.app.store.work_queue.claim(self.worker_id, self.clock(), limit, self.lease_seconds)
         for claim in claims:
             with self._held_lock:
                 self._held.add(claim.workflow_id)
@@ -217,7 +217,7 @@ class Worker:
             return  # the save that ended it deleted the item, and our lease with it
         for attempt in range(20):
             try:
-                if result.idle and not result.saved and self.app.store.settle(
+                if result.idle and not result.saved and self.app.store.work_queue.settle(
                         self.worker_id, claim.workflow_id, claim.due_at, result.wakeup):
                     # Nothing to do and nothing saved: the item was stale (a repair, say);
                     # now it says when the workflow next has work, or is gone.
@@ -225,7 +225,7 @@ class Worker:
                 if result.waiting_for is not None and self.wip is not None:
                     self.wip.hold(claim.workflow_id, result.waiting_for, self.worker_id)
                     return
-                self.app.store.release(self.worker_id, claim.workflow_id, result.not_before)
+                self.app.store.work_queue.release(self.worker_id, claim.workflow_id, result.not_before)
                 return
             except _TRANSIENT:
                 # Unreleased, the lease simply expires; retry briefly to hand over sooner.

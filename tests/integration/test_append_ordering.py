@@ -22,7 +22,8 @@ from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 
 from application.database import Database
-from application.persistence import WesApplicationRecorder, WesSubscription
+from application.event_log import WesApplicationRecorder
+from application.log_following import WesSubscription
 from tests.integration.test_recorder_contract import make_recorder
 
 
