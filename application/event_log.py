@@ -147,7 +147,8 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         qualified = f"{self.datastore.schema}.{self.events_table_name}"
         self.allocate_function_name = f"{self.events_table_name}_allocate"
         self.check_identifier_length(self.allocate_function_name)
-        self._marker_class = lock_key(LockKind.APPEND_MARKER, qualified).params[0]  # its class
+        # The first key, shared by every marker of this table; the second is a position.
+        self._marker_class = lock_key(LockKind.APPEND_MARKER, qualified).params[0]
         self._allocation_key = lock_key(LockKind.APPEND_ALLOCATION, qualified)
         self._setup_key = lock_key(LockKind.EVENT_LOG_SETUP, qualified)
         allocate = SQL("{}.{}").format(schema, Identifier(self.allocate_function_name))
@@ -177,8 +178,8 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         self._notifier = Notifier(self.datastore, self._notify)
 
     def _marker(self, position: str) -> Composed:
-        """The lock arguments of the marker of the position that SQL expression `position`
-        computes (`lock_key(LockKind.APPEND_MARKER, ...)`, taken in the database)."""
+        """The lock arguments of the marker of a position computed in SQL (`position`): the
+        same two keys as `lock_key(LockKind.APPEND_MARKER, table, position)`."""
         return SQL("{}, ({} & {})::integer").format(
             Literal(self._marker_class), SQL(position), Literal(_POSITION_BITS))
 
@@ -233,7 +234,6 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
                  mark_last=lock_call(self._marker("(first_id + n - 1)"), transaction=True),
                  mark_first=lock_call(self._marker("first_id"), transaction=True),
                  unlock_allocation=lock_call(allocation, unlock=True)))
-
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent],
