@@ -26,7 +26,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
-from application.persistence import Heads
+from application.event_log import Heads
 from application.workflows import Workflows, event_data
 from domain.workflow import Workflow
 

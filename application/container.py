@@ -13,7 +13,7 @@ from application.engine.python_handler import PythonHandler
 from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
 from application.load_balancing import LoadBalancer
-from application.persistence import LeaderLock
+from application.locks import LeaderLock
 from application.pool import PoolBudget, name_process, process_name, until_available
 from application.settings import Settings
 from application.waveless import LoadSignals, Releaser, WavelessSettings

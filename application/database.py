@@ -262,3 +262,9 @@ def drop_schema(db: Database) -> None:
     with psycopg.connect(db.conninfo, autocommit=True, connect_timeout=10) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
             sql.Identifier(db.schema)))
+
+
+def render(query: sql.Composable) -> str:
+    """A statement as a plain string, rendered once where it is built: psycopg caches the
+    conversion of a string, while a `Composed` is rebuilt on every execution."""
+    return query.as_string()

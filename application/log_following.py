@@ -1,6 +1,6 @@
 """Following the event log live: the subscription, and the NOTIFY sent after appends.
 
-Both belong to `WesApplicationRecorder` (application/persistence.py, whose notes say how a
+Both belong to `WesApplicationRecorder` (application/event_log.py, whose notes say how a
 read never passes over an append in flight); they hold no SQL of their own beyond LISTEN,
 UNLISTEN and the NOTIFY statement the recorder renders.
 """
@@ -21,7 +21,7 @@ from psycopg.sql import SQL, Identifier
 from application.pool import listening
 
 if TYPE_CHECKING:
-    from application.persistence import WesApplicationRecorder
+    from application.event_log import WesApplicationRecorder
 
 
 class WesSubscription(PostgresSubscription):

@@ -14,7 +14,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Repository
 from eventsourcing.persistence import EventStore
 
-from application.persistence import WesApplicationRecorder
+from application.event_log import WesApplicationRecorder
 
 
 class LatestInOneReadRepository(Repository[UUID]):

@@ -27,7 +27,8 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 
 from application.errors import WorkflowNotFound
-from application.persistence import LeaderLock, WorkItem
+from application.locks import LeaderLock
+from application.work_queue import WorkItem
 from application.workflows import Workflows, utc_now
 from domain.decisions import wakeup_at
 from domain.enums import StepStatus, WorkflowStatus

@@ -29,7 +29,8 @@ from uuid import UUID
 
 from psycopg.sql import SQL, Identifier
 
-from application.persistence import WesApplicationRecorder
+from application.database import render
+from application.event_log import WesApplicationRecorder
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,9 @@ class WipGate:
         self._held = 0
         self._lock = threading.Lock()
         schema = Identifier(store.datastore.schema)
-        table = store.work_table_name.rsplit("_work_queue", 1)[0] + "_wip_slots"
+        table = store.work_queue.table_name.rsplit("_work_queue", 1)[0] + "_wip_slots"
         slots = Identifier(table)
-        work = Identifier(store.work_table_name)
-        render = WesApplicationRecorder._render
+        work = Identifier(store.work_queue.table_name)
         self._create = SQL(
             "CREATE TABLE IF NOT EXISTS {schema}.{slots} ("
             " service text NOT NULL, slot integer NOT NULL, holder text, owner text,"

@@ -27,9 +27,10 @@ from eventsourcing.utils import get_topic
 
 from application.builtin_definitions import BUILTIN_DEFINITIONS
 from application.errors import ConcurrencyConflict, DefinitionNotFound, WorkflowNotFound
-from application.persistence import WesApplicationRecorder, WorkItem
+from application.event_log import WesApplicationRecorder
 from application.repository import LatestInOneReadRepository
 from application.settings import waveless_defaults
+from application.work_queue import WorkItem
 from domain.compensation import CompensationAction
 from domain.decisions import wakeup_at
 from domain.definition import WorkflowDefinition, validate_steps
@@ -479,7 +480,7 @@ class Workflows(Application[UUID]):
 
     def history(self, workflow_id: UUID) -> list[HistoryEvent]:
         """Every event of the workflow, with global positions and times."""
-        rows = self.store.history(workflow_id)
+        rows = self.store.audit.history(workflow_id)
         if not rows:
             raise WorkflowNotFound(workflow_id)
         events: list[HistoryEvent] = []
@@ -543,7 +544,7 @@ class Workflows(Application[UUID]):
         return low
 
     def workflow_ids(self) -> list[UUID]:
-        return self.store.aggregate_ids(get_topic(Workflow.Created))
+        return self.store.audit.aggregate_ids(get_topic(Workflow.Created))
 
     def rebuild_work_queue(self) -> int:
         """Re-derives the engine's work queue from every workflow's events, safely while
@@ -554,7 +555,7 @@ class Workflows(Application[UUID]):
         for workflow_id in self.workflow_ids():
             wf = self.get_workflow(workflow_id)
             items.append(WorkItem(wf.id, wakeup_at(wf, now), wf.priority.rank))
-        return self.store.add_missing_work(items)
+        return self.store.work_queue.add_missing(items)
 
 
 _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}

@@ -38,7 +38,7 @@ from application.engine.dispatch import Dispatcher
 from application.engine.ports import StepCall
 from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
-from application.persistence import WesApplicationRecorder
+from application.event_log import WesApplicationRecorder
 from application.workflows import Workflows
 from bench import pg
 from bench.report import Figure, percentile, ratio
@@ -159,11 +159,11 @@ class LagProbe:
 
 def _wait_until_done(app: Workflows, stall_seconds: float) -> None:
     """Until the work queue is empty; raises if it stops shrinking for `stall_seconds`."""
-    left = app.store.work_queue_size()
+    left = app.store.work_queue.size()
     moved = time.monotonic()
     while left > 0:
         time.sleep(0.02)
-        now_left = app.store.work_queue_size()
+        now_left = app.store.work_queue.size()
         if now_left != left:
             left, moved = now_left, time.monotonic()
         elif time.monotonic() - moved > stall_seconds:

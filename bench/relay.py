@@ -128,7 +128,7 @@ def _engine_run(app: Workflows, db: Database, broker: _Broker, sagas: int,
         probe.start()
         began = time.perf_counter()
         worker.start()
-        while app.store.work_queue_size() > 0:
+        while app.store.work_queue.size() > 0:
             time.sleep(0.02)
         elapsed = time.perf_counter() - began
         worker.stop()

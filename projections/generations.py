@@ -28,9 +28,9 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
+from application.locks import HELD_SQL, LockKey, LockRole, lock, projection_lock_key
 from application.pool import held_connections
 from projections.batch import BatchTransaction, TrackingSQL, as_strings, batch_transaction
-from projections.locks import LockKey, LockRole, lock_key
 from projections.status import EventLog, HasEventStore, ProjectionStatus, status_of
 from projections.waiting import poll_until
 
@@ -118,18 +118,12 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
             "UPDATE {} SET error = %s, error_position = %s WHERE name = %s").format(pointer)
         self._clear_error = SQL(
             "UPDATE {} SET error = NULL, error_position = NULL WHERE name = %s").format(pointer)
-        self._setup_lock = SQL("SELECT pg_advisory_xact_lock(%s, %s)")
         self._relation_exists = SQL(
             "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n"
             " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s) AS found")
         self._generation_tables = SQL(
             "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename ~ %s")
         self._generation_pattern = re.compile(rf"^{re.escape(self.prefix)}_g(\d+)$")
-        held = SQL(
-            "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND classid = %s::oid AND objid = %s::oid AND objsubid = 2 AND granted)"
-        )
         self._state = SQL(
             "SELECT p.generation, p.building, p.error, p.error_position,"
             " (SELECT notification_id FROM {tracking} WHERE application_name = %s) AS position,"
@@ -138,8 +132,8 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
             " %s::text || '_g' || p.generation)), 'pg_class') AS rebuild_needed"
             " FROM {pointer} p WHERE p.name = %s"
         ).format(tracking=SQL("{}.{}").format(schema, Identifier(self.prefix + "_tracking")),
-                 held=held, pointer=pointer)
-        self._keys = {role: lock_key(self.schema, self.projection_name, role)
+                 held=HELD_SQL, pointer=pointer)
+        self._keys = {role: projection_lock_key(self.schema, self.projection_name, role)
                       for role in LockRole}
 
     # ------------------------------------------------------------------ for subclasses
@@ -161,9 +155,9 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
 
     def create_table(self) -> None:
         """Creates the pointer row, the live generation and the stable SQL views, once."""
-        setup = lock_key(self.schema, "*", LockRole.SETUP)
+        setup = projection_lock_key(self.schema, "*", LockRole.SETUP)
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._setup_lock, (setup.class_id, setup.object_id))
+            lock(curs, setup, transaction=True)
             curs.execute(self._create_pointer_table)
             curs.execute(self._insert_pointer, (self.projection_name,))
             # FOR SHARE: a switch in progress finishes first, so this sees the live generation.

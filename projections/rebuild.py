@@ -32,8 +32,8 @@ from typing import Any
 
 from eventsourcing.persistence import OperationalError
 
+from application.locks import LockRole, LockSession
 from projections.base import BatchProjection, to_events
-from projections.locks import LockRole, LockSession
 from projections.read_models import PROJECTION_NAMES, ReadModels
 
 log = logging.getLogger(__name__)

@@ -36,8 +36,8 @@ from eventsourcing.utils import get_topic
 from psycopg import InterfaceError as PsycopgInterfaceError
 from psycopg import OperationalError as PsycopgOperationalError
 
+from application.locks import LockRole, LockSession
 from projections.base import BatchProjection, Item, UnhandledEvent, to_events
-from projections.locks import LockRole, LockSession
 from projections.read_models import PROJECTION_NAMES, ReadModels
 
 log = logging.getLogger(__name__)

@@ -116,7 +116,7 @@ def start_workflow(
 
 
 def _start_position(workflows: Workflows, workflow_id: UUID) -> int | None:
-    positions = workflows.store.positions(workflow_id, list(range(1, START_FIELDS_USED + 1)))
+    positions = workflows.store.audit.positions(workflow_id, list(range(1, START_FIELDS_USED + 1)))
     return max(positions.values(), default=None)
 
 

@@ -37,9 +37,9 @@ from application.engine.driver import (
 )
 from application.engine.ports import DEFAULT_MAX_OUTPUT_BYTES, StepHandler
 from application.engine.retrying import Backoff, retry
-from application.persistence import Claim
 from application.pool import UNAVAILABLE
 from application.wip import WipGate
+from application.work_queue import Claim
 from application.workflows import Workflows, utc_now
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class Worker:
 
     def _sleep_until_work(self) -> None:
         timeout = self.poll_seconds
-        nxt = self.app.store.next_due()  # a database error goes to the loop's backoff
+        nxt = self.app.store.work_queue.next_due()  # a database error goes to the loop's backoff
         if nxt is not None:
             timeout = max(0.0, min(timeout, (nxt - self.clock()).total_seconds()))
         if timeout > 0:
@@ -153,7 +153,7 @@ class Worker:
             with self._held_lock:
                 held = list(self._held)
             try:
-                self.app.store.renew(self.worker_id, held, self.lease_seconds)
+                self.app.store.work_queue.renew(self.worker_id, held, self.lease_seconds)
                 if self.wip is not None:
                     self.wip.renew(self.worker_id)
             except Exception as e:
@@ -163,7 +163,8 @@ class Worker:
 
     def run_once(self, limit: int = 1) -> int:
         """Claims up to `limit` due workflows and drives each as far as it can go now."""
-        claims = self.app.store.claim(self.worker_id, self.clock(), limit, self.lease_seconds)
+        claims = self.app.store.work_queue.claim(
+            self.worker_id, self.clock(), limit, self.lease_seconds)
         for claim in claims:
             with self._held_lock:
                 self._held.add(claim.workflow_id)
@@ -190,20 +191,20 @@ class Worker:
                   stopped=self._stopping.is_set)
 
     def _hand_back(self, claim: Claim, outcome: DriveOutcome) -> None:
-        store, workflow_id = self.app.store, claim.workflow_id
+        queue, workflow_id = self.app.store.work_queue, claim.workflow_id
         match outcome:
             case Removed():
                 return  # the save that ended it deleted the item, and our lease with it
             case NothingDone(wakeup=wakeup):
                 # The item was stale (a repair, say); now it says when the workflow next
                 # has work, or is gone.
-                if not store.settle(self.worker_id, workflow_id, claim.due_at, wakeup):
-                    store.release(self.worker_id, workflow_id, None)
+                if not queue.settle(self.worker_id, workflow_id, claim.due_at, wakeup):
+                    queue.release(self.worker_id, workflow_id, None)
             case WaitForSlot(service=service, not_before=not_before):
                 if self.wip is not None:
                     self.wip.hold(workflow_id, service, self.worker_id)
                 else:
-                    store.release(self.worker_id, workflow_id, not_before)
+                    queue.release(self.worker_id, workflow_id, not_before)
             case HandBack(not_before=not_before):
-                store.release(self.worker_id, workflow_id, not_before)
+                queue.release(self.worker_id, workflow_id, not_before)
 

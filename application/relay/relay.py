@@ -1,6 +1,6 @@
 """The relay loop: standby until it holds the lock, then follow the store into the sink.
 
-One relay is active at a time (the projectors' advisory locks, `projections.locks`, under
+One relay is active at a time (the projectors' advisory locks, `application.locks`, under
 the name "relay"); others stand by and take over when it dies. The active one asks the
 sink where it stopped (the stream's last message is the truth; the tracking row only when
 the stream cannot tell), then reads the events after that position in global order
@@ -24,12 +24,12 @@ from eventsourcing.persistence import InterfaceError, Notification, OperationalE
 from psycopg import InterfaceError as PsycopgInterfaceError
 from psycopg import OperationalError as PsycopgOperationalError
 
+from application.locks import LockRole, LockSession
 from application.relay.envelope import Naming, Outgoing, envelope
 from application.relay.sink import Sink, SinkUnavailable
 from application.relay.tracking import NAME, RelayTracking
 from application.workflows import Workflows
 from projections.base import UnhandledEvent, to_events
-from projections.locks import LockRole, LockSession
 
 log = logging.getLogger(__name__)
 

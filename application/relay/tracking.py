@@ -17,7 +17,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
-from projections.locks import LockRole, lock_key
+from application.locks import HELD_SQL, LockRole, projection_lock_key
 from projections.status import oldest_wait_seconds
 
 NAME = "relay"
@@ -66,11 +66,8 @@ class RelayTracking:
         self._read = SQL("SELECT position, sink_sequence, target, error, error_position"
                          " FROM {} WHERE name = %s").format(table)
         self._exists = SQL("SELECT to_regclass(%s) IS NOT NULL AS found")
-        held = ("EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
-                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                " AND classid = %s::oid AND objid = %s::oid AND objsubid = 2 AND granted)")
-        self._locks = SQL(f"SELECT {held} AS active, {held} AS present")
-        self.keys = {role: lock_key(self.schema, name, role)
+        self._locks = SQL("SELECT {held} AS active, {held} AS present").format(held=HELD_SQL)
+        self.keys = {role: projection_lock_key(self.schema, name, role)
                      for role in (LockRole.ACTIVE, LockRole.PRESENCE)}
 
     def setup(self) -> None:
@@ -108,8 +105,7 @@ class RelayTracking:
         row = self.read()
         active, present = self.keys[LockRole.ACTIVE], self.keys[LockRole.PRESENCE]
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._locks, (active.class_id, active.object_id,
-                                       present.class_id, present.object_id))
+            curs.execute(self._locks, (*active.params, *present.params))
             locks = curs.fetchone() or {"active": False, "present": False}
         position = int(row["position"]) if row else 0
         if row and row["error"]:

@@ -85,38 +85,51 @@ def _calls(events: list[Any], wf: Workflow, start: datetime, caps: Mapping[str, 
     running: dict[tuple[str, str], tuple[datetime, str, str, datetime | None]] = {}
     for e in events:
         kind = type(e).__name__
-        if kind in ("Started", "StepExecuted", "StepCompensated", "Failed"):
-            ready = e.timestamp
-        elif kind == "StepRetryScheduled":
-            ready = e.due_at
-        elif kind == "StepCompensationFailed":
-            ready = e.retry_at
-        elif kind == "StepStarted":
-            spec = wf.step(e.step_id).spec
-            running[(e.step_id, FORWARD)] = (e.timestamp, spec.service, spec.operation, ready)
-            _gap(dispatch, ready, e.timestamp, spec.service in caps)
-        elif kind == "StepCompensationStarted":
-            undo = wf.step(e.step_id).spec.compensation
-            if undo is not None:
-                running[(e.step_id, UNDO)] = (e.timestamp, undo.service, undo.operation, ready)
-                _gap(dispatch, ready, e.timestamp, undo.service in caps)
-        if kind in ("StepExecuted", "StepFailed"):
-            began = running.pop((e.step_id, FORWARD), None)
-            if began is None:
-                continue  # a failure before the start (unresolvable input): no call
-            outcome = _outcome(e, began[0])
-            operations.setdefault((began[1], began[2], FORWARD), OperationModel()).outcomes \
-                .append(outcome)
-            if kind == "StepExecuted":
-                output_keys.setdefault((began[1], began[2]), set()).update(e.output)
-            _span(spans, capped_calls, caps, began, e.timestamp, start)
-        elif kind in ("StepCompensated", "StepCompensationFailed"):
-            began = running.pop((e.step_id, UNDO), None)
-            if began is None:
-                continue
-            operations.setdefault((began[1], began[2], UNDO), OperationModel()).outcomes \
-                .append(_outcome(e, began[0]))
-            _span(spans, capped_calls, caps, began, e.timestamp, start)
+        ready = _ready_after(e, kind, ready)
+        started = _call_started(e, kind, wf)
+        if started is not None:
+            direction, service, operation = started
+            running[(e.step_id, direction)] = (e.timestamp, service, operation, ready)
+            _gap(dispatch, ready, e.timestamp, service in caps)
+        direction = _ENDS.get(kind)
+        if direction is None:
+            continue
+        began = running.pop((e.step_id, direction), None)
+        if began is None:
+            continue  # a failure before the start (unresolvable input): no call
+        operations.setdefault((began[1], began[2], direction), OperationModel()).outcomes \
+            .append(_outcome(e, began[0]))
+        if kind == "StepExecuted":
+            output_keys.setdefault((began[1], began[2]), set()).update(e.output)
+        _span(spans, capped_calls, caps, began, e.timestamp, start)
+
+
+# The events that end a call, and which way the call went.
+_ENDS = {"StepExecuted": FORWARD, "StepFailed": FORWARD,
+         "StepCompensated": UNDO, "StepCompensationFailed": UNDO}
+
+
+def _ready_after(e: Any, kind: str, ready: datetime | None) -> datetime | None:
+    """When the workflow could next start a call, after event `e`."""
+    if kind in ("Started", "StepExecuted", "StepCompensated", "Failed"):
+        return e.timestamp
+    if kind == "StepRetryScheduled":
+        return e.due_at
+    if kind == "StepCompensationFailed":
+        return e.retry_at
+    return ready
+
+
+def _call_started(e: Any, kind: str, wf: Workflow) -> tuple[str, str, str] | None:
+    """(direction, service, operation) of the call that event `e` starts, if it starts one."""
+    if kind == "StepStarted":
+        spec = wf.step(e.step_id).spec
+        return FORWARD, spec.service, spec.operation
+    if kind == "StepCompensationStarted":
+        undo = wf.step(e.step_id).spec.compensation
+        if undo is not None:
+            return UNDO, undo.service, undo.operation
+    return None
 
 
 def _span(spans: dict[str, list[tuple[float, float]]],

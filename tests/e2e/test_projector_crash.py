@@ -14,8 +14,8 @@ from uuid import UUID
 import pytest
 
 from application.database import Database
+from application.locks import LockRole
 from application.workflows import Workflows
-from projections.locks import LockRole
 from projections.read_models import PROJECTION_NAMES, ReadModels
 from projections.rebuild import rebuild
 from tests.support.processes import ROOT, kill9, output, stop

@@ -14,15 +14,17 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 
 from application.database import Database
-from application.persistence import WesApplicationRecorder, WesSubscription
+from application.event_log import WesApplicationRecorder
+from application.log_following import WesSubscription
 from tests.integration.test_recorder_contract import make_recorder
 
 
@@ -241,79 +243,112 @@ class TestReadsFromAnyPosition:
         assert received == [2, 3, 4]
 
 
+@dataclass
+class Workload:
+    """Threads appending to and reading one store until `stop`, and the errors they met."""
+
+    datastore: PostgresDatastore
+    recorder: WesApplicationRecorder
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def thread(self, target: Callable[..., None], *args: Any) -> threading.Thread:
+        """A thread running `target(*args)` whose exception is kept in `errors`."""
+        def run() -> None:
+            try:
+                target(*args)
+            except BaseException as e:  # pragma: no cover - reported by the test
+                self.errors.append(e)
+        return threading.Thread(target=run)
+
+    def run_for(self, seconds: float, threads: list[threading.Thread]) -> None:
+        """Starts the threads, and tells them to stop after `seconds`."""
+        for thread in threads:
+            thread.start()
+        time.sleep(seconds)
+        self.stop.set()
+
+
+def append_out_of_order(work: Workload, rng: random.Random, batch: list[StoredEvent]
+                        ) -> tuple[list[int], float] | None:
+    """Appends `batch` in a transaction that commits after others took their positions, or
+    rolls it back (None); returns its positions and when its COMMIT was sent."""
+    with work.datastore.get_connection() as conn:
+        conn.execute("BEGIN")
+        positions = work.recorder.append(conn, batch) or []
+        time.sleep(rng.random() * 0.004)  # commit after others took theirs
+        if rng.random() < 0.1:
+            conn.execute("ROLLBACK")
+            return None
+        sent = time.monotonic()
+        conn.execute("COMMIT")
+    return positions, sent
+
+
 class TestManyWritersCommittingOutOfOrder:
     WRITERS = 8
     SECONDS = 3.0
 
-    def test_every_event_is_seen_exactly_once_in_position_order(self, store: Any) -> None:
-        datastore, recorder = store
-        committed: dict[int, float] = {}  # position -> when its append committed
-        lock = threading.Lock()
-        stop = threading.Event()
-        errors: list[BaseException] = []
+    @staticmethod
+    def write(work: Workload, seed: int, committed: dict[int, float]) -> None:
+        """Appends out of order, now and then a conflicting one too; `committed`: position ->
+        when its append committed."""
+        rng = random.Random(seed)
+        while not work.stop.is_set():
+            batch = events(rng.randint(1, 4))
+            appended = append_out_of_order(work, rng, batch)
+            if appended is None:
+                continue
+            with work.lock:
+                committed.update(dict.fromkeys(appended[0], time.monotonic()))
+            if rng.random() < 0.05:  # a conflict: rolled back inside the statement
+                with contextlib.suppress(IntegrityError):
+                    work.recorder.insert_events(batch[:1])
+            work.recorder.announce()
 
-        def write(seed: int) -> None:
-            rng = random.Random(seed)
-            try:
-                while not stop.is_set():
-                    batch = events(rng.randint(1, 4))
-                    with datastore.get_connection() as conn:
-                        conn.execute("BEGIN")
-                        positions = recorder.append(conn, batch) or []
-                        time.sleep(rng.random() * 0.004)  # commit after others took theirs
-                        if rng.random() < 0.1:
-                            conn.execute("ROLLBACK")
-                            continue
-                        conn.execute("COMMIT")
-                    with lock:
-                        committed.update(dict.fromkeys(positions, time.monotonic()))
-                    if rng.random() < 0.05:  # a conflict: rolled back inside the statement
-                        with contextlib.suppress(IntegrityError):
-                            recorder.insert_events(batch[:1])
-                    recorder.announce()
-            except BaseException as e:  # pragma: no cover - reported below
-                errors.append(e)
-
-        seen_by_subscription: list[int] = []
-        seen_by_poller: list[int] = []
-
-        def subscribe() -> None:
-            with recorder.subscribe(gt=0) as subscription:
-                for notification in subscription:
-                    seen_by_subscription.append(notification.id)
-                    if stop.is_set() and _caught_up(notification):
-                        return
-
-        def poll() -> None:
-            # A projection in the library's style: ask for what comes after its position.
-            position = 0
-            while True:
-                batch = recorder.select_notifications(position, 7, inclusive_of_start=False)
-                seen_by_poller.extend(n.id for n in batch)
-                if batch:
-                    position = batch[-1].id
-                    continue
-                time.sleep(0.001)
-                if stop.is_set() and _caught_up_to(position):
+    @staticmethod
+    def subscribe(recorder: WesApplicationRecorder, stop: threading.Event,
+                  final: dict[str, int], seen: list[int]) -> None:
+        with recorder.subscribe(gt=0) as subscription:
+            for notification in subscription:
+                seen.append(notification.id)
+                if stop.is_set() and notification.id >= final.get("last", 1 << 62):
                     return
 
+    @staticmethod
+    def poll(recorder: WesApplicationRecorder, stop: threading.Event, final: dict[str, int],
+             seen: list[int]) -> None:
+        # A projection in the library's style: ask for what comes after its position.
+        position = 0
+        while True:
+            batch = recorder.select_notifications(position, 7, inclusive_of_start=False)
+            seen.extend(n.id for n in batch)
+            if batch:
+                position = batch[-1].id
+                continue
+            time.sleep(0.001)
+            if stop.is_set() and position >= final.get("last", 1 << 62):
+                return
+
+    def test_every_event_is_seen_exactly_once_in_position_order(self, store: Any) -> None:
+        work = Workload(*store)
+        recorder = work.recorder
+        committed: dict[int, float] = {}  # position -> when its append committed
+        seen_by_subscription: list[int] = []
+        seen_by_poller: list[int] = []
         final: dict[str, int] = {}
 
-        def _caught_up(notification: Notification) -> bool:
-            return notification.id >= final.get("last", 1 << 62)
-
-        def _caught_up_to(position: int) -> bool:
-            return position >= final.get("last", 1 << 62)
-
-        writers = [threading.Thread(target=write, args=(i,)) for i in range(self.WRITERS)]
-        readers = [threading.Thread(target=subscribe), threading.Thread(target=poll)]
-        for thread in writers + readers:
-            thread.start()
-        time.sleep(self.SECONDS)
-        stop.set()
+        writers = [work.thread(self.write, work, i, committed) for i in range(self.WRITERS)]
+        readers = [
+            threading.Thread(target=self.subscribe,
+                             args=(recorder, work.stop, final, seen_by_subscription)),
+            threading.Thread(target=self.poll, args=(recorder, work.stop, final, seen_by_poller)),
+        ]
+        work.run_for(self.SECONDS, writers + readers)
         for thread in writers:
             thread.join()
-        assert not errors, errors
+        assert not work.errors, work.errors
         final["last"] = max(committed)
         recorder.insert_events(events())  # one more, so the subscription wakes to finish
         final["last"] = max(committed)
@@ -336,63 +371,52 @@ class TestReadersStartingAnywhereWhileWritersCommitOutOfOrder:
     WRITERS = 6
     SECONDS = 3.0
 
+    @staticmethod
+    def write(work: Workload, seed: int, commit_sent: dict[int, float]) -> None:
+        """Appends out of order; `commit_sent`: position -> when its COMMIT was sent."""
+        rng = random.Random(seed)
+        while not work.stop.is_set():
+            appended = append_out_of_order(work, rng, events(rng.randint(1, 6)))
+            if appended is not None:
+                positions, sent = appended
+                with work.lock:
+                    commit_sent.update(dict.fromkeys(positions, sent))
+
+    @staticmethod
+    def read_from_anywhere(work: Workload, seed: int, reads: list[tuple[int, list[int]]],
+                           heads: list[tuple[int, float]]) -> None:
+        """Reads a few pages from a start near the newest positions, and takes settled
+        heads; `reads`: (start, what a reader from there saw), `heads`: (settled head,
+        when it was handed out)."""
+        rng = random.Random(seed)
+        recorder = work.recorder
+        while not work.stop.is_set():
+            heads.append((recorder.settled_head(), time.monotonic()))
+            # Often inside an append still in flight: the newest positions.
+            latest = recorder.max_notification_id() or 0
+            start = rng.randint(max(0, latest - 12), latest)
+            seen: list[int] = []
+            for _ in range(rng.randint(1, 3)):
+                batch = recorder.select_notifications(
+                    seen[-1] if seen else start, 5, inclusive_of_start=False)
+                seen += [n.id for n in batch]
+            if seen:
+                reads.append((start, seen))
+
     def test_no_start_position_and_no_settled_head_passes_over_an_event(
             self, store: Any) -> None:
-        datastore, recorder = store
+        work = Workload(*store)
         commit_sent: dict[int, float] = {}  # position -> when its COMMIT was sent
-        lock = threading.Lock()
-        stop = threading.Event()
-        errors: list[BaseException] = []
+        reads: list[tuple[int, list[int]]] = []
+        heads: list[tuple[int, float]] = []
 
-        def write(seed: int) -> None:
-            rng = random.Random(seed)
-            try:
-                while not stop.is_set():
-                    with datastore.get_connection() as conn:
-                        conn.execute("BEGIN")
-                        positions = recorder.append(conn, events(rng.randint(1, 6))) or []
-                        time.sleep(rng.random() * 0.004)  # commit after others took theirs
-                        if rng.random() < 0.1:
-                            conn.execute("ROLLBACK")
-                            continue
-                        sent = time.monotonic()
-                        conn.execute("COMMIT")
-                    with lock:
-                        commit_sent.update(dict.fromkeys(positions, sent))
-            except BaseException as e:  # pragma: no cover - reported below
-                errors.append(e)
-
-        reads: list[tuple[int, list[int]]] = []  # (start, what a reader from there saw)
-        heads: list[tuple[int, float]] = []  # (settled head, when it was handed out)
-
-        def read_from_anywhere(seed: int) -> None:
-            rng = random.Random(seed)
-            try:
-                while not stop.is_set():
-                    heads.append((recorder.settled_head(), time.monotonic()))
-                    # Often inside an append still in flight: the newest positions.
-                    latest = recorder.max_notification_id() or 0
-                    start = rng.randint(max(0, latest - 12), latest)
-                    seen: list[int] = []
-                    for _ in range(rng.randint(1, 3)):
-                        batch = recorder.select_notifications(
-                            seen[-1] if seen else start, 5, inclusive_of_start=False)
-                        seen += [n.id for n in batch]
-                    if seen:
-                        reads.append((start, seen))
-            except BaseException as e:  # pragma: no cover - reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=write, args=(i,)) for i in range(self.WRITERS)]
-        threads += [threading.Thread(target=read_from_anywhere, args=(100 + i,))
+        threads = [work.thread(self.write, work, i, commit_sent) for i in range(self.WRITERS)]
+        threads += [work.thread(self.read_from_anywhere, work, 100 + i, reads, heads)
                     for i in range(2)]
-        for thread in threads:
-            thread.start()
-        time.sleep(self.SECONDS)
-        stop.set()
+        work.run_for(self.SECONDS, threads)
         for thread in threads:
             thread.join()
-        assert not errors, errors
+        assert not work.errors, work.errors
 
         committed = sorted(commit_sent)
         assert len(reads) > 50 and len(committed) > 200

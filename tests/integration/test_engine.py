@@ -118,14 +118,14 @@ class TestHappyPath:
     def test_workflow_is_removed_from_the_work_queue_when_done(self, app, worker):
         wf_id = start(app)
         wait_for_status(app, wf_id, "COMPLETED")
-        wait_for(lambda: app.store.work_queue_size() == 0, 5, message="empty work queue")
+        wait_for(lambda: app.store.work_queue.size() == 0, 5, message="empty work queue")
 
 
     def test_a_saga_finished_in_one_claim_needs_no_release_after_its_last_save(
             self, app, services, monkeypatch):
         released: list[Any] = []
-        release = app.store.release
-        monkeypatch.setattr(app.store, "release",
+        release = app.store.work_queue.release
+        monkeypatch.setattr(app.store.work_queue, "release",
                             lambda *a, **k: released.append(a) or release(*a, **k))
         python = PythonHandler()
         for service in ("inventory-service", "robotics-service", "warehouse-service",
@@ -135,7 +135,7 @@ class TestHappyPath:
         wf_id = start(app)
         assert engine.run_once() == 1
         assert app.get_workflow(wf_id).status.value == "COMPLETED"
-        assert app.store.work_queue_size() == 0  # the last save deleted the item
+        assert app.store.work_queue.size() == 0  # the last save deleted the item
         assert released == []
 
     def test_a_remote_saga_loads_its_workflow_once_per_claim(self, app, services,
@@ -402,5 +402,5 @@ class TestWorkQueueHandOver:
         assert app.get_workflow(wf_id).step("reserve-inventory").status == "PENDING"
         time.sleep(0.1)
         # Released, not left to its 30 s lease: another worker can take it as soon as due.
-        claims = app.store.claim("another-worker", app.clock(), 10, 30.0)
+        claims = app.store.work_queue.claim("another-worker", app.clock(), 10, 30.0)
         assert [c.workflow_id for c in claims] == [wf_id]

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from application.connection_check import _CheckNowAndThen, check_now_and_then
 from application.database import Database
-from application.persistence import WesSubscription
+from application.log_following import WesSubscription
 from application.workflows import Workflows, fold
 from domain.load import LoadMetrics
 from domain.system_load import SystemLoad

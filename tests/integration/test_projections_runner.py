@@ -10,10 +10,10 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from application.database import Database
+from application.locks import LockRole, LockSession
 from application.workflows import Workflows
 from domain.workflow import Workflow
 from projections.base import to_events
-from projections.locks import LockRole, LockSession
 from projections.read_models import PROJECTION_NAMES, ReadModels
 from projections.rebuild import rebuild
 from projections.runner import ProjectorRunner, _DecodedEvents

@@ -18,7 +18,7 @@ from eventsourcing.tests.persistence import (
 )
 
 from application.database import Database
-from application.persistence import WesApplicationRecorder
+from application.event_log import WesApplicationRecorder
 
 
 def make_recorder(db: Database, pool_size: int = 4) -> tuple[PostgresDatastore, WesApplicationRecorder]:

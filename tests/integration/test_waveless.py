@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 
 from application.errors import ConfigurationError
-from application.persistence import LeaderLock
+from application.locks import LeaderLock
 from application.settings import Settings
 from application.waveless import LoadSignals, Releaser, WavelessSettings
 from application.workflows import Workflows

@@ -102,8 +102,8 @@ class TestHandBack:
                                    input={"orderId": "H-1"}).workflow_id
         slot = gate.acquire("warehouse-service", "other", "w0")
         assert slot is not None
-        [claim] = app.store.claim("w1", app.clock(), 1, 5.0)
+        [claim] = app.store.work_queue.claim("w1", app.clock(), 1, 5.0)
         gate.hold(claim.workflow_id, "warehouse-service", "w1")
-        assert app.store.claim("w2", app.clock(), 1, 5.0) == []  # held for the re-check
+        assert app.store.work_queue.claim("w2", app.clock(), 1, 5.0) == []  # held for the re-check
         gate.release(slot)
-        assert [c.workflow_id for c in app.store.claim("w2", app.clock(), 1, 5.0)] == [wf_id]
+        assert [c.workflow_id for c in app.store.work_queue.claim("w2", app.clock(), 1, 5.0)] == [wf_id]

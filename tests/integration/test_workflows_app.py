@@ -360,11 +360,11 @@ class TestWorkQueue:
                                     input={"orderId": "Q2", "items": ITEMS}).workflow_id
         app.pause(paused)
         start(app)  # caller-driven: never queued
-        assert app.store.work_queue_size() == 1
-        app.store.replace_work_queue([])
-        assert app.store.work_queue_size() == 0
+        assert app.store.work_queue.size() == 1
+        app.store.work_queue.replace([])
+        assert app.store.work_queue.size() == 0
         assert app.rebuild_work_queue() == 1
-        claims = app.store.claim("test", app.clock(), 10, 1.0)
+        claims = app.store.work_queue.claim("test", app.clock(), 10, 1.0)
         assert [c.workflow_id for c in claims] == [running]
 
 

@@ -34,7 +34,8 @@ from eventsourcing.postgres import (
 )
 from psycopg_pool import ConnectionPool
 
-from application.persistence import WesApplicationRecorder, WesSubscription
+from application.event_log import WesApplicationRecorder
+from application.log_following import WesSubscription
 from application.repository import LatestInOneReadRepository
 from application.workflows import Workflows, fold
 from domain.step import StepExecution

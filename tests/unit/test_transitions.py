@@ -72,21 +72,26 @@ def history_in(status: WorkflowStatus) -> list[Any]:
     if status == S.COMPLETED:
         wf.complete(NOW + ms(2000))
     elif status != S.EXECUTING:
-        wf.fail(unrecoverable(None), NOW + ms(2000))
-        if status == S.COMPENSATION_FAILED:
-            wf.start_step_compensation(RESERVE, NOW + ms(3000))
-            error = WorkflowError.create(RESERVE, "inventory-service", "GONE", "cannot release",
-                                         ErrorType.RESOURCE_NOT_FOUND)
-            wf.handle_compensation_failure(RESERVE, error, NOW + ms(3500))
-        elif status in (S.COMPENSATING, S.COMPENSATED):
-            wf.mark_step_compensated(RESERVE, NOW + ms(3000))
-            if status == S.COMPENSATED:
-                wf.complete_compensation(NOW + ms(4000))
+        fail_and_compensate_to(wf, status)
     events = list(wf.collect_events())
     if status == S.FAILED:
         events = events[: next(i for i, e in enumerate(events)
                                if isinstance(e, Workflow.Failed)) + 1]
     return events
+
+
+def fail_and_compensate_to(wf: Workflow, status: WorkflowStatus) -> None:
+    """Fails the saga whose step has run, then compensates it as far as `status` needs."""
+    wf.fail(unrecoverable(None), NOW + ms(2000))
+    if status == S.COMPENSATION_FAILED:
+        wf.start_step_compensation(RESERVE, NOW + ms(3000))
+        error = WorkflowError.create(RESERVE, "inventory-service", "GONE", "cannot release",
+                                     ErrorType.RESOURCE_NOT_FOUND)
+        wf.handle_compensation_failure(RESERVE, error, NOW + ms(3500))
+    elif status in (S.COMPENSATING, S.COMPENSATED):
+        wf.mark_step_compensated(RESERVE, NOW + ms(3000))
+        if status == S.COMPENSATED:
+            wf.complete_compensation(NOW + ms(4000))
 
 
 @pytest.mark.parametrize("status", list(WorkflowStatus))

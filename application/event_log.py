@@ -1,13 +1,7 @@
-"""All SQL that is not a read model: the event-store recorder and the engine's work queue.
+"""The event log: the library's PostgreSQL application recorder, appending without a table lock.
 
-`WesApplicationRecorder` is the library's PostgreSQL application recorder with two changes.
-
-**The work queue rides along.** When an application saves a workflow it passes the
-workflow's next wake-up time (`work=[WorkItem]`), and the recorder writes it into the work
-queue *in the same statement* as the events. So the queue can never disagree with the event
-streams it is derived from (a transactional outbox); it holds no workflow state, only "look
-at workflow X after time T", and it can be rebuilt from the events at any time
-(`Workflows.rebuild_work_queue`).
+`WesApplicationRecorder` is the library's recorder with two changes. Its appends also write
+the engine's work queue in the same statement (application/work_queue.py says why), and:
 
 **Appends run concurrently; readers still never pass over an event.** The library takes
 an EXCLUSIVE lock on the events table for every append and holds it until commit, so that
@@ -47,17 +41,17 @@ reads the events table must go through `select_notifications` / `subscribe` (a b
 `ORDER BY notification_id` query can pass over an append still in flight), and a reader
 "from now" starts after `settled_head()`: `max_notification_id()` stays the library's
 highest committed position, right for "wait until this is applied", not as a start.
+
+The locks used here (allocation, markers, setup) are named in application/locks.py; the
+audit reads of one stream are application/audit_reads.py, following the log live is
+application/log_following.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -76,15 +70,26 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
+from application.audit_reads import AuditReads
 from application.connection_check import check_now_and_then
+from application.database import render
+from application.locks import (
+    LOW_31_BITS,
+    LockKind,
+    held_exclusive_in_class,
+    lock,
+    lock_call,
+    lock_key,
+)
 from application.log_following import Notifier, WesSubscription, unlisten
 from application.pool import held_connections, listening
+from application.work_queue import WorkItem, WorkQueue, work_table_name
 
 # Markers live in the two-int advisory-lock space (classid = a hash of the table, objid =
 # the position's low 31 bits). A hash collision can only make a reader or writer wait for
 # another transaction to end (or, past 2**31 positions, hold the settled head lower); it
 # can never make a reader pass over an event.
-_POSITION_BITS = 0x7FFFFFFF
+_POSITION_BITS = LOW_31_BITS
 # Appends with up to this many events (or work items) send them as scalar parameters.
 _SCALAR_ROWS = 8
 # Reads try markers one by one up to this many missing positions (each try holds a lock
@@ -92,32 +97,24 @@ _SCALAR_ROWS = 8
 _PROBE_LIMIT = 64
 
 
-@dataclass(frozen=True, slots=True)
-class WorkItem:
-    """Wake-up time for a workflow; `due_at=None` removes it from the queue."""
-
-    workflow_id: UUID
-    due_at: datetime | None
-    priority: int = 2
+def _rows(n: int) -> int:
+    """How an append sends `n` rows of one kind: as `n` scalar rows, or as arrays (-1)."""
+    return n if n <= _SCALAR_ROWS else -1
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A work item leased to one worker until `lease_until`."""
-
-    workflow_id: UUID
-    due_at: datetime
-    priority: int
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRow:
-    """One stored event with its global position."""
-
-    position: int
-    version: int
-    topic: str
-    state: bytes
+def _event_params(stored_events: Sequence[StoredEvent], *, as_arrays: bool) -> list[Any]:
+    """The parameters of the append's events half: their count, then the rows."""
+    if not stored_events:
+        return []
+    params: list[Any] = [len(stored_events)]
+    if as_arrays:
+        params += ([e.originator_id for e in stored_events],
+                   [e.originator_version for e in stored_events],
+                   [e.topic for e in stored_events], [e.state for e in stored_events])
+    else:
+        for e in stored_events:
+            params += (e.originator_id, e.originator_version, e.topic, e.state)
+    return params
 
 
 class Heads(NamedTuple):
@@ -131,102 +128,31 @@ class Heads(NamedTuple):
 
 
 class WesApplicationRecorder(PostgresApplicationRecorder):
-    """The library's recorder, plus the work queue written with the events."""
+    """The library's recorder, appending without a table lock, plus the work queue written
+    with the events (`work_queue`) and the audit reads of one stream (`audit`)."""
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
         check_now_and_then(datastore)
-        schema = Identifier(datastore.schema)
-        self.work_table_name = events_table_name.rsplit("_events", 1)[0] + "_work_queue"
-        work = Identifier(self.work_table_name)
-        self.sql_create_statements.append(SQL(
-            "CREATE TABLE IF NOT EXISTS {schema}.{work} ("
-            " workflow_id uuid PRIMARY KEY,"
-            " due_at timestamptz NOT NULL,"
-            " priority smallint NOT NULL DEFAULT 2,"
-            " lease_owner text,"
-            " lease_until timestamptz,"
-            " claims integer NOT NULL DEFAULT 0)"
-        ).format(schema=schema, work=work))
-        self.sql_create_statements.append(SQL(
-            "CREATE INDEX IF NOT EXISTS {idx} ON {schema}.{work} (due_at)"
-        ).format(idx=Identifier(self.work_table_name + "_due_idx"), schema=schema, work=work))
-        # An upsert keeps any lease: a command saved while a worker holds the item must not
-        # take it away from that worker.
-        self._upsert_work = self._render(SQL(
-            "INSERT INTO {schema}.{work} (workflow_id, due_at, priority) VALUES (%s, %s, %s) "
-            "ON CONFLICT (workflow_id) DO UPDATE SET due_at = EXCLUDED.due_at, "
-            "priority = EXCLUDED.priority"
-        ).format(schema=schema, work=work))
-        self._claim = self._render(SQL(
-            "WITH c AS (SELECT workflow_id FROM {schema}.{work}"
-            " WHERE due_at <= %s AND (lease_until IS NULL OR lease_until < now())"
-            " ORDER BY priority, due_at LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " UPDATE {schema}.{work} w SET lease_owner = %s,"
-            " lease_until = now() + make_interval(secs => %s), claims = w.claims + 1"
-            " FROM c WHERE w.workflow_id = c.workflow_id"
-            " RETURNING w.workflow_id, w.due_at, w.priority"
-        ).format(schema=schema, work=work))
-        self._renew = self._render(SQL(
-            "UPDATE {schema}.{work} SET lease_until = now() + make_interval(secs => %s)"
-            " WHERE lease_owner = %s AND workflow_id = ANY(%s)"
-        ).format(schema=schema, work=work))
-        # Releasing may hold the item back a while (`not_before`): backpressure, when no
-        # instance of the step's service can take work, costs no event and no retry.
-        self._release = self._render(SQL(
-            "UPDATE {schema}.{work} SET lease_owner = NULL, lease_until = %s"
-            " WHERE workflow_id = %s AND lease_owner = %s"
-        ).format(schema=schema, work=work))
-        # Settling an item whose workflow had nothing to do: due_at, unchanged since the
-        # claim, is the optimistic token (any save rewrites it), so a command saved
-        # meanwhile is never overwritten.
-        self._settle = self._render(SQL(
-            "UPDATE {schema}.{work} SET due_at = %s, lease_owner = NULL, lease_until = NULL"
-            " WHERE workflow_id = %s AND lease_owner = %s AND due_at = %s"
-        ).format(schema=schema, work=work))
-        self._settle_delete = self._render(SQL(
-            "DELETE FROM {schema}.{work}"
-            " WHERE workflow_id = %s AND lease_owner = %s AND due_at = %s"
-        ).format(schema=schema, work=work))
-        self._insert_missing_work = self._render(SQL(
-            "INSERT INTO {schema}.{work} (workflow_id, due_at, priority) VALUES (%s, %s, %s)"
-            " ON CONFLICT (workflow_id) DO NOTHING"
-        ).format(schema=schema, work=work))
-        self._next_due = self._render(SQL(
-            "SELECT min(greatest(due_at, coalesce(lease_until, due_at))) AS next FROM {schema}.{work}"
-        ).format(schema=schema, work=work))
-        self._count_work = self._render(SQL("SELECT count(*) AS n FROM {schema}.{work}").format(
-            schema=schema, work=work))
-        self._truncate_work = SQL("TRUNCATE {schema}.{work}").format(schema=schema, work=work)
+        self.work_queue = WorkQueue(datastore, work_table_name(events_table_name))
+        self.sql_create_statements += self.work_queue.create_statements
+        self.audit = AuditReads(datastore, events_table_name)
+        self._init_appends(Identifier(datastore.schema))
+        self._init_reads(Identifier(datastore.schema))
+
+    # ---- appending
+
+    def _init_appends(self, schema: Identifier) -> None:
         events = Identifier(self.events_table_name)
-        self._history = self._render(SQL(
-            "SELECT notification_id, originator_version, topic, state FROM {schema}.{events}"
-            " WHERE originator_id = %s ORDER BY originator_version"
-        ).format(schema=schema, events=events))
-        self._positions = self._render(SQL(
-            "SELECT originator_version, notification_id FROM {schema}.{events}"
-            " WHERE originator_id = %s AND originator_version = ANY(%s)"
-        ).format(schema=schema, events=events))
-        self._aggregate_ids = SQL(
-            "SELECT DISTINCT originator_id FROM {schema}.{events} WHERE topic = %s"
-        ).format(schema=schema, events=events)
-
-        self._init_event_log(schema)
-
-    # ---- the event log: appending
-
-    def _init_event_log(self, schema: Identifier) -> None:
-        events = Identifier(self.events_table_name)
-        work = Identifier(self.work_table_name)
         qualified = f"{self.datastore.schema}.{self.events_table_name}"
         self.allocate_function_name = f"{self.events_table_name}_allocate"
         self.check_identifier_length(self.allocate_function_name)
-        self._marker_class = zlib.crc32(qualified.encode()) & _POSITION_BITS
-        digest = hashlib.sha256(f"wes-allocate:{qualified}".encode()).digest()
-        self._allocation_key = int.from_bytes(digest[:8], "big", signed=True)
-        self._ddl_key = int.from_bytes(digest[8:16], "big", signed=True)
+        # The first key, shared by every marker of this table; the second is a position.
+        self._marker_class = lock_key(LockKind.APPEND_MARKER, qualified).params[0]
+        self._allocation_key = lock_key(LockKind.APPEND_ALLOCATION, qualified)
+        self._setup_key = lock_key(LockKind.EVENT_LOG_SETUP, qualified)
         allocate = SQL("{}.{}").format(schema, Identifier(self.allocate_function_name))
-        id_type = SQL(self.datastore.originator_id_type)
+        self._id_type = SQL(self.datastore.originator_id_type)
         self._append_parts = {
             "events": SQL(
                 "allocation AS MATERIALIZED (SELECT {allocate}(%s) AS first_id),"
@@ -237,13 +163,7 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
                 " AS e(originator_id, originator_version, topic, state, ord)"
                 " RETURNING notification_id)"
             ).format(allocate=allocate, schema=schema, events=events, rows=SQL("{rows}")),
-            "due": SQL(
-                "upserted AS (INSERT INTO {schema}.{work} (workflow_id, due_at, priority) {rows}"
-                " ON CONFLICT (workflow_id) DO UPDATE SET due_at = EXCLUDED.due_at,"
-                " priority = EXCLUDED.priority)"
-            ).format(schema=schema, work=work, rows=SQL("{rows}")),
-            "done": SQL("removed AS (DELETE FROM {schema}.{work} WHERE workflow_id = {rows})"
-                        ).format(schema=schema, work=work, rows=SQL("{rows}")),
+            **self.work_queue.append_parts,
         }
         # Few rows (the usual save) go as scalar parameters: psycopg dumps those much
         # faster than arrays. Many rows go as arrays.
@@ -251,82 +171,17 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             "events": (SQL("(VALUES {})"), SQL("(%s::{}, %s::bigint, %s::text, %s::bytea, {})"),
                        SQL("unnest(%s::{}[], %s::bigint[], %s::text[], %s::bytea[])"
                            " WITH ORDINALITY")),
-            "due": (SQL("VALUES {}"), SQL("(%s::uuid, %s::timestamptz, %s::smallint)"),
-                    SQL("SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::smallint[])")),
-            "done": (SQL("ANY(ARRAY[{}])"), SQL("%s::uuid"), SQL("ANY(%s::uuid[])")),
+            **self.work_queue.append_rows,
         }
-        self._id_type = id_type
         self._append_sql: dict[tuple[int, int, int], str] = {}
-        self._notify = self._render(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
+        self._notify = render(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
         self._notifier = Notifier(self.datastore, self._notify)
 
-        # ---- reading
-        columns = SQL("SELECT originator_version, topic, state FROM {}.{} WHERE originator_id = %s"
-                      ).format(schema, events)
-        self._select_events_sql: dict[tuple[bool, bool, bool, bool], str] = {}
-        self._latest_sql: dict[str, str] = {}
-        for gt in (False, True):
-            for lte in (False, True):
-                for desc in (False, True):
-                    for limit in (False, True):
-                        query = columns
-                        query += SQL(" AND originator_version > %s") if gt else SQL("")
-                        query += SQL(" AND originator_version <= %s") if lte else SQL("")
-                        query += SQL(" ORDER BY originator_version DESC" if desc
-                                     else " ORDER BY originator_version ASC")
-                        query += SQL(" LIMIT %s") if limit else SQL("")
-                        self._select_events_sql[gt, lte, desc, limit] = self._render(query)
-        window = SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, {state}"
-            " FROM {schema}.{events} WHERE notification_id >= %s{stop}"
-            " ORDER BY notification_id LIMIT %s")
-        self._window_sql: dict[tuple[bool, bool], str] = {}
-        for stop in (False, True):
-            for topics in (False, True):
-                state = SQL("CASE WHEN topic = ANY(%s) THEN state END") if topics else SQL("state")
-                stop_sql = SQL(" AND notification_id <= %s") if stop else SQL("")
-                self._window_sql[stop, topics] = self._render(window.format(
-                    state=state, schema=schema, events=events, stop=stop_sql))
-        self._reread_sql = self._render(SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state"
-            " FROM {}.{} JOIN unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi)"
-            " ON notification_id BETWEEN r.lo AND r.hi ORDER BY notification_id"
-        ).format(schema, events))
-        marker = SQL("{}, (g & {})::integer").format(Literal(self._marker_class),
-                                                       Literal(_POSITION_BITS))
-        self._probe_markers_sql = self._render(SQL(
-            "SELECT g FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi),"
-            " generate_series(r.lo, r.hi) AS g"
-            " WHERE NOT pg_try_advisory_xact_lock_shared({m})"
-        ).format(m=marker))
-        self._held_markers_sql = self._render(SQL(
-            "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
-            " AND classid = {}::oid AND granted AND mode = 'ExclusiveLock'"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ).format(Literal(self._marker_class)))
-        # One statement, so the events are read in a snapshot taken before pg_locks is: an
-        # append whose marker is still held then has not committed in that snapshot.
-        self._heads_sql = self._render(SQL(
-            "WITH head AS (SELECT coalesce(max(notification_id), 0) AS latest FROM {events}),"
-            " held AS (SELECT (head.latest & ~{bits}::bigint) | l.objid::bigint AS p"
-            "  FROM head, pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 2"
-            "  AND l.classid = {cls}::oid AND l.granted AND l.mode = 'ExclusiveLock'"
-            "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())),"
-            " named AS (SELECT CASE WHEN held.p > head.latest THEN held.p - {bits} - 1"
-            "  ELSE held.p END AS p FROM held, head)"
-            " SELECT head.latest, (SELECT min(named.p) FROM named WHERE named.p >= 1"
-            "  AND NOT EXISTS (SELECT 1 FROM {events} e WHERE e.notification_id = named.p))"
-            "  AS in_flight FROM head"
-        ).format(events=SQL("{}.{}").format(schema, events), bits=Literal(_POSITION_BITS),
-                 cls=Literal(self._marker_class)))
-        self._wait_marker_sql = self._render(SQL(
-            "SELECT pg_advisory_xact_lock_shared({}, (%s::bigint & {})::integer)"
-        ).format(Literal(self._marker_class), Literal(_POSITION_BITS)))
-
-    @staticmethod
-    def _render(query: Composed | SQL) -> str:
-        # Plain strings: psycopg caches their conversion, a Composed is rebuilt every time.
-        return query.as_string()
+    def _marker(self, position: str) -> Composed:
+        """The lock arguments of the marker of a position computed in SQL (`position`): the
+        same two keys as `lock_key(LockKind.APPEND_MARKER, table, position)`."""
+        return SQL("{}, ({} & {})::integer").format(
+            Literal(self._marker_class), SQL(position), Literal(_POSITION_BITS))
 
     def _build_append(self, shape: tuple[int, int, int]) -> str:
         """The append statement for (events, due items, done items); -1 means many."""
@@ -344,38 +199,41 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
                 rows = many.format(SQL(", ").join([one] * n))
             ctes.append(SQL(self._append_parts[part].as_string()).format(rows=rows))
         select = SQL(" SELECT notification_id FROM inserted" if shape[0] else " SELECT 1")
-        query = self._render(SQL("WITH ") + SQL(", ").join(ctes) + select)
+        query = render(SQL("WITH ") + SQL(", ").join(ctes) + select)
         self._append_sql[shape] = query
         return query
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         # Several processes may start at once; CREATE OR REPLACE FUNCTION does not like that.
-        curs.execute("SELECT pg_advisory_xact_lock(%s)", (self._ddl_key,))
+        lock(curs, self._setup_key, transaction=True)
         super()._create_table(curs)
         curs.execute("SELECT pg_get_serial_sequence(%s, 'notification_id') AS seq",
                      (SQL("{}.{}").format(Identifier(self.datastore.schema),
                                           Identifier(self.events_table_name)).as_string(),))
         row = curs.fetchone()
         assert row is not None and row["seq"], "the events table has no notification_id sequence"
+        allocation = self._allocation_key.literal()
         curs.execute(SQL(
             "CREATE OR REPLACE FUNCTION {schema}.{name}(n integer) RETURNS bigint"
             " LANGUAGE plpgsql AS $body$"
             " DECLARE first_id bigint;"
             " BEGIN"
-            "  PERFORM pg_advisory_lock({allocation});"
+            "  PERFORM {lock_allocation};"
             "  first_id := nextval({seq}::regclass);"
             "  IF n > 1 THEN"
             "   PERFORM setval({seq}::regclass, first_id + n - 1);"
-            "   PERFORM pg_advisory_xact_lock({marker}, ((first_id + n - 1) & {bits})::integer);"
+            "   PERFORM {mark_last};"
             "  END IF;"
-            "  PERFORM pg_advisory_xact_lock({marker}, (first_id & {bits})::integer);"
-            "  PERFORM pg_advisory_unlock({allocation});"
+            "  PERFORM {mark_first};"
+            "  PERFORM {unlock_allocation};"
             "  RETURN first_id;"
             " END $body$"
         ).format(schema=Identifier(self.datastore.schema),
                  name=Identifier(self.allocate_function_name),
-                 allocation=Literal(self._allocation_key), seq=Literal(row["seq"]),
-                 marker=Literal(self._marker_class), bits=Literal(_POSITION_BITS)))
+                 lock_allocation=lock_call(allocation), seq=Literal(row["seq"]),
+                 mark_last=lock_call(self._marker("(first_id + n - 1)"), transaction=True),
+                 mark_first=lock_call(self._marker("first_id"), transaction=True),
+                 unlock_allocation=lock_call(allocation, unlock=True)))
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent],
@@ -401,31 +259,11 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             return None
         due = [item for item in items.values() if item.due_at is not None]
         done = [item.workflow_id for item in items.values() if item.due_at is None]
-        shape = tuple(n if n <= _SCALAR_ROWS else -1
-                      for n in (len(stored_events), len(due), len(done)))
-        query = self._append_sql.get(shape) or self._build_append(shape)  # type: ignore[arg-type]
-        params: list[Any] = []
-        if stored_events:
-            params.append(len(stored_events))
-            if shape[0] > 0:
-                for e in stored_events:
-                    params += (e.originator_id, e.originator_version, e.topic, e.state)
-            else:
-                params += ([e.originator_id for e in stored_events],
-                           [e.originator_version for e in stored_events],
-                           [e.topic for e in stored_events], [e.state for e in stored_events])
-        if due:
-            if shape[1] > 0:
-                for item in due:
-                    params += (item.workflow_id, item.due_at, item.priority)
-            else:
-                params += ([item.workflow_id for item in due], [item.due_at for item in due],
-                           [item.priority for item in due])
-        if done:
-            if shape[2] > 0:
-                params += done
-            else:
-                params.append(done)
+        shape = (_rows(len(stored_events)), _rows(len(due)), _rows(len(done)))
+        query = self._append_sql.get(shape) or self._build_append(shape)
+        params = _event_params(stored_events, as_arrays=shape[0] < 0)
+        params += self.work_queue.append_params(due, done, due_as_arrays=shape[1] < 0,
+                                                done_as_arrays=shape[2] < 0)
         try:
             curs = conn.cursor(row_factory=tuple_row)
             curs.execute(query, params, prepare=shape[0] >= 0)
@@ -446,7 +284,65 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             raise ProgrammingError(f"{len(stored_events)} events got {len(positions)} positions")
         return positions
 
-    # ---- the event log: reading
+    # ---- reading
+
+    def _init_reads(self, schema: Identifier) -> None:
+        events = Identifier(self.events_table_name)
+        columns = SQL("SELECT originator_version, topic, state FROM {}.{} WHERE originator_id = %s"
+                      ).format(schema, events)
+        self._select_events_sql: dict[tuple[bool, bool, bool, bool], str] = {}
+        self._latest_sql: dict[str, str] = {}
+        for gt in (False, True):
+            for lte in (False, True):
+                for desc in (False, True):
+                    for limit in (False, True):
+                        query = columns
+                        query += SQL(" AND originator_version > %s") if gt else SQL("")
+                        query += SQL(" AND originator_version <= %s") if lte else SQL("")
+                        query += SQL(" ORDER BY originator_version DESC" if desc
+                                     else " ORDER BY originator_version ASC")
+                        query += SQL(" LIMIT %s") if limit else SQL("")
+                        self._select_events_sql[gt, lte, desc, limit] = render(query)
+        window = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, {state}"
+            " FROM {schema}.{events} WHERE notification_id >= %s{stop}"
+            " ORDER BY notification_id LIMIT %s")
+        self._window_sql: dict[tuple[bool, bool], str] = {}
+        for stop in (False, True):
+            for topics in (False, True):
+                state = SQL("CASE WHEN topic = ANY(%s) THEN state END") if topics else SQL("state")
+                stop_sql = SQL(" AND notification_id <= %s") if stop else SQL("")
+                self._window_sql[stop, topics] = render(window.format(
+                    state=state, schema=schema, events=events, stop=stop_sql))
+        self._reread_sql = render(SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {}.{} JOIN unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi)"
+            " ON notification_id BETWEEN r.lo AND r.hi ORDER BY notification_id"
+        ).format(schema, events))
+        self._probe_markers_sql = render(SQL(
+            "SELECT g FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi),"
+            " generate_series(r.lo, r.hi) AS g"
+            " WHERE NOT {probe}"
+        ).format(probe=lock_call(self._marker("g"), attempt=True, transaction=True,
+                                 shared=True)))
+        self._held_markers_sql = render(SQL(
+            "SELECT objid::bigint FROM pg_locks WHERE {held}"
+        ).format(held=held_exclusive_in_class(self._marker_class)))
+        # One statement, so the events are read in a snapshot taken before pg_locks is: an
+        # append whose marker is still held then has not committed in that snapshot.
+        self._heads_sql = render(SQL(
+            "WITH head AS (SELECT coalesce(max(notification_id), 0) AS latest FROM {events}),"
+            " held AS (SELECT (head.latest & ~{bits}::bigint) | l.objid::bigint AS p"
+            "  FROM head, pg_locks l WHERE {held}),"
+            " named AS (SELECT CASE WHEN held.p > head.latest THEN held.p - {bits} - 1"
+            "  ELSE held.p END AS p FROM held, head)"
+            " SELECT head.latest, (SELECT min(named.p) FROM named WHERE named.p >= 1"
+            "  AND NOT EXISTS (SELECT 1 FROM {events} e WHERE e.notification_id = named.p))"
+            "  AS in_flight FROM head"
+        ).format(events=SQL("{}.{}").format(schema, events), bits=Literal(_POSITION_BITS),
+                 held=held_exclusive_in_class(self._marker_class, "l.")))
+        self._wait_marker_sql = render(SQL("SELECT {}").format(
+            lock_call(self._marker("%s::bigint"), transaction=True, shared=True)))
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_latest(self, originator_id: UUID, snapshots_table: str
@@ -457,7 +353,7 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
         query = self._latest_sql.get(snapshots_table)
         if query is None:
             schema = Identifier(self.datastore.schema)
-            query = self._latest_sql[snapshots_table] = self._render(SQL(
+            query = self._latest_sql[snapshots_table] = render(SQL(
                 "WITH s AS (SELECT originator_version, topic, state FROM {schema}.{snapshots}"
                 " WHERE originator_id = %s ORDER BY originator_version DESC LIMIT 1)"
                 " SELECT true AS snapshot, originator_version, topic, state FROM s"
@@ -630,36 +526,6 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
                   topics: Sequence[str] = ()) -> WesSubscription:
         return WesSubscription(self, gt=gt, topics=topics)
 
-    # ---- the work queue
-
-    def claim(self, owner: str, now: datetime, limit: int, lease_seconds: float) -> list[Claim]:
-        """Leases up to `limit` due items no one else holds (FOR UPDATE SKIP LOCKED)."""
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._claim, (now, limit, owner, lease_seconds), prepare=True)
-            return [Claim(r["workflow_id"], r["due_at"], r["priority"]) for r in curs.fetchall()]
-
-    def renew(self, owner: str, workflow_ids: Sequence[UUID], lease_seconds: float) -> None:
-        if not workflow_ids:
-            return
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._renew, (lease_seconds, owner, list(workflow_ids)), prepare=True)
-
-    def release(self, owner: str, workflow_id: UUID, not_before: datetime | None = None) -> None:
-        """Gives the item up; with `not_before`, nobody may claim it before then."""
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._release, (not_before, workflow_id, owner), prepare=True)
-
-    def settle(self, owner: str, workflow_id: UUID, claimed_due: datetime,
-               due_at: datetime | None) -> bool:
-        """Reschedules (or removes, for None) an item we hold whose workflow had nothing to
-        do, unless a save changed it since we claimed it; True if it was settled."""
-        with self.datastore.transaction(commit=True) as curs:
-            if due_at is None:
-                curs.execute(self._settle_delete, (workflow_id, owner, claimed_due), prepare=True)
-            else:
-                curs.execute(self._settle, (due_at, workflow_id, owner, claimed_due),
-                             prepare=True)
-            return curs.rowcount == 1
 
     def wait_for_appends(self, stop: threading.Event, on_append: Callable[[], None]) -> None:
         """LISTENs on the events channel until `stop`, calling `on_append` whenever appends
@@ -675,107 +541,3 @@ class WesApplicationRecorder(PostgresApplicationRecorder):
             finally:
                 unlisten(conn)
 
-    def next_due(self) -> datetime | None:
-        """The earliest time any item becomes claimable (None when the queue is empty)."""
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._next_due, prepare=True)
-            row = curs.fetchone()
-            return row["next"] if row else None
-
-    def work_queue_size(self) -> int:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._count_work)
-            row = curs.fetchone()
-            return int(row["n"]) if row else 0
-
-    def replace_work_queue(self, items: Sequence[WorkItem]) -> None:
-        """The queue becomes exactly `items` (tests; use `add_missing_work` on a live system)."""
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._truncate_work)
-            for item in items:
-                if item.due_at is not None:
-                    curs.execute(self._upsert_work, (item.workflow_id, item.due_at, item.priority))
-
-    def add_missing_work(self, items: Sequence[WorkItem]) -> int:
-        """Repair on a live system: inserts items for workflows missing from the queue and
-        touches no existing item (nor its lease); a stale item left over is settled by the
-        next worker that claims it. Returns how many were added."""
-        added = 0
-        with self.datastore.transaction(commit=True) as curs:
-            for item in items:
-                if item.due_at is not None:
-                    curs.execute(self._insert_missing_work,
-                                 (item.workflow_id, item.due_at, item.priority))
-                    added += curs.rowcount
-        return added
-
-    # ---- audit reads
-
-    def history(self, originator_id: UUID) -> list[HistoryRow]:
-        """Every event of one aggregate with its global position, oldest first."""
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._history, (originator_id,), prepare=True)
-            return [HistoryRow(r["notification_id"], r["originator_version"], r["topic"],
-                               bytes(r["state"])) for r in curs.fetchall()]
-
-    def positions(self, originator_id: UUID, versions: Sequence[int]) -> dict[int, int]:
-        """Global positions of given versions of one aggregate."""
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._positions, (originator_id, list(versions)), prepare=True)
-            return {r["originator_version"]: r["notification_id"] for r in curs.fetchall()}
-
-    def aggregate_ids(self, created_topic: str) -> list[UUID]:
-        """Ids of every aggregate whose stream holds an event of `created_topic`."""
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._aggregate_ids, (created_topic,))
-            return [r["originator_id"] for r in curs.fetchall()]
-
-
-class LeaderLock:
-    """A session-level PostgreSQL advisory lock: at most one holder across all processes.
-
-    Used where exactly one process must act at a time (the waveless release loop). The
-    lock lives as long as its connection; if the holder dies, PostgreSQL frees it. Only the
-    holder keeps a connection: the others (every other worker) close theirs and try again
-    after `retry_seconds`, so twenty workers do not hold twenty idle lock connections.
-    """
-
-    def __init__(self, conninfo: str, name: str, retry_seconds: float = 5.0) -> None:
-        import hashlib
-
-        self._conninfo = conninfo
-        digest = hashlib.sha256(name.encode()).digest()
-        self._key = int.from_bytes(digest[:8], "big", signed=True)
-        self._conn: psycopg.Connection | None = None
-        self._held = False
-        self._retry_seconds = retry_seconds
-        self._next_try = 0.0
-
-    def acquire(self) -> bool:
-        """True if held (now or already); False if another process holds it."""
-        now = time.monotonic()
-        if self._conn is None and now < self._next_try:
-            return False
-        try:
-            if self._conn is None or self._conn.closed:
-                self._held = False
-                self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
-            if self._held:
-                self._conn.execute("SELECT 1")  # the session, and so the lock, is still ours
-                return True
-            row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
-            self._held = bool(row and row[0])
-        except psycopg.Error:
-            self._held = False
-        if not self._held:
-            self.release()
-            self._next_try = now + self._retry_seconds
-        return self._held
-
-    def release(self) -> None:
-        self._held = False
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
