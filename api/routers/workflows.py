@@ -33,7 +33,8 @@ IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
     description="The same key always answers with the same workflow (200), never a "
                 "second one, even for concurrent requests.")]
-START_FIELDS_USED = 2  # Created plus Started (or WavelessEnabled)
+# A start records two events: Created, then Started (or WavelessEnabled).
+START_EVENT_COUNT = 2
 
 
 @router.get("", response_model=Page[Progress], responses=responses(403, 504),
@@ -109,7 +110,7 @@ def start_workflow(
 
 
 def _start_position(workflows: Workflows, workflow_id: UUID) -> int | None:
-    positions = workflows.store.positions(workflow_id, list(range(1, START_FIELDS_USED + 1)))
+    positions = workflows.store.positions(workflow_id, list(range(1, START_EVENT_COUNT + 1)))
     return max(positions.values(), default=None)
 
 
