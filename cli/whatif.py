@@ -46,10 +46,8 @@ def whatif(
     except ValueError as e:
         fail(str(e))
         return
-    if url:
-        report = _remote(url, api_key, window, policies, seed, fail)
-    else:
-        report = _local(window, policies, seed, fail)
+    report = (_remote(url, api_key, window, policies, seed) if url
+              else _local(window, policies, seed))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -82,8 +80,8 @@ def _policies(path: Path) -> list[dict[str, Any]]:
     return items
 
 
-def _local(window: tuple[datetime, datetime], policies: list[dict[str, Any]], seed: int,
-           fail: Any) -> dict[str, Any]:
+def _local(window: tuple[datetime, datetime], policies: list[dict[str, Any]],
+           seed: int) -> dict[str, Any]:
     try:
         request = WhatIfRequest(window[0], window[1], [Policy(**p) for p in policies], seed)
     except (DomainError, TypeError) as e:
@@ -95,7 +93,7 @@ def _local(window: tuple[datetime, datetime], policies: list[dict[str, Any]], se
 
 
 def _remote(url: str, api_key: str | None, window: tuple[datetime, datetime],
-            policies: list[dict[str, Any]], seed: int, fail: Any) -> dict[str, Any]:
+            policies: list[dict[str, Any]], seed: int) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = {"from": window[0].isoformat(), "to": window[1].isoformat(), "policies": policies,
             "seed": seed}
