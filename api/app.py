@@ -1,4 +1,5 @@
-"""`create_app`: the HTTP API over already-built components (tests and `wes serve` compose it)."""
+"""`create_app`: the HTTP API over already-built components (the composition root,
+`application.container`, builds them)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from starlette.types import ASGIApp
 
 from api import console, errors
 from api.auth import KeyRing
-from api.dependencies import ApiConfig, Components, document_security
+from api.components import Components
 from api.feed import EventHub, EventReader
 from api.limits import BodyLimit
 from api.metrics import LatencyMiddleware, StoreCollector
-from api.ports import LoadCommands, ReadModels
+from api.openapi_security import document_security
+from api.ports import LoadCommands, QueryPorts
 from api.routers import (
     audit,
     definitions,
@@ -34,6 +36,8 @@ from api.routers import (
 )
 from api.routers import whatif as whatif_routes
 from api.routers import workflows as workflow_routes
+from application.settings import ApiConfig
+from application.whatif.service import WhatIfSettings
 from application.workflows import Workflows
 
 DESCRIPTION = """\
@@ -96,10 +100,11 @@ def _version() -> str:
 def create_app(
     *,
     workflows: Workflows,
-    read_models: ReadModels,
+    queries: QueryPorts,
     keys: KeyRing | None = None,
     load_commands: LoadCommands | None = None,
     config: ApiConfig | None = None,
+    whatif: WhatIfSettings | None = None,
     background: Sequence[Background] = (),
     mounts: Mapping[str, ASGIApp] | None = None,
 ) -> FastAPI:
@@ -108,17 +113,17 @@ def create_app(
     config = config or ApiConfig()
     reader = EventReader(workflows)
     hub = EventHub(reader, capacity=config.feed_buffer)
-    components = Components(workflows=workflows, read_models=read_models,
-                            keys=keys or KeyRing(), config=config, reader=reader, hub=hub,
-                            load=load_commands)
+    components = Components(workflows=workflows, queries=queries, keys=keys or KeyRing(),
+                            config=config, whatif=whatif or WhatIfSettings(), reader=reader,
+                            hub=hub, load=load_commands)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         hub.start()
         started: list[Background] = []
         try:
-            if read_models.open_async is not None:
-                components.fast = await read_models.open_async()
+            if queries.open_async is not None:
+                components.fast = await queries.open_async()
             for part in background:
                 await run_in_threadpool(part.start)
                 started.append(part)
@@ -145,7 +150,7 @@ def create_app(
                          redoc_url=None)
     app.state.components = components
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(StoreCollector(reader, read_models.projections))
+    registry.register(StoreCollector(reader, queries.projections))
     app.state.metrics_registry = registry
     errors.install(app)
     errors.document(app)

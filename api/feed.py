@@ -36,7 +36,7 @@ SCAN_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
-class StoredEvent:
+class FeedEvent:
     """A decoded event with its global position."""
 
     position: int
@@ -61,7 +61,7 @@ class EventFilter:
     correlation_id: str | None = None
     event_types: frozenset[str] = frozenset()
 
-    def matches(self, event: StoredEvent) -> bool:
+    def matches(self, event: FeedEvent) -> bool:
         if self.workflow_id is not None and event.aggregate_id != self.workflow_id:
             return False
         if self.correlation_id is not None and event.correlation_id != self.correlation_id:
@@ -82,19 +82,19 @@ class EventReader:
     def __init__(self, workflows: Workflows) -> None:
         self.workflows = workflows
 
-    def decode(self, notification: Notification) -> StoredEvent:
+    def decode(self, notification: Notification) -> FeedEvent:
         aggregate_type, event_type = _names_from_topic(notification.topic)
         try:
             event = self.workflows.mapper.to_domain_event(notification)
         except Exception:  # an event whose class is gone must not break the feed
             log.warning("cannot decode event at position %s (%s)", notification.id,
                         notification.topic)
-            return StoredEvent(notification.id, notification.originator_id, aggregate_type,
+            return FeedEvent(notification.id, notification.originator_id, aggregate_type,
                                notification.originator_version, event_type,
                                datetime.fromtimestamp(0, UTC), None, {})
         if isinstance(event, Workflow.Event):
             aggregate_type = "Workflow"
-        return StoredEvent(
+        return FeedEvent(
             position=notification.id,
             aggregate_id=event.originator_id,
             aggregate_type=aggregate_type,
@@ -117,17 +117,17 @@ class EventReader:
         """The highest committed position (positions above it do not exist yet)."""
         return self.workflows.recorder.max_notification_id() or 0
 
-    def read(self, after: int, limit: int) -> list[StoredEvent]:
+    def read(self, after: int, limit: int) -> list[FeedEvent]:
         """Up to `limit` events after position `after`, oldest first."""
         notifications = self.workflows.recorder.select_notifications(
             start=after, limit=limit, inclusive_of_start=False)
         return [self.decode(n) for n in notifications]
 
     def scan(self, after: int, limit: int, wanted: EventFilter,
-             budget: int = 20 * SCAN_BATCH) -> tuple[list[StoredEvent], int]:
+             budget: int = 20 * SCAN_BATCH) -> tuple[list[FeedEvent], int]:
         """Up to `limit` matching events after `after`, reading at most `budget` events;
         returns them and the last position read (to continue from)."""
-        found: list[StoredEvent] = []
+        found: list[FeedEvent] = []
         last = after
         scanned = 0
         unfiltered = wanted == EventFilter()
@@ -155,7 +155,7 @@ class EventHub:
         self.capacity = max(1, capacity)
         self.retry_seconds = retry_seconds
         self._lock = threading.Lock()
-        self._events: list[StoredEvent] = []
+        self._events: list[FeedEvent] = []
         self._floor: int | None = None  # every event after `_floor` is in `_events`
         self._head = 0
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
@@ -210,7 +210,7 @@ class EventHub:
                 if self._stopping.is_set():
                     return
 
-    def _publish(self, event: StoredEvent) -> None:
+    def _publish(self, event: FeedEvent) -> None:
         with self._lock:
             self._events.append(event)
             self._head = event.position
@@ -225,7 +225,7 @@ class EventHub:
             with contextlib.suppress(RuntimeError):  # that client's loop has closed
                 loop.call_soon_threadsafe(ready.set)
 
-    def since(self, after: int) -> Sequence[StoredEvent] | None:
+    def since(self, after: int) -> Sequence[FeedEvent] | None:
         """Buffered events after `after`, or None when the buffer does not reach back."""
         with self._lock:
             if self._floor is None or after < self._floor:

@@ -29,36 +29,8 @@ class BodyLimit:
         if declared is not None and declared > self.max_bytes:
             await self._refuse(scope, send, f"the request body has {declared} bytes")
             return
-        received = 0
-        refused = False  # the body passed the limit: the app is told the client left
-        answered = False  # ... and this middleware sent the 413
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received, refused, answered
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    refused = True
-                    if not started:
-                        answered = True
-                        await self._refuse(scope, send,
-                                           f"the request body has more than {self.max_bytes} bytes")
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if answered:
-                return  # the 413 went out; the app's answer to a cut-off body is dropped
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        await self.app(scope, counting_receive, guarded_send)
+        guard = _Guard(self, scope, receive, send)
+        await self.app(scope, guard.receive, guard.send)
 
     async def _refuse(self, scope: Scope, send: Send, detail: str) -> None:
         body = orjson.dumps({
@@ -73,6 +45,44 @@ class BodyLimit:
             (b"connection", b"close"),
         ]})
         await send({"type": "http.response.body", "body": body})
+
+
+class _Guard:
+    """One request's body count: past the limit the app is told the client left, and a
+    413 goes out unless the app already started its answer."""
+
+    def __init__(self, limit: BodyLimit, scope: Scope, receive: Receive, send: Send) -> None:
+        self.limit = limit
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.received = 0
+        self.refused = False  # the body passed the limit: the app is told the client left
+        self.answered = False  # ... and this middleware sent the 413
+        self.started = False
+
+    async def receive(self) -> Message:
+        if self.refused:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] != "http.request":
+            return message
+        self.received += len(message.get("body", b""))
+        if self.received <= self.limit.max_bytes:
+            return message
+        self.refused = True
+        if not self.started:
+            self.answered = True
+            await self.limit._refuse(self.scope, self._send, "the request body has more "
+                                     f"than {self.limit.max_bytes} bytes")
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        if self.answered:
+            return  # the 413 went out; the app's answer to a cut-off body is dropped
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 def _content_length(scope: Scope) -> int | None:

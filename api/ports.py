@@ -1,7 +1,7 @@
 """What the API needs from the read models (`projections/`), as protocols.
 
 The API never runs SQL: queries go through these ports, which `projections/` implements
-(`api.read_models` adapts it). Rows are the projections' frozen DTOs; the response
+(`api.query_side` adapts it). Rows are the projections' frozen DTOs; the response
 schemas read them by attribute.
 """
 
@@ -108,7 +108,7 @@ class LoadCommands(Protocol):
 
 
 @dataclass(frozen=True)
-class ReadModels:
+class QueryPorts:
     """Everything the query side of the API reads from."""
 
     progress: ProgressQueries

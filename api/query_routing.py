@@ -28,9 +28,9 @@ from uuid import UUID
 
 import psycopg
 
-from api.read_models import AsyncProgressQueries
+from api.query_side import AsyncProgressQueries
 from application.pool import UNAVAILABLE
-from projections.read_models import PROJECTION_NAMES, ReadModels
+from projections.read_models import PROJECTION_NAMES, ProjectionViews
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class QueryTarget:
     """One server the read models can be queried on."""
 
     name: str
-    models: ReadModels
+    models: ProjectionViews
     primary: bool
     healthy: bool = True
     lag_events: int | None = 0
@@ -56,7 +56,7 @@ _pinned: contextvars.ContextVar[QueryTarget | None] = contextvars.ContextVar(
 class QueryRouter:
     """Chooses the server for each read-model query; runs the health checks."""
 
-    def __init__(self, primary: ReadModels, replicas: Sequence[tuple[str, ReadModels]], *,
+    def __init__(self, primary: ProjectionViews, replicas: Sequence[tuple[str, ProjectionViews]], *,
                  max_lag_events: int = 1000, replica_wait_seconds: float = 1.0,
                  check_seconds: float = 1.0) -> None:
         self.primary = QueryTarget("primary", primary, primary=True)
@@ -135,7 +135,7 @@ class QueryRouter:
         return pinned if pinned is not None and (pinned.primary or pinned.healthy) \
             else (self.primary if pinned is not None else self.choose())
 
-    def run(self, call: Callable[[ReadModels], Any]) -> Any:
+    def run(self, call: Callable[[ProjectionViews], Any]) -> Any:
         """`call(models)` on this request's server; on the primary if a replica fails."""
         target = self._target()
         if not target.primary:

@@ -1,9 +1,25 @@
-"""The composition root: builds every part from Settings; nothing connects at import time."""
+"""The composition root: every process is built here, from `Settings` read once by its
+entrypoint; nothing connects at import time.
+
+- `Container.build`: the event store, `Workflows`, the engine (registry, load balancer,
+  handlers, dispatcher) — with `worker()` and `releaser()` made on demand.
+- `projection_views` / `Container.projection_views`: the read models' views.
+- `query_side`: the API's query ports over those views (with query replicas, a router).
+- `api_app`: `wes serve` — the API with the projectors, a worker and the simulated
+  services beside it; `bench_api_app`: the API alone, for `wes bench`.
+- `worker_process`, `projector_runner`, `relay_process`, `event_store`, `whatif_report`:
+  `wes worker`, `wes projections run`, `wes relay`, `wes replay`, `wes whatif`.
+
+It is the one module that knows every layer: the API and the simulator are imported
+inside the functions that build them, so a worker never loads FastAPI.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from application import database
 from application.database import Database
@@ -16,9 +32,19 @@ from application.load_balancing import LoadBalancer
 from application.locks import LeaderLock
 from application.pool import PoolBudget, name_process, process_name, until_available
 from application.settings import Settings
-from application.waveless import LoadSignals, Releaser, WavelessSettings
+from application.waveless import LoadSignals, Releaser
 from application.wip import WipGate
 from application.workflows import Workflows
+from projections.read_models import ProjectionViews
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from api.auth import KeyRing
+    from api.query_side import QuerySide
+    from application.relay.relay import Relay
+    from application.whatif.service import WhatIfRequest
+    from projections.runner import ProjectorRunner
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +79,35 @@ class Container:
     balancer: LoadBalancer
     read_db: Database | None = None
     """The read models' server (WES_READ_MODEL_DATABASE_URL); None: the event store's."""
+    pool: PoolBudget = field(default_factory=PoolBudget)
+    """This process's connections per datastore (`settings.pool`, times its parts)."""
     workers: list[Worker] = field(default_factory=list)
     releasers: list[Releaser] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings | None = None, *, simulator_url: str | None = None,
-              db: Database | None = None, kind: str | None = None) -> Container:
-        """Builds everything; `kind` names this process's connections (`wes-<kind>-<id>`).
+              db: Database | None = None, kind: str | None = None,
+              parts: int = 1) -> Container:
+        """Builds everything; `kind` names this process's connections (`wes-<kind>-<id>`);
+        a process doing the work of `parts` processes (`wes serve`: API, worker,
+        projectors) gets their connection budgets, unless the environment sets one.
         While the database gives no connection (a full server, a restart) it waits and
         retries, saying so in one line each time, instead of dying."""
         settings = settings or Settings.from_env()
+        budget = settings.pool
+        if parts > 1 and not settings.pool_configured:
+            budget = budget.times(parts)
         if kind is not None:
             name_process(kind)
         else:
             process_name("app")  # named, if nothing named it yet
         db = db or until_available("event store", lambda: database.resolve(
-            settings.database_url, settings.schema))
+            settings.database_url, settings.db_schema))
         read_db = None
         if settings.read_model_database_url:
             read_db = until_available("read-model database", lambda: database.resolve(
-                settings.read_model_database_url, settings.schema))
-        env = {**db.env(settings.pool), **settings.extra_env}
+                settings.read_model_database_url, settings.db_schema))
+        env = db.env(budget)
         workflows = until_available("event store", lambda: _open_workflows(env))
         registry = ServiceRegistry.from_settings(settings, simulator_url or DEFAULT_SIMULATOR_URL)
         balancer = LoadBalancer(workflows, registry.to_dict(), breaker=settings.breaker)
@@ -84,13 +118,17 @@ class Container:
         dispatcher = Dispatcher(python_handlers, http_handler)
         workflows.use_services(EngineServices(registry, python_handlers))
         return cls(settings, db, workflows, python_handlers, dispatcher, registry, http_handler,
-                   balancer, read_db)
+                   balancer, read_db, budget)
 
-    def read_models_env(self, budget: PoolBudget | None = None) -> dict[str, str]:
-        """The configuration `ReadModels` takes: events from the event store, rows and
-        tracking on the read models' server (with `budget` for its pool, when given)."""
-        return {**database.read_models_env(self.db, self.read_db, budget or self.settings.pool),
-                **self.settings.extra_env}
+    def projection_views(self, budget: PoolBudget | None = None) -> ProjectionViews:
+        """The read models' views: events from the event store, rows and tracking on the
+        read models' server (with `budget` for its pool, when given)."""
+        return ProjectionViews(database.read_models_env(self.db, self.read_db,
+                                                        budget or self.pool), self.workflows)
+
+    def query_side(self) -> QuerySide:
+        """The API's query side where the settings put the read models (`query_side`)."""
+        return query_side(self.workflows, self.db, self.read_db, self.settings, self.pool)
 
     def reads_only_budget(self) -> PoolBudget:
         """One connection: for read models a process only reads now and then (a worker's
@@ -112,11 +150,7 @@ class Container:
 
     def releaser(self, signals: LoadSignals) -> Releaser:
         """The waveless release loop (one active across all processes: advisory lock)."""
-        settings = WavelessSettings(
-            batch_size=self.settings.waveless_batch_size,
-            interval_ms=self.settings.waveless_interval_ms,
-            ageing_ms=self.settings.waveless_ageing_ms, wip_caps=self.settings.wip_caps,
-            cutoff_urgency_ms=self.settings.waveless_cutoff_urgency_ms)
+        settings = self.settings.waveless
         if self.settings.wip_caps:
             # Release admits by the first service's cap; the slots say exactly what is in
             # flight now, where the load read model may lag behind.
@@ -157,16 +191,215 @@ def _open_workflows(env: dict[str, str]) -> Workflows:
     return workflows
 
 
-def read_models_env(settings: Settings, *,
-                    deadline_seconds: float | None = None) -> dict[str, str]:
-    """`Container.read_models_env` for a process without a container (`wes projections`):
-    both servers resolved, waiting (up to `deadline_seconds`) while they give no
-    connection."""
+
+
+def _servers(settings: Settings, deadline_seconds: float | None = None
+             ) -> tuple[Database, Database | None]:
+    """The event store's server and the read models' (None: the same), waiting (up to
+    `deadline_seconds`) while they give no connection."""
     db = until_available("event store", lambda: database.resolve(
-        settings.database_url, settings.schema), deadline_seconds=deadline_seconds)
+        settings.database_url, settings.db_schema), deadline_seconds=deadline_seconds)
     read_db = None
     if settings.read_model_database_url:
         read_db = until_available("read-model database", lambda: database.resolve(
-            settings.read_model_database_url, settings.schema),
+            settings.read_model_database_url, settings.db_schema),
             deadline_seconds=deadline_seconds)
-    return {**database.read_models_env(db, read_db, settings.pool), **settings.extra_env}
+    return db, read_db
+
+
+def projection_views(settings: Settings, *,
+                     deadline_seconds: float | None = None) -> ProjectionViews:
+    """`wes projections`: the views on the configured servers, with an event store of
+    their own; waiting (up to `deadline_seconds`) while the servers give no connection."""
+
+    def views() -> ProjectionViews:
+        db, read_db = _servers(settings, deadline_seconds)
+        return ProjectionViews(database.read_models_env(db, read_db, settings.pool))
+
+    return until_available("read models", views, deadline_seconds=deadline_seconds)
+
+
+def projector_runner(views: ProjectionViews,
+                     names: list[str] | None = None) -> ProjectorRunner:
+    """The projectors of `names` (default all), to run in threads of this process; one
+    process is active per projection, others stand by (advisory locks)."""
+    from projections.runner import ProjectorRunner
+
+    if names is None:
+        return ProjectorRunner(read_models=views)
+    return ProjectorRunner(read_models=views, names=names)
+
+
+def query_side(workflows: Workflows, db: Database, read_db: Database | None = None,
+               settings: Settings | None = None, budget: PoolBudget | None = None
+               ) -> QuerySide:
+    """The API's query side: the views on `read_db` (`WES_READ_MODEL_DATABASE_URL`; None:
+    the event store's server), queried on the hot standbys of `WES_QUERY_DATABASE_URLS`
+    when there are any. Without `settings` (tests): the views on `db`, one server."""
+    from api.query_routing import QueryRouter
+    from api.query_side import QuerySide
+
+    if settings is None:
+        return QuerySide(ProjectionViews(db.env(), app=workflows))
+    budget = budget or settings.pool
+    views = until_available("read models", lambda: ProjectionViews(
+        database.read_models_env(db, read_db, budget), app=workflows))
+    if not settings.query_database_urls:
+        return QuerySide(views)
+    replicas = []
+    for url in settings.query_database_urls:
+        replica = database.parse_url(url).with_schema(settings.db_schema)
+        # A standby is read-only: nothing to create there; and a dead one must be given
+        # up on quickly, the primary answers meanwhile.
+        env = {**database.read_models_env(db, replica, budget),
+               f"{database.READ_MODELS_ENV_PREFIX}CREATE_TABLE": "n",
+               f"{database.READ_MODELS_ENV_PREFIX}POSTGRES_CONNECT_TIMEOUT": "2"}
+        replicas.append((replica.url, ProjectionViews(env, app=workflows)))
+    router = QueryRouter(views, replicas, max_lag_events=settings.query_max_lag_events,
+                         replica_wait_seconds=settings.query_replica_wait_seconds)
+    router.start()
+    return QuerySide(views, router)
+
+
+# ---------------------------------------------------------------------------- processes
+
+SIMULATOR_PATH = "/sim"
+
+
+def api_app(settings: Settings, *, keys: KeyRing, worker: bool, projections: bool,
+            simulate: bool, concurrency: int) -> FastAPI:
+    """`wes serve`: the API over the container (database, Workflows, engine, load
+    balancer) and the query side, with the parts running beside it (projectors, a worker
+    and the waveless release loop) and the simulated services mounted at `/sim`."""
+    from api.app import Background, create_app
+
+    container = Container.build(settings, kind="api", parts=1 + worker + projections)
+    queries = container.query_side()
+    # Stopped last (parts stop in reverse order): closes what everything else uses.
+    background: list[Background] = [_Closing(queries.close, container.close)]
+    if projections:
+        background.append(queries.runner())
+    if worker:
+        from projections.waveless_signals import waveless_signals
+
+        background.append(container.worker(concurrency=concurrency))
+        background.append(container.releaser(waveless_signals(queries.views)))
+    mounts: dict[str, Any] = {}
+    if simulate:
+        from simulator.server import create_app as create_simulator
+
+        mounts[SIMULATOR_PATH] = create_simulator()
+    return create_app(workflows=container.workflows, queries=queries.ports, keys=keys,
+                      load_commands=container.balancer, config=settings.api,
+                      whatif=settings.whatif, background=background, mounts=mounts)
+
+
+def bench_api_app(settings: Settings) -> FastAPI:
+    """The API alone on the benchmark's database (`wes bench`'s `api` figures): no
+    projectors (the read models were brought up to date before), the default tunables."""
+    from api.app import create_app
+    from application.settings import ApiConfig
+
+    db = database.parse_url(settings.database_url or "").with_schema(settings.db_schema)
+    read_url = settings.read_model_database_url
+    read_db = database.parse_url(read_url).with_schema(settings.db_schema) if read_url else None
+    workflows = Workflows(env=db.env())
+    queries = query_side(workflows, db, read_db, settings)
+    return create_app(workflows=workflows, queries=queries.ports, config=ApiConfig(),
+                      whatif=settings.whatif)
+
+
+class _Closing:
+    """Closes what the other parts use (the query side, the container) when they stopped."""
+
+    def __init__(self, *closers: Callable[[], None]) -> None:
+        self.closers = closers
+
+    def start(self) -> None:
+        """Everything was opened when it was built."""
+
+    def stop(self) -> None:
+        for close in self.closers:
+            close()
+
+
+@dataclass
+class WorkerProcess:
+    """`wes worker`: an engine worker and the waveless release loop (led by one worker of
+    all), with the views the release reads."""
+
+    container: Container
+    engine: Worker
+    releaser: Releaser
+    views: ProjectionViews
+    queue_rebuilt: int | None = None
+    """How many workflows have work after `--rebuild-queue` (None: not rebuilt)."""
+
+    def start(self) -> None:
+        self.engine.start()
+        self.releaser.start()
+
+    def stop(self) -> None:
+        self.container.close()
+        self.views.close()
+
+
+def worker_process(settings: Settings, *, concurrency: int, simulator_url: str | None = None,
+                   rebuild_queue: bool = False) -> WorkerProcess:
+    # A database that cannot be reached is an ApplicationError: `wes` prints it as one line.
+    container = Container.build(settings, simulator_url=simulator_url, kind="worker")
+    rebuilt = container.workflows.rebuild_work_queue() if rebuild_queue else None
+    engine = container.worker(concurrency=concurrency)
+    from projections.waveless_signals import waveless_signals
+
+    views = container.projection_views(container.reads_only_budget())
+    releaser = container.releaser(waveless_signals(views))
+    return WorkerProcess(container, engine, releaser, views, rebuilt)
+
+
+@dataclass
+class RelayProcess:
+    """`wes relay`: the event store's events to JetStream, one relay active of all."""
+
+    db: Database
+    workflows: Workflows
+    relay: Relay
+    sink_description: str
+
+    def close(self) -> None:
+        self.workflows.close()
+
+
+def relay_process(settings: Settings) -> RelayProcess:
+    from application.relay.envelope import Naming
+    from application.relay.jetstream import NatsJetStreamSink
+    from application.relay.relay import Relay
+
+    name_process("relay")  # pg_stat_activity tells its connections apart
+    relay = settings.relay
+    db = database.resolve(settings.database_url, settings.db_schema)
+    workflows = Workflows(env=db.env())
+    sink = NatsJetStreamSink(relay)
+    naming = Naming(relay.subject_prefix, relay.type_prefix, relay.source)
+    runner = Relay(workflows, sink, naming, batch_size=relay.batch_size,
+                   max_backoff=relay.max_backoff_seconds)
+    return RelayProcess(db, workflows, runner, sink.describe())
+
+
+def event_store(settings: Settings) -> Workflows:
+    """`wes replay`: the application on the configured event store, nothing else."""
+    return Workflows(env=database.resolve(settings.database_url, settings.db_schema).env())
+
+
+def whatif_report(settings: Settings, request: WhatIfRequest) -> dict[str, Any]:
+    """`wes whatif` without a server: the report from the configured database."""
+    from application.whatif.service import progress_ids, run
+
+    db = database.resolve(settings.database_url, settings.db_schema)
+    workflows = Workflows(env=db.env())
+    views = ProjectionViews(db.env(), workflows)
+    try:
+        return run(workflows, progress_ids(views.progress), request, settings.whatif)
+    finally:
+        views.close()
+        workflows.close()

@@ -120,7 +120,7 @@ def parse_url(url: str) -> Database:
 
 def read_models_env(event_store: Database, read_models: Database | None = None,
                     budget: PoolBudget | None = None) -> dict[str, str]:
-    """The library's configuration for `ReadModels`: events from `event_store`, rows and
+    """The library's configuration for `ProjectionViews`: events from `event_store`, rows and
     tracking on `read_models` (the same server when None)."""
     env = event_store.env(budget)
     if read_models is not None and read_models != event_store:

@@ -9,32 +9,20 @@ standbys when set (the `api_standby` figure).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import sys
 
 import uvicorn
 
-from api.app import create_app
-from api.dependencies import ApiConfig
-from api.read_models import ReadModelSet
-from application import database
+from application.container import bench_api_app
 from application.settings import Settings
-from application.workflows import Workflows
 
 CONSTANT_PATH = "/bench/constant"
 
 
 def main(port: int, schema: str) -> None:
     logging.basicConfig(level=logging.WARNING)
-    db = database.parse_url(os.environ["DATABASE_URL"]).with_schema(schema)
-    settings = dataclasses.replace(Settings.from_env(), schema=schema)
-    read_url = settings.read_model_database_url
-    read_db = database.parse_url(read_url).with_schema(schema) if read_url else None
-    workflows = Workflows(env=db.env())
-    models = ReadModelSet.from_settings(workflows, db, read_db, settings)
-    app = create_app(workflows=workflows, read_models=models.ports, config=ApiConfig())
+    app = bench_api_app(Settings.from_env().replace(db_schema=schema))
 
     @app.get(CONSTANT_PATH, include_in_schema=False)
     async def constant() -> dict[str, str]:

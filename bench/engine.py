@@ -246,10 +246,10 @@ def _run(db: Database, *, sagas: int, concurrency: int, seconds: float,
     try:
         app.ensure_builtin_definitions()
         if projections != "off":
-            from projections.read_models import ReadModels
+            from projections.read_models import ProjectionViews
             from projections.runner import ProjectorRunner
 
-            read_models = ReadModels(database.read_models_env(db, read_db), app)
+            read_models = ProjectionViews(database.read_models_env(db, read_db), app)
             if projections == "process":
                 process = _ProjectorProcess(db, read_db)
             else:

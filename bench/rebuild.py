@@ -67,12 +67,12 @@ def rebuild_in_child(db: Database) -> dict[str, float]:
 
 def _child(schema: str) -> None:
     """`python -m bench.rebuild SCHEMA`: one rebuild, reported as a JSON line."""
-    from projections.read_models import ReadModels
+    from projections.read_models import ProjectionViews
     from projections.rebuild import rebuild
 
     db = database.parse_url(os.environ["DATABASE_URL"]).with_schema(schema)
     app = Workflows(env=db.env())
-    read_models = ReadModels(db.env(), app)
+    read_models = ProjectionViews(db.env(), app)
     try:
         before = _rss_mb()
         reports = rebuild(read_models)

@@ -61,71 +61,82 @@ def run(quick: bool = False, console: Console | None = None, sizes: Sizes | None
     `api` needs for its workflows); a figure whose part is missing is reported as not available."""
     console = console or Console(stderr=True)
     sizes = sizes or Sizes.of(quick)
+    wanted = _wanted(only)
+    with pg.throwaway_database() as db:
+        version, settings = pg.server_facts(db)
+        info = machine(version, settings)
+        m = _Measuring(db, console, wanted)
+        from bench import commands, engine, replay
+
+        m.one("commands", lambda: commands.measure(m.schema("commands"), seconds=sizes.seconds,
+                                                   rounds=sizes.rounds))
+        ids = []
+        if wanted & {"engine", "lag"} and (ran := m.attempt(("engine", "lag"), lambda: engine.measure(
+                m.schema("engine"), sagas=sizes.sagas, seconds=sizes.seconds))):
+            m.found["engine"], m.found["lag"], ids = ran
+        m.one("rebuild", lambda: _rebuild(m.schema("rebuild"), sizes))
+        if ids:
+            m.one("api", lambda: _api(db.with_schema("engine"), ids, sizes))
+        m.one("replay", lambda: replay.measure(m.schema("replay"), samples=sizes.replay_samples))
+        if wanted & {"engine_split", "api_standby"} and (pair := m.attempt(
+                ("engine_split", "api_standby"), lambda: _split(m.schema("split"), sizes, m.found,
+                                                                settings))):
+            m.found["engine_split"], m.found["api_standby"] = pair
+        m.one("relay", lambda: _relay(m.schema("relay"), sizes))
+        m.one("whatif", lambda: _whatif(sizes))
+    figures = [m.found.get(name) or Figure.unavailable(name, *TARGETS[name], "not measured")
+               for name in ORDER if name in wanted]
+    return Result(info, figures, m.failures)
+
+
+def _wanted(only: Collection[str]) -> set[str]:
     unknown = set(only) - set(ORDER)
     if unknown:
         raise ValueError(f"unknown figure(s): {', '.join(sorted(unknown))}; known: {', '.join(ORDER)}")
     wanted = set(only or ORDER)
     if wanted & {"engine", "lag", "api"}:
         wanted |= {"engine", "lag"}  # one run measures both, and makes the api's workflows
-    found: dict[str, Figure] = {}
-    failures: list[str] = []
-    with pg.throwaway_database() as db:
-        version, settings = pg.server_facts(db)
-        info = machine(version, settings)
+    return wanted
 
-        def attempt(names: tuple[str, ...], measure: Callable[[], Any]) -> Any:
-            console.print(f"[dim]measuring {', '.join(names)} ...[/dim]")
-            began = time.perf_counter()
-            try:
-                result = measure()
-            except ImportError as e:
-                for name in names:
-                    found[name] = Figure.unavailable(name, *TARGETS[name], f"{e.name} is missing")
-                return None
-            except Exception as e:
-                failures.append(f"{'/'.join(names)}: {type(e).__name__}: {e}")
-                console.print(traceback.format_exc(), markup=False, highlight=False)
-                for name in names:
-                    found[name] = Figure.unavailable(name, *TARGETS[name], f"failed: {e}")
-                return None
-            console.print(f"[dim]  done in {time.perf_counter() - began:.1f} s[/dim]")
-            return result
 
-        def schema(name: str) -> Database:
-            scoped = db.with_schema(name)
-            database.ensure_database(scoped)
-            return scoped
+class _Measuring:
+    """One run's figures so far and its failures; a part that fails or is missing is
+    reported, and the others still run."""
 
-        from bench import commands, engine, replay
+    def __init__(self, db: Database, console: Console, wanted: set[str]) -> None:
+        self.db = db
+        self.console = console
+        self.wanted = wanted
+        self.found: dict[str, Figure] = {}
+        self.failures: list[str] = []
 
-        if "commands" in wanted and (figure := attempt(("commands",), lambda: commands.measure(
-                schema("commands"), seconds=sizes.seconds, rounds=sizes.rounds))):
-            found["commands"] = figure
-        ids = []
-        if wanted & {"engine", "lag"} and (ran := attempt(("engine", "lag"), lambda: engine.measure(
-                schema("engine"), sagas=sizes.sagas, seconds=sizes.seconds))):
-            found["engine"], found["lag"], ids = ran
-        if "rebuild" in wanted and (figure := attempt(
-                ("rebuild",), lambda: _rebuild(schema("rebuild"), sizes))):
-            found["rebuild"] = figure
-        if "api" in wanted and ids and (figure := attempt(
-                ("api",), lambda: _api(db.with_schema("engine"), ids, sizes))):
-            found["api"] = figure
-        if "replay" in wanted and (figure := attempt(("replay",), lambda: replay.measure(
-                schema("replay"), samples=sizes.replay_samples))):
-            found["replay"] = figure
-        if wanted & {"engine_split", "api_standby"} and (pair := attempt(
-                ("engine_split", "api_standby"), lambda: _split(schema("split"), sizes, found,
-                                                                settings))):
-            found["engine_split"], found["api_standby"] = pair
-        if "relay" in wanted and (figure := attempt(("relay",), lambda: _relay(
-                schema("relay"), sizes))):
-            found["relay"] = figure
-        if "whatif" in wanted and (figure := attempt(("whatif",), lambda: _whatif(sizes))):
-            found["whatif"] = figure
-    figures = [found.get(name) or Figure.unavailable(name, *TARGETS[name], "not measured")
-               for name in ORDER if name in wanted]
-    return Result(info, figures, failures)
+    def schema(self, name: str) -> Database:
+        scoped = self.db.with_schema(name)
+        database.ensure_database(scoped)
+        return scoped
+
+    def one(self, name: str, measure: Callable[[], Figure]) -> None:
+        """Measures the figure `name`, if wanted."""
+        if name in self.wanted and (figure := self.attempt((name,), measure)):
+            self.found[name] = figure
+
+    def attempt(self, names: tuple[str, ...], measure: Callable[[], Any]) -> Any:
+        self.console.print(f"[dim]measuring {', '.join(names)} ...[/dim]")
+        began = time.perf_counter()
+        try:
+            result = measure()
+        except ImportError as e:
+            for name in names:
+                self.found[name] = Figure.unavailable(name, *TARGETS[name], f"{e.name} is missing")
+            return None
+        except Exception as e:
+            self.failures.append(f"{'/'.join(names)}: {type(e).__name__}: {e}")
+            self.console.print(traceback.format_exc(), markup=False, highlight=False)
+            for name in names:
+                self.found[name] = Figure.unavailable(name, *TARGETS[name], f"failed: {e}")
+            return None
+        self.console.print(f"[dim]  done in {time.perf_counter() - began:.1f} s[/dim]")
+        return result
 
 
 def _rebuild(db: Database, sizes: Sizes) -> Figure:

@@ -1,4 +1,4 @@
-"""Running an ASGI app on a loopback port in a background thread (demo, tests, simulator)."""
+"""Running an ASGI app on a loopback port in a background thread (tests)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cli.output import fail
+
 
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="A short smoke run (CI), not a measurement.")
@@ -22,8 +24,6 @@ def bench(
     """Run the benchmarks on a throw-away database and print each figure with its baseline."""
     from bench import runner
     from bench.report import to_json
-    from cli.main import fail
-
     console = Console(width=None if sys.stdout.isatty() else 120)
     try:
         result = runner.run(quick=quick, console=Console(stderr=True), only=only or ())

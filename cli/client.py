@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.output import one_line
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 Url = Annotated[str, typer.Option(
@@ -83,10 +85,10 @@ class Api:
     def _transport_line(self, error: httpx.HTTPError) -> str:
         if isinstance(error, httpx.ConnectError):
             return f"cannot reach the server at {self.url} (is `wes serve` running? " \
-                   f"--url / WES_URL): {_one_line(str(error))}"
+                   f"--url / WES_URL): {one_line(str(error))}"
         if isinstance(error, httpx.TimeoutException):
             return f"the server at {self.url} did not answer in time"
-        return f"request to {self.url} failed: {_one_line(str(error)) or type(error).__name__}"
+        return f"request to {self.url} failed: {one_line(str(error)) or type(error).__name__}"
 
 
 def problem_line(response: httpx.Response) -> str:
@@ -98,12 +100,8 @@ def problem_line(response: httpx.Response) -> str:
         body = None
     if isinstance(body, dict) and "detail" in body:
         title = body.get("title") or response.reason_phrase
-        return _one_line(f"{response.status_code} {title}: {body['detail']}")
+        return one_line(f"{response.status_code} {title}: {body['detail']}")
     return f"{response.status_code} {response.reason_phrase} from {response.request.url}"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.client import DEFAULT_URL, Api, ApiKey, AsJson, Url, console, print_json, table
+from cli.output import fail
 
 definitions_app = typer.Typer(help="Workflow definitions on a running server (--url, "
                                    "WES_URL).", no_args_is_help=True)
@@ -75,8 +76,6 @@ def register(
 ) -> None:
     """Register a definition version from a JSON file (needs an admin key when the server
     has keys)."""
-    from cli.main import fail
-
     try:
         body = json.loads(file.read_text())
     except OSError as e:

@@ -13,7 +13,6 @@ the real queue. Its services are its own simulated ones, whatever WES_SERVICES s
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 
@@ -28,6 +27,7 @@ from application.container import Container
 from application.settings import Settings
 from application.workflows import HistoryEvent
 from cli.lines import event_line, fit, width
+from cli.output import fail
 from domain.workflow import Workflow
 
 SCHEMA_PREFIX = "wes_demo_"
@@ -43,7 +43,7 @@ def demo(
     from simulator.background import start_simulator
 
     schema = f"{SCHEMA_PREFIX}{uuid.uuid4().hex[:8]}"
-    settings = dataclasses.replace(Settings.from_env(), schema=schema, services=None)
+    settings = Settings.from_env().replace(db_schema=schema, services=None)
     logs.configure("ERROR", settings.log_json)  # the demo prints its own story
     console = Console()
     console.print(f"[bold]WES Orchestrator demo[/]: starting the database (schema {schema}, "
@@ -71,8 +71,6 @@ def _drop(db: database.Database, keep: bool) -> None:
 
 def _run(container: Container, simulator_url: str, console: Console, timeout: float,
          keep: bool, schema: str) -> None:
-    from cli.main import fail
-
     worker = container.worker(concurrency=2)
     worker.start()
     run = uuid.uuid4().hex[:6].upper()

@@ -15,6 +15,7 @@ from cli.client import ApiError
 from cli.db import db_app
 from cli.definitions import definitions_app
 from cli.demo import demo
+from cli.output import one_line
 from cli.projections import projections_app
 from cli.relay import relay
 from cli.replay import replay
@@ -89,17 +90,6 @@ def services(
                             log_level="info")
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run(sockets=[listening])
-
-
-def one_line(text: str) -> str:
-    """A message folded onto one line (library errors often span several)."""
-    return " ".join(str(text).split())
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Exit non-zero with a one-line reason on stderr (API.md: exit status)."""
-    print(f"wes: {one_line(message)}", file=sys.stderr)
-    raise typer.Exit(code)
 
 
 def main() -> None:

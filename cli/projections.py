@@ -27,13 +27,14 @@ from rich.table import Table
 from rich.text import Text
 
 from application import logs
-from application.container import read_models_env
+from application.container import projection_views, projector_runner
 from application.errors import ApplicationError
-from application.pool import name_process, until_available
+from application.pool import name_process
 from application.relay.tracking import relay_status
 from application.settings import Settings
+from cli.output import fail, one_line
 from projections.base import UnhandledEvent
-from projections.read_models import PROJECTION_NAMES, ReadModels, UnknownProjection
+from projections.read_models import PROJECTION_NAMES, ProjectionViews, UnknownProjection
 from projections.rebuild import DEFAULT_BATCH_SIZE, RebuildInProgress, rebuild
 
 projections_app = typer.Typer(help="Run the projectors, show their position and lag, rebuild.",
@@ -45,17 +46,13 @@ _EXPECTED = (ApplicationError, UnknownProjection, RebuildInProgress, UnhandledEv
 
 
 @contextmanager
-def _read_models(wait: bool = False) -> Iterator[ReadModels]:
+def _read_models(wait: bool = False) -> Iterator[ProjectionViews]:
     """The configured database's read models (exits non-zero with a reason on errors;
     with `wait`, a long-running process, it waits for a connection instead)."""
-    from cli.main import fail
-
-    settings = Settings.from_env()
-    logs.configure(settings.log_level, settings.log_json)
     try:
-        deadline = None if wait else 0.0
-        models = until_available("read models", lambda: ReadModels(read_models_env(
-            settings, deadline_seconds=deadline)), deadline_seconds=deadline)
+        settings = Settings.from_env()
+        logs.configure(settings.log_level, settings.log_json)
+        models = projection_views(settings, deadline_seconds=None if wait else 0.0)
     except _EXPECTED as e:
         fail(_one_line(e))
         raise  # unreachable: fail() exits
@@ -68,7 +65,7 @@ def _read_models(wait: bool = False) -> Iterator[ReadModels]:
 
 
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    return one_line(str(error)) or type(error).__name__
 
 
 @projections_app.command()
@@ -78,16 +75,13 @@ def run(
 ) -> None:
     """Run the projectors until SIGTERM/SIGINT: one process is active per projection,
     others wait on standby and take over if it dies."""
-    from cli.main import fail
-    from projections.runner import ProjectorRunner
-
     names = name or list(PROJECTION_NAMES)
     unknown = [n for n in names if n not in PROJECTION_NAMES]
     if unknown:
         fail(str(UnknownProjection(unknown[0])))
     name_process("projector")
     with _read_models(wait=True) as models:
-        runner = ProjectorRunner(read_models=models, names=names)
+        runner = projector_runner(models, names)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -152,8 +146,6 @@ def rebuild_command(
 ) -> None:
     """Build fresh tables from the whole history while the live ones keep serving, then
     switch to them atomically (blue/green)."""
-    from cli.main import fail
-
     if all_ == (name is not None):
         fail("give a projection name or --all")
     names = list(PROJECTION_NAMES) if all_ else [name]

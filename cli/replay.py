@@ -12,11 +12,12 @@ from uuid import UUID
 
 import typer
 
-from application import database
+from application.container import event_store
 from application.errors import ApplicationError
 from application.settings import Settings
-from application.workflows import HistoryEvent, Workflows
+from application.workflows import HistoryEvent
 from cli.lines import event_line, fit, stamp, width
+from cli.output import fail
 from domain.exceptions import DomainError
 from domain.workflow import Workflow
 
@@ -37,8 +38,6 @@ def replay(
     """Print the history, then the state as of --version / --at (default: now).
 
     Reads the event store directly (DATABASE_URL), so it needs no running server."""
-    from cli.main import fail
-
     try:
         wf_id = UUID(workflow_id)
     except ValueError:
@@ -50,8 +49,7 @@ def replay(
             when = datetime.fromisoformat(at)
         except ValueError:
             fail(f"--at is not an ISO time: {at!r}")
-    settings = Settings.from_env()
-    app = Workflows(env=database.resolve(settings.database_url, settings.schema).env())
+    app = event_store(Settings.from_env())
     try:
         history = app.history(wf_id)
         state = app.state_at(wf_id, version=version, at=when)

@@ -4,30 +4,22 @@ warehouse services in the same process unless told otherwise."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import logging
 import socket
-from typing import TYPE_CHECKING
 
 import typer
 
 from api.auth import KeyRing, check_bind
 from application import logs
+from application.container import SIMULATOR_PATH, api_app
 from application.database import embedded_data_dir
 from application.errors import ApplicationError
 from application.settings import Settings
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-    from starlette.types import ASGIApp
-
-    from api.read_models import ReadModelSet
-    from application.container import Container
+from cli.output import fail
 
 log = logging.getLogger(__name__)
 
-SIMULATOR_PATH = "/sim"
 ANY_HOST = frozenset({"0.0.0.0", "::", ""})
 
 
@@ -45,9 +37,7 @@ def serve(
                                                             "once."),
 ) -> None:
     """Run the API with the projectors, an engine worker and the simulated services."""
-    from cli.main import fail
-
-    settings = Settings.from_env()
+    settings = Settings.from_env()  # the one read of the environment
     logs.configure(settings.log_level, settings.log_json)
     try:
         keys = KeyRing.parse(settings.api_keys)
@@ -69,13 +59,13 @@ def serve(
     if settings.services is None and simulate:
         # Steps reach the simulated services through this very server.
         services = {name: [f"{base_url}{SIMULATOR_PATH}/{name}"] for name in _service_names()}
-        settings = dataclasses.replace(settings, services=services)
+        settings = settings.replace(services=services)
     elif settings.services is None and not no_worker:
         notices.append("WES_SERVICES is not set and --no-simulated-services was given: "
                        "steps that call a service will fail")
     try:
-        app = build(settings, worker=not no_worker, projections=not no_projections,
-                    simulate=simulate, concurrency=concurrency, keys=keys)
+        app = api_app(settings, worker=not no_worker, projections=not no_projections,
+                      simulate=simulate, concurrency=concurrency, keys=keys)
     except ApplicationError as e:
         listening.close()
         fail(str(e))
@@ -101,8 +91,6 @@ def serve(
 
 def bind_or_fail(host: str, port: int) -> socket.socket:
     """The listening socket, or a one-line failure when the port is taken."""
-    from cli.main import fail
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -122,53 +110,3 @@ def _service_names() -> list[str]:
     from simulator.warehouse import SERVICE_OPERATIONS
 
     return sorted(SERVICE_OPERATIONS)
-
-
-def build(settings: Settings, *, worker: bool, projections: bool, simulate: bool,
-          concurrency: int, keys: KeyRing) -> FastAPI:
-    """Composes the app: the container (database, Workflows, engine, load balancer), the
-    read models, the parts running beside the API, and the mounted simulator."""
-    from api.app import Background, create_app
-    from api.dependencies import ApiConfig
-    from api.read_models import ReadModelSet
-    from application.container import Container
-    from application.pool import PoolBudget
-
-    parts = 1 + worker + projections
-    if parts > 1 and not PoolBudget.configured():
-        # One process doing the work of a worker and a projector too: their budgets.
-        settings = dataclasses.replace(settings, pool=settings.pool.times(parts))
-    container = Container.build(settings, kind="api")
-    read_models = ReadModelSet.for_container(container)
-    # Stopped last (parts stop in reverse order): closes what everything else uses.
-    background: list[Background] = [_Closing(read_models, container)]
-    if projections:
-        background.append(read_models.runner())
-    if worker:
-        from projections.waveless_signals import waveless_signals
-
-        background.append(container.worker(concurrency=concurrency))
-        background.append(container.releaser(waveless_signals(read_models.models)))
-    mounts: dict[str, ASGIApp] = {}
-    if simulate:
-        from simulator.server import create_app as create_simulator
-
-        mounts[SIMULATOR_PATH] = create_simulator()
-    return create_app(workflows=container.workflows, read_models=read_models.ports,
-                      keys=keys, load_commands=container.balancer,
-                      config=ApiConfig.from_env(), background=background, mounts=mounts)
-
-
-class _Closing:
-    """Closes the read models and the container (workers, pools) when the server stops."""
-
-    def __init__(self, read_models: ReadModelSet, container: Container) -> None:
-        self.read_models = read_models
-        self.container = container
-
-    def start(self) -> None:
-        """Everything was opened when it was built."""
-
-    def stop(self) -> None:
-        self.read_models.close()
-        self.container.close()

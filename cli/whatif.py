@@ -12,11 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from application import database
+from application.container import whatif_report
 from application.errors import ApplicationError
 from application.settings import Settings
-from application.whatif.service import WhatIfError, WhatIfRequest, WhatIfSettings, progress_ids, run
-from application.workflows import Workflows
+from application.whatif.service import WhatIfError, WhatIfRequest
+from cli.output import fail
 from domain.exceptions import DomainError
 from domain.simulation.model import Policy
 
@@ -40,18 +40,14 @@ def whatif(
 ) -> None:
     """Replay the workflows created in [--from, --to) through each --policy, beside what
     actually happened and the simulated actual policy (its calibration)."""
-    from cli.main import fail
-
     try:
         window = (_time(start, "--from"), _time(end, "--to"))
         policies = [p for path in policy for p in _policies(path)]
     except ValueError as e:
         fail(str(e))
         return
-    if url:
-        report = _remote(url, api_key, window, policies, seed, fail)
-    else:
-        report = _local(window, policies, seed, fail)
+    report = (_remote(url, api_key, window, policies, seed) if url
+              else _local(window, policies, seed))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -84,30 +80,20 @@ def _policies(path: Path) -> list[dict[str, Any]]:
     return items
 
 
-def _local(window: tuple[datetime, datetime], policies: list[dict[str, Any]], seed: int,
-           fail: Any) -> dict[str, Any]:
-    from projections.read_models import ReadModels
-
+def _local(window: tuple[datetime, datetime], policies: list[dict[str, Any]],
+           seed: int) -> dict[str, Any]:
     try:
         request = WhatIfRequest(window[0], window[1], [Policy(**p) for p in policies], seed)
     except (DomainError, TypeError) as e:
         fail(f"invalid policy: {e}")
-    settings = Settings.from_env()
-    db = database.resolve(settings.database_url, settings.schema)
-    app = Workflows(env=db.env())
-    models = ReadModels(db.env(), app)
     try:
-        return run(app, progress_ids(models.progress), request, WhatIfSettings.from_env())
+        return whatif_report(Settings.from_env(), request)
     except (WhatIfError, ApplicationError, DomainError) as e:
         fail(str(e))
-        raise  # unreachable: fail exits
-    finally:
-        models.close()
-        app.close()
 
 
 def _remote(url: str, api_key: str | None, window: tuple[datetime, datetime],
-            policies: list[dict[str, Any]], seed: int, fail: Any) -> dict[str, Any]:
+            policies: list[dict[str, Any]], seed: int) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = {"from": window[0].isoformat(), "to": window[1].isoformat(), "policies": policies,
             "seed": seed}

@@ -8,10 +8,8 @@ import threading
 import typer
 
 from application import logs
-from application.container import Container
+from application.container import worker_process
 from application.settings import Settings
-from projections.read_models import ReadModels
-from projections.waveless_signals import waveless_signals
 
 
 def worker(
@@ -26,23 +24,17 @@ def worker(
     """Run an engine worker until SIGTERM/SIGINT (then finish the current steps and exit)."""
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_json)
-    # A database that cannot be reached is an ApplicationError: `wes` prints it as one line.
-    container = Container.build(settings, simulator_url=simulator_url, kind="worker")
-    if rebuild_queue:
-        due = container.workflows.rebuild_work_queue()
-        typer.echo(f"work queue rebuilt from the events: {due} workflows have work", err=True)
-    engine = container.worker(concurrency=concurrency)
-    read_models = ReadModels(container.read_models_env(container.reads_only_budget()),
-                             container.workflows)
-    releaser = container.releaser(waveless_signals(read_models))
+    process = worker_process(settings, concurrency=concurrency, simulator_url=simulator_url,
+                             rebuild_queue=rebuild_queue)
+    if process.queue_rebuilt is not None:
+        typer.echo(f"work queue rebuilt from the events: {process.queue_rebuilt} workflows "
+                   "have work", err=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    engine.start()
-    releaser.start()
-    typer.echo(f"worker {engine.worker_id} running on {container.db.url} "
+    process.start()
+    typer.echo(f"worker {process.engine.worker_id} running on {process.container.db.url} "
                f"(concurrency {concurrency}); Ctrl-C to stop", err=True)
     stop.wait()
     typer.echo("stopping: finishing steps in flight", err=True)
-    container.close()
-    read_models.close()
+    process.stop()

@@ -27,6 +27,7 @@ from cli.client import (
     table,
 )
 from cli.lines import event_line, stamp, width
+from cli.output import fail
 
 workflows_app = typer.Typer(help="Workflows on a running server (--url, WES_URL).",
                             no_args_is_help=True)
@@ -198,8 +199,6 @@ def start(
 
 
 def _json_input(raw: str) -> Any:
-    from cli.main import fail
-
     text = raw
     if raw.startswith("@"):
         try:
@@ -267,8 +266,6 @@ def watch(
     url: Url = DEFAULT_URL, api_key: ApiKey = None, as_json: AsJson = False,
 ) -> None:
     """Follow a workflow live until it ends or needs a person (exit 0 only if COMPLETED)."""
-    from cli.main import fail
-
     watcher = _Watcher(workflow_id, timeout)
     with Api(url, api_key) as api:
         if as_json:

@@ -35,7 +35,7 @@ class UnknownProjection(LookupError):
                          f"{', '.join(PROJECTION_NAMES)}")
 
 
-class ReadModels:
+class ProjectionViews:
     """The progress, load and audit views on one database (sharing one connection pool),
     their status, and read-your-writes waits.
 

@@ -34,7 +34,7 @@ from eventsourcing.persistence import OperationalError
 
 from application.locks import LockRole, LockSession
 from projections.base import BatchProjection, to_events
-from projections.read_models import PROJECTION_NAMES, ReadModels
+from projections.read_models import PROJECTION_NAMES, ProjectionViews
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class _Target:
     position: int
 
 
-def rebuild(read_models: ReadModels, names: Sequence[str] = PROJECTION_NAMES, *,
+def rebuild(read_models: ProjectionViews, names: Sequence[str] = PROJECTION_NAMES, *,
             batch_size: int = DEFAULT_BATCH_SIZE, restart: bool = False,
             on_progress: Progress | None = None) -> list[RebuildReport]:
     """Rebuilds the named projections in one pass over the history and switches each.
@@ -150,7 +150,7 @@ def _prepare(projection: BatchProjection[Any], application_name: str,
     return _Target(projection, generation, pointer.generation, None, 0)
 
 
-def _replay(read_models: ReadModels, targets: Sequence[_Target], batch_size: int,
+def _replay(read_models: ProjectionViews, targets: Sequence[_Target], batch_size: int,
             on_progress: Progress | None, events: int) -> int:
     """Feeds the history after the targets' positions to them, batch by batch, until a
     short batch shows the head is near; returns the events read so far.
@@ -190,7 +190,7 @@ def _replay(read_models: ReadModels, targets: Sequence[_Target], batch_size: int
     return events
 
 
-def _switch(read_models: ReadModels, target: _Target, batch_size: int) -> int:
+def _switch(read_models: ProjectionViews, target: _Target, batch_size: int) -> int:
     app = read_models.app
 
     def catch_up(live_position: int) -> int:

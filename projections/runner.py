@@ -38,7 +38,7 @@ from psycopg import OperationalError as PsycopgOperationalError
 
 from application.locks import LockRole, LockSession
 from projections.base import BatchProjection, Item, UnhandledEvent, to_events
-from projections.read_models import PROJECTION_NAMES, ReadModels
+from projections.read_models import PROJECTION_NAMES, ProjectionViews
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,14 @@ class ProjectorRunner:
     manager); `run_forever()` blocks, for `wes projections run`."""
 
     def __init__(self, env: Mapping[str, str] | None = None, *,
-                 read_models: ReadModels | None = None,
+                 read_models: ProjectionViews | None = None,
                  names: Sequence[str] = PROJECTION_NAMES, standby_poll_seconds: float = 0.5,
                  health_check_seconds: float = 1.0,
                  batch_size: int = MAX_BATCH) -> None:
         if read_models is None:
             if env is None:
                 raise ValueError("give the database env or read models")
-            read_models = ReadModels(env)
+            read_models = ProjectionViews(env)
             self._owns_read_models = True
         else:
             self._owns_read_models = False
@@ -95,7 +95,7 @@ class ProjectorRunner:
         return {p.projection.name: p.state for p in self._projectors}
 
     def wait(self, position: int, timeout: float = 5.0) -> None:
-        """Blocks until every projection has applied `position` (see ReadModels.wait)."""
+        """Blocks until every projection has applied `position` (see ProjectionViews.wait)."""
         self.read_models.wait(position, timeout, names=[p.projection.name for p in self._projectors])
 
     def run_forever(self) -> None:
@@ -119,7 +119,7 @@ class ProjectorRunner:
 class _Projector(threading.Thread):
     """Follows one projection: standby until it holds the active lock, then live."""
 
-    def __init__(self, read_models: ReadModels, projection: BatchProjection[Any],
+    def __init__(self, read_models: ProjectionViews, projection: BatchProjection[Any],
                  stopping: threading.Event, standby_poll: float, health_check: float,
                  batch_size: int, decoded: _DecodedEvents) -> None:
         super().__init__(name=f"projector-{projection.name}", daemon=True)

@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from uuid import UUID
 
 from application.waveless import LoadSignals
-from projections.read_models import ReadModels
+from projections.read_models import ProjectionViews
 
 PENDING_PAGE = 500
 MIN_CALLS = 5
 
 
-def waveless_signals(models: ReadModels) -> LoadSignals:
+def waveless_signals(models: ProjectionViews) -> LoadSignals:
     """LoadSignals backed by the progress and load read models."""
     signals = _ReadModelSignals(models)
     return LoadSignals(pending=signals.pending, in_flight=signals.in_flight,
@@ -26,7 +26,7 @@ def waveless_signals(models: ReadModels) -> LoadSignals:
 
 
 class _ReadModelSignals:
-    def __init__(self, models: ReadModels) -> None:
+    def __init__(self, models: ProjectionViews) -> None:
         self.models = models
 
     def pending(self) -> list[UUID]:

@@ -1,13 +1,64 @@
-"""Running a simulator instance in a background thread, on a port of its own (tests, demo)."""
+"""Running a simulator instance in a background thread, on a port of its own (tests, demo).
+
+The simulated services stand for an outside system: they serve themselves, with nothing of
+the orchestrator's own entrypoints (`wes`) underneath.
+"""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from dataclasses import dataclass
 from types import TracebackType
 
+import uvicorn
 from fastapi import FastAPI
 
-from cli.background import BackgroundServer, serve_in_background
 from simulator.server import DEFAULT_INSTANCE_ID, SimulatorState, create_app
+
+
+@dataclass
+class BackgroundServer:
+    """A uvicorn server in a daemon thread; `url` is its base URL."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def serve_in_background(app: FastAPI, host: str, port: int, timeout: float, *,
+                        name: str) -> BackgroundServer:
+    """Serves `app` without lifespan events and with a 1 s graceful shutdown (a call held
+    by a latency fault must not hold up the stop); port 0 picks a free port, bound before
+    the thread starts (no race)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = int(sock.getsockname()[1])
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name=f"{name}-{bound}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError(f"{name} did not start on {host}:{bound}")
+        time.sleep(0.01)
+    return BackgroundServer(server, thread, host, bound)
 
 
 class RunningSimulator:
@@ -51,7 +102,6 @@ def start_simulator(instance_id: str = DEFAULT_INSTANCE_ID, *, seed: int | None 
                     startup_timeout: float = 10.0) -> RunningSimulator:
     """Starts a simulator instance; port 0 picks a free port (bound before the thread starts)."""
     app = create_app(instance_id, seed=seed)
-    # A short graceful shutdown: a call held by a latency fault must not hold up the stop.
-    running = serve_in_background(app, host, port, startup_timeout, lifespan="off",
-                                  graceful_seconds=1, name=f"simulator-{instance_id}")
+    running = serve_in_background(app, host, port, startup_timeout,
+                                  name=f"simulator-{instance_id}")
     return RunningSimulator(app, running)

@@ -120,6 +120,16 @@ def create_app(instance_id: str = DEFAULT_INSTANCE_ID, *, seed: int | None = Non
     )
     app.state.simulator = state
 
+    _basic_routes(app, state)
+    _fault_routes(app, state)
+    _call_routes(app, state)
+    _service_routes(app, state)
+    return app
+
+
+def _basic_routes(app: FastAPI, state: SimulatorState) -> None:
+    """Validation errors in the services' own shape, and liveness."""
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = jsonable_encoder(exc.errors())
@@ -132,6 +142,10 @@ def create_app(instance_id: str = DEFAULT_INSTANCE_ID, *, seed: int | None = Non
     def healthz() -> dict[str, str | int]:
         """Liveness, and how many operation calls are being answered right now."""
         return {"status": "ok", "instance": state.instance_id, "in_flight": state.in_flight}
+
+
+def _fault_routes(app: FastAPI, state: SimulatorState) -> None:
+    """Fault injection at run time."""
 
     @app.post("/faults", status_code=201, tags=["faults"])
     def add_fault(spec: FaultSpec) -> FaultCreated:
@@ -157,6 +171,10 @@ def create_app(instance_id: str = DEFAULT_INSTANCE_ID, *, seed: int | None = Non
         """Removes every fault."""
         return {"deleted": state.faults.clear()}
 
+
+def _call_routes(app: FastAPI, state: SimulatorState) -> None:
+    """The log of calls received."""
+
     @app.get("/calls", tags=["calls"])
     def list_calls(
         service: Annotated[str | None, Query()] = None,
@@ -173,6 +191,10 @@ def create_app(instance_id: str = DEFAULT_INSTANCE_ID, *, seed: int | None = Non
     def clear_calls() -> dict[str, int]:
         """Forgets the calls received so far."""
         return {"deleted": state.calls.clear()}
+
+
+def _service_routes(app: FastAPI, state: SimulatorState) -> None:
+    """The services' operations."""
 
     @app.post("/{service}/{operation}", tags=["services"])
     async def call_operation(
@@ -192,8 +214,6 @@ def create_app(instance_id: str = DEFAULT_INSTANCE_ID, *, seed: int | None = Non
         with state.serving():
             return await _answer_call(state, service, operation, request,
                                       idempotency_key or None, _attempt(attempt))
-
-    return app
 
 
 async def _answer_call(state: SimulatorState, service: str, operation: str,

@@ -7,8 +7,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from api.dependencies import AuditFresh, Reader, ReadModelsDep
+from api.access import Reader
+from api.components import QueryPortsDep
 from api.errors import responses
+from api.freshness import AuditFresh
 from api.pagination import Cursor, Limit
 from api.schemas.audit import AuditRow
 from api.schemas.common import EventTypeName, Page, ShortText
@@ -20,7 +22,7 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 @router.get("", response_model=Page[AuditRow], responses=responses(403, 504),
             summary="Search the audit trail")
 def search_audit(
-    _: Reader, __: AuditFresh, views: ReadModelsDep,
+    _: Reader, __: AuditFresh, views: QueryPortsDep,
     workflow_id: Annotated[UUID | None, Query()] = None,
     correlation_id: Annotated[ShortText | None, Query()] = None,
     event_type: Annotated[list[EventTypeName] | None, Query(

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
 
-from api.dependencies import Admin, Reader, StoreFresh, WorkflowsDep
+from api.access import Admin, Reader
+from api.components import WorkflowsDep
 from api.errors import responses
+from api.freshness import StoreFresh
 from api.pagination import Cursor, Limit, offset_of
 from api.schemas.common import Page
 from api.schemas.definitions import DefinitionIn, DefinitionOut, DefinitionRegistered

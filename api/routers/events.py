@@ -12,9 +12,11 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from api.dependencies import Components, ComponentsDep, Reader, StoreFresh
+from api.access import Reader
+from api.components import Components, ComponentsDep
 from api.errors import ApiProblem, responses
 from api.feed import SCAN_BATCH, EventFilter
+from api.freshness import StoreFresh
 from api.pagination import decimal_of
 from api.schemas.common import INT64, EventTypeName, ShortText
 from api.schemas.events import EventPage, FeedEvent

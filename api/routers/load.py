@@ -6,8 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 
-from api.dependencies import ComponentsDep, LoadFresh, Operator, Reader, ReadModelsDep, load_commands
+from api.access import Operator, Reader
+from api.components import ComponentsDep, QueryPortsDep, load_commands
 from api.errors import responses
+from api.freshness import LoadFresh
 from api.schemas.common import Page
 from api.schemas.load import (
     LoadMetricsIn,
@@ -24,7 +26,7 @@ router = APIRouter(prefix="/v1/load", tags=["load"])
 @router.get("", response_model=Page[LoadRow], responses=responses(403, 504),
             summary="Load per service instance")
 def list_load(
-    _: Reader, __: LoadFresh, views: ReadModelsDep,
+    _: Reader, __: LoadFresh, views: QueryPortsDep,
     window_seconds: Annotated[float, Query(gt=0, le=86_400, description=(
         "Durations and error rate over this many recent seconds."))] = 300.0,
 ) -> Page[LoadRow]:

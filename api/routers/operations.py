@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from api.dependencies import ComponentsDep
+from api.components import ComponentsDep
 from api.schemas.operations import Health, ProjectionReadiness, Readiness
 
 router = APIRouter(tags=["operations"])
@@ -27,7 +27,7 @@ def readyz(c: ComponentsDep) -> JSONResponse:
     try:
         c.reader.head()
         database_ok = True
-        for s in c.read_models.projections.statuses():
+        for s in c.queries.projections.statuses():
             lag_seconds = getattr(s, "lag_seconds", None)
             ready = s.lag_events <= c.config.ready_max_lag_events and (
                 lag_seconds is None or lag_seconds <= c.config.ready_max_lag_seconds)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
-from api.dependencies import Admin, Reader, ReadModelsDep, WorkflowsDep
+from api.access import Admin, Reader
+from api.components import QueryPortsDep, WorkflowsDep
 from api.errors import not_found, responses
 from api.schemas.common import Page
 from api.schemas.projections import ProjectionStatus, RebuildStarted
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1/projections", tags=["projections"])
 
 @router.get("", response_model=Page[ProjectionStatus], responses=responses(403),
             summary="Projection status")
-def list_projections(_: Reader, views: ReadModelsDep,
+def list_projections(_: Reader, views: QueryPortsDep,
                      workflows: WorkflowsDep) -> Page[ProjectionStatus]:
     """Per projection: the last position applied, the store's head, the lag in events and
     seconds, and its state; and the event relay (`relay`: the last position the broker
@@ -32,7 +33,7 @@ def list_projections(_: Reader, views: ReadModelsDep,
              response_model=RebuildStarted, responses=responses(403, 404, 409),
              summary="Rebuild a projection (blue/green)")
 def rebuild(name: Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9_-]+$")],
-            _: Admin, views: ReadModelsDep) -> RebuildStarted:
+            _: Admin, views: QueryPortsDep) -> RebuildStarted:
     """Builds the read model afresh from the whole history beside the live one and swaps
     it in when it has caught up; queries keep being answered meanwhile."""
     if name not in views.projections.names():

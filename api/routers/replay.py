@@ -7,8 +7,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from api.dependencies import Reader, StoreFresh, WorkflowsDep
+from api.access import Reader
+from api.components import WorkflowsDep
 from api.errors import responses
+from api.freshness import StoreFresh
 from api.pagination import Cursor, Limit, offset_of
 from api.schemas.common import INT32, Page
 from api.schemas.workflows import HistoryEvent, WorkflowState

@@ -7,8 +7,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Path
 
-from api.dependencies import Operator, Reader, StoreFresh, WorkflowsDep
+from api.access import Operator, Reader
+from api.components import WorkflowsDep
 from api.errors import responses
+from api.freshness import StoreFresh
 from api.schemas.common import CommandAccepted
 from api.schemas.definitions import CompensationOut
 from api.schemas.workflows import (

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
-from api.dependencies import ComponentsDep, Operator, ReadModelsDep
+from api.access import Operator
+from api.components import ComponentsDep, QueryPortsDep
 from api.errors import PROBLEM_JSON, TYPE_PREFIX, ApiProblem, responses
 from api.schemas.whatif import PolicyIn, WhatIfIn, WhatIfOut
 from application.whatif.service import (
     WhatIfError,
     WhatIfRequest,
-    WhatIfSettings,
     progress_ids,
     run,
 )
@@ -32,7 +32,7 @@ def _policy(p: PolicyIn) -> Policy:
 
 @router.post("", response_model=WhatIfOut, response_model_by_alias=True,
              responses={**responses(403), **TOO_LARGE}, summary="Replay a window through other policies")
-def whatif(c: ComponentsDep, _: Operator, views: ReadModelsDep,
+def whatif(c: ComponentsDep, _: Operator, views: QueryPortsDep,
            body: Annotated[WhatIfIn, Body()]) -> WhatIfOut:
     """Simulates the workflows created in [from, to) — arrivals as they came, services as
     the engine observed them in that window — under the policy that actually ran
@@ -43,8 +43,7 @@ def whatif(c: ComponentsDep, _: Operator, views: ReadModelsDep,
         request = WhatIfRequest(body.start, body.end,
                                 [_policy(p) for p in body.policies], body.seed,
                                 _policy(body.actual) if body.actual else None)
-        report = run(c.workflows, progress_ids(views.progress), request,
-                     WhatIfSettings.from_env())
+        report = run(c.workflows, progress_ids(views.progress), request, c.whatif)
     except WhatIfError as e:
         raise ApiProblem(e.status, "whatif", "What-if not possible", str(e),
                          field=e.field) from None

@@ -7,7 +7,8 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.dependencies import Reader, components_of
+from api.access import Reader
+from api.components import components_of
 from api.errors import responses
 
 router = APIRouter(prefix="/v1", tags=["console"])

@@ -8,17 +8,10 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from api.dependencies import (
-    AuditFresh,
-    Components,
-    Operator,
-    ProgressFresh,
-    Reader,
-    ReadModelsDep,
-    WorkflowsDep,
-    components_of,
-)
+from api.access import Operator, Reader
+from api.components import Components, QueryPortsDep, WorkflowsDep, components_of
 from api.errors import not_found, responses
+from api.freshness import AuditFresh, ProgressFresh
 from api.pagination import Cursor, Limit
 from api.schemas.audit import AuditRow
 from api.schemas.common import CommandAccepted, Name, Page, ShortText
@@ -40,13 +33,14 @@ IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
     description="The same key always answers with the same workflow (200), never a "
                 "second one, even for concurrent requests.")]
-START_FIELDS_USED = 2  # Created plus Started (or WavelessEnabled)
+# A start records two events: Created, then Started (or WavelessEnabled).
+START_EVENT_COUNT = 2
 
 
 @router.get("", response_model=Page[Progress], responses=responses(403, 504),
             summary="List workflows (progress rows)")
 def list_workflows(
-    _: Reader, __: ProgressFresh, views: ReadModelsDep,
+    _: Reader, __: ProgressFresh, views: QueryPortsDep,
     status_: Annotated[list[WorkflowStatus] | None, Query(
         alias="status", description="Any of these statuses (repeat the parameter).")] = None,
     priority: Annotated[list[WorkflowPriority] | None, Query()] = None,
@@ -116,7 +110,7 @@ def start_workflow(
 
 
 def _start_position(workflows: Workflows, workflow_id: UUID) -> int | None:
-    positions = workflows.store.audit.positions(workflow_id, list(range(1, START_FIELDS_USED + 1)))
+    positions = workflows.store.audit.positions(workflow_id, list(range(1, START_EVENT_COUNT + 1)))
     return max(positions.values(), default=None)
 
 
@@ -139,14 +133,14 @@ async def _progress(c: Components, workflow_id: UUID) -> Progress | None:
     if c.fast is not None:
         found = await c.fast.progress_json(workflow_id)
         return Progress.model_validate_json(found) if found is not None else None
-    row = await run_in_threadpool(c.read_models.progress.get, workflow_id)
+    row = await run_in_threadpool(c.queries.progress.get, workflow_id)
     return Progress.model_validate(row) if row is not None else None
 
 
 @router.get("/{workflow_id}/audit", response_model=Page[AuditRow],
             responses=responses(403, 404, 504), tags=["audit"],
             summary="A workflow's audit trail")
-def workflow_audit(workflow_id: UUID, _: Reader, __: AuditFresh, views: ReadModelsDep,
+def workflow_audit(workflow_id: UUID, _: Reader, __: AuditFresh, views: QueryPortsDep,
                    limit: Limit = 50, cursor: Cursor = None) -> Page[AuditRow]:
     """The workflow's audit rows, oldest first."""
     page = views.audit.for_workflow(workflow_id, limit=limit, cursor=cursor)

@@ -27,15 +27,11 @@ MAX_JSON_DEPTH = 32
 
 
 def _clean_json(value: Any, depth: int = 0) -> Any:
+    """`value` if every part of it is storable JSON (PostgreSQL's jsonb and our events)."""
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("strings must not contain NUL characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("strings must be valid Unicode (no lone surrogates)") from None
+        _clean_string(value)
     elif isinstance(value, dict):
         for key, item in value.items():
             _clean_json(key, depth + 1)
@@ -43,11 +39,25 @@ def _clean_json(value: Any, depth: int = 0) -> Any:
     elif isinstance(value, list):
         for item in value:
             _clean_json(item, depth + 1)
-    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64:
-        raise ValueError("integers must fit in 64 bits")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("NaN and infinities are not JSON numbers")
+    else:
+        _clean_number(value)
     return value
+
+
+def _clean_string(value: str) -> None:
+    if "\x00" in value:
+        raise ValueError("strings must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("strings must be valid Unicode (no lone surrogates)") from None
+
+
+def _clean_number(value: Any) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64:
+        raise ValueError("integers must fit in 64 bits")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("NaN and infinities are not JSON numbers")
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(_clean_json)]

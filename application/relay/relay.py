@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 _DATABASE_DOWN = (OperationalError, InterfaceError, PsycopgOperationalError,
                   PsycopgInterfaceError, OSError)
 _SAVE_EVERY = 0.25  # seconds between tracking writes while events flow
+_Sent = tuple[Any, list[Outgoing]]  # a batch sent (the sink's handle) and not yet confirmed
 
 
 class Backoff:
@@ -190,31 +191,21 @@ class Relay:
         One batch is in flight while the next is read and sent: its acks are awaited after
         that (or at once when nothing new came), so reading and encoding overlap the
         broker's work. A batch's position counts only once it is confirmed."""
-        next_check = time.monotonic() + self.health_check
+        next_check: float | None = time.monotonic() + self.health_check
         tracked = _Tracked(self, time.monotonic())
-        in_flight: tuple[Any, list[Outgoing]] | None = None
+        in_flight: _Sent | None = None
         try:
             while not self._stop.is_set():
                 self._appended.clear()  # before reading: an append after the read wakes us
                 notifications = await asyncio.to_thread(self._read, position)
-                sent: tuple[Any, list[Outgoing]] | None = None
-                unreadable: UnhandledEvent | None = None
-                if notifications:
-                    items, unreadable = to_events(self.app, NAME, notifications)
-                    outgoing = [envelope(event, notification.topic, notification.id,
-                                         self.naming)
-                                for (event, _), notification in zip(items, notifications,
-                                                                    strict=False)]
-                    if outgoing:
-                        sent = (await self.sink.send(outgoing), outgoing)
-                        position = outgoing[-1].position
-                if in_flight is not None:
-                    await self._confirm(in_flight, tracked)
+                sent, unreadable = await self._send(notifications)
+                if sent is not None:
+                    position = sent[1][-1].position
+                await self._confirm_any(in_flight, tracked)
                 in_flight = sent
                 if unreadable is not None:
-                    if in_flight is not None:
-                        in_flight, confirming = None, in_flight
-                        await self._confirm(confirming, tracked)
+                    in_flight, confirming = None, in_flight
+                    await self._confirm_any(confirming, tracked)
                     await tracked.save()
                     raise unreadable
                 now = time.monotonic()
@@ -222,22 +213,46 @@ class Relay:
                 # keeps up with the engine batch by batch.
                 if now - tracked.saved_at >= _SAVE_EVERY:
                     await tracked.save(now)
-                if now >= next_check:
-                    if not await asyncio.to_thread(session.alive):
-                        log.warning("relay lost its lock session")
-                        return False
-                    next_check = now + self.health_check
+                next_check = await self._check_session(session, now, next_check)
+                if next_check is None:
+                    return False
                 if not notifications:  # nothing in flight now: wait for an append
                     wait = (self.idle_wait if tracked.unsaved is None
                             else max(_SAVE_EVERY - (now - tracked.saved_at), 0.005))
                     await asyncio.to_thread(self._appended.wait, min(wait, self.idle_wait))
-            if in_flight is not None:
-                await self._confirm(in_flight, tracked)
+            await self._confirm_any(in_flight, tracked)
             return True
         finally:
             await tracked.save()
 
-    async def _confirm(self, sent: tuple[Any, list[Outgoing]], tracked: _Tracked) -> None:
+    async def _send(self, notifications: Sequence[Notification]
+                    ) -> tuple[_Sent | None, UnhandledEvent | None]:
+        """Sends the readable events of a batch (None: nothing to send), and the first
+        event that could not be read, if any."""
+        if not notifications:
+            return None, None
+        items, unreadable = to_events(self.app, NAME, notifications)
+        outgoing = [envelope(event, notification.topic, notification.id, self.naming)
+                    for (event, _), notification in zip(items, notifications, strict=False)]
+        if not outgoing:
+            return None, unreadable
+        return (await self.sink.send(outgoing), outgoing), unreadable
+
+    async def _check_session(self, session: LockSession, now: float, next_check: float
+                             ) -> float | None:
+        """When the next check of the lock's session is due, or None: it is gone."""
+        if now < next_check:
+            return next_check
+        if not await asyncio.to_thread(session.alive):
+            log.warning("relay lost its lock session")
+            return None
+        return now + self.health_check
+
+    async def _confirm_any(self, sent: _Sent | None, tracked: _Tracked) -> None:
+        if sent is not None:
+            await self._confirm(sent, tracked)
+
+    async def _confirm(self, sent: _Sent, tracked: _Tracked) -> None:
         handle, outgoing = sent
         tracked.sequence = await self.sink.confirm(handle)
         self.position = tracked.unsaved = outgoing[-1].position

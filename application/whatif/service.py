@@ -8,7 +8,6 @@ workflows, `MAX_POLICIES` policies, and a wall-clock limit on the whole run.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from application.errors import ApplicationError, ConfigurationError
-from application.settings import Settings
+from application.errors import ApplicationError
+from application.settings import DEFAULT_WHATIF_TIME_LIMIT_S
 from application.whatif.history import Recorded, extract
 from application.whatif.store import stored_events
 from application.workflows import Workflows
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 MAX_WINDOW = timedelta(days=2)
 MAX_WORKFLOWS = 50_000
 MAX_POLICIES = 4
-DEFAULT_TIME_LIMIT_S = 60.0
+
 SIMULATED_EVENTS_PER_WORKFLOW = 2_000  # a workflow's calls, retries and waits, generously
 ACTUAL = "actual"
 MAX_REPLICATIONS = 5
@@ -60,25 +59,14 @@ class WhatIfRequest:
 
 @dataclass
 class WhatIfSettings:
-    """What the running engine's settings say the actual policy was."""
+    """What the running engine's settings say the actual policy was (`Settings.whatif`:
+    `WES_WIP_CAPS`, `WES_WAVELESS_AGEING_MS`, `WES_WAVELESS_CUTOFF_URGENCY_MS`), and a run's
+    wall-clock bound (`WES_WHATIF_TIME_LIMIT_SECONDS`, default 60)."""
 
     wip_caps: Mapping[str, int] = field(default_factory=dict)
     ageing_ms: int | None = None
-    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    time_limit_s: float = DEFAULT_WHATIF_TIME_LIMIT_S
     cutoff_urgency_ms: int | None = None
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> WhatIfSettings:
-        """`WES_WIP_CAPS`, `WES_WAVELESS_AGEING_MS`, `WES_WAVELESS_CUTOFF_URGENCY_MS` (what ran) and
-        `WES_WHATIF_TIME_LIMIT_SECONDS` (a run's wall-clock bound, default 60)."""
-        settings = Settings.from_env(None if environ is None else dict(environ))
-        env = os.environ if environ is None else environ
-        try:
-            limit = float(env.get("WES_WHATIF_TIME_LIMIT_SECONDS", DEFAULT_TIME_LIMIT_S))
-        except ValueError:
-            raise ConfigurationError("WES_WHATIF_TIME_LIMIT_SECONDS must be a number") from None
-        return cls(dict(settings.wip_caps), settings.waveless_ageing_ms, limit,
-                   settings.waveless_cutoff_urgency_ms)
 
 
 def check(request: WhatIfRequest) -> None:

@@ -20,10 +20,11 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import KeyRing, Role
-from api.dependencies import ApiConfig
 from api.ports import LoadCommands
-from api.read_models import ReadModelSet
+from api.query_side import QuerySide
+from application.container import query_side
 from application.database import Database
+from application.settings import ApiConfig
 from application.workflows import Workflows
 from cli.background import BackgroundServer, serve_in_background
 
@@ -33,30 +34,30 @@ KEYS = {"reader-key": Role.READER, "operator-key": Role.OPERATOR, "admin-key": R
 
 
 @pytest.fixture
-def read_models(db: Database, app: Workflows) -> Iterator[ReadModelSet]:
+def read_models(db: Database, app: Workflows) -> Iterator[QuerySide]:
     """The read models on the test's schema."""
-    models = ReadModelSet.build(app, db)
+    models = query_side(app, db)
     yield models
     models.close()
 
 
-def build_app(app: Workflows, read_models: ReadModelSet, *, keys: KeyRing | None = None,
+def build_app(app: Workflows, read_models: QuerySide, *, keys: KeyRing | None = None,
               config: ApiConfig = TEST_CONFIG, projectors: bool = True,
               load_commands: LoadCommands | None = None) -> FastAPI:
-    return create_app(workflows=app, read_models=read_models.ports, keys=keys, config=config,
+    return create_app(workflows=app, queries=read_models.ports, keys=keys, config=config,
                       background=[read_models.runner()] if projectors else [],
                       load_commands=load_commands)
 
 
 @pytest.fixture
-def api(app: Workflows, read_models: ReadModelSet) -> Iterator[TestClient]:
+def api(app: Workflows, read_models: QuerySide) -> Iterator[TestClient]:
     """The API with the projectors running and no keys (everything allowed)."""
     with TestClient(build_app(app, read_models)) as client:
         yield client
 
 
 @pytest.fixture
-def make_client(app: Workflows, read_models: ReadModelSet
+def make_client(app: Workflows, read_models: QuerySide
                 ) -> Iterator[Callable[..., TestClient]]:
     """`make_client(key=None, keys=KEYS)`: a client on an app that requires keys."""
     opened: list[TestClient] = []
@@ -78,7 +79,7 @@ def make_client(app: Workflows, read_models: ReadModelSet
 
 
 @pytest.fixture
-def live_api(app: Workflows, read_models: ReadModelSet) -> Iterator[BackgroundServer]:
+def live_api(app: Workflows, read_models: QuerySide) -> Iterator[BackgroundServer]:
     """The API served by uvicorn on a free loopback port."""
     running = serve_in_background(build_app(app, read_models))
     yield running

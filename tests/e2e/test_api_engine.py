@@ -59,7 +59,7 @@ class Shelf:
 
 
 @pytest.fixture
-def engine_api(app: Workflows, read_models: api_support.ReadModelSet) -> Iterator[TestClient]:
+def engine_api(app: Workflows, read_models: api_support.QuerySide) -> Iterator[TestClient]:
     handlers = PythonHandler()
     Shelf(failures=1).register(handlers)
     worker = Worker(app, handlers, concurrency=2, poll_seconds=0.05)
@@ -107,7 +107,7 @@ class TestCompensationRetry:
 
 class TestWhoDidWhat:
     def test_the_audit_names_the_key_that_started_it_and_the_engine_that_ran_it(
-            self, app: Workflows, read_models: api_support.ReadModelSet) -> None:
+            self, app: Workflows, read_models: api_support.QuerySide) -> None:
         handlers = PythonHandler()
         Shelf(failures=0).register(handlers)
         worker = Worker(app, handlers, worker_id="w-audit", concurrency=1, poll_seconds=0.05)
@@ -141,7 +141,7 @@ class TestDatabaseDown:
         DatabaseUnavailable("cannot connect"),
     ])
     def test_commands_and_queries_answer_503_with_retry_after(
-            self, api: TestClient, app: Workflows, read_models: api_support.ReadModelSet,
+            self, api: TestClient, app: Workflows, read_models: api_support.QuerySide,
             monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
         wid = start_caller_driven(api)["id"]
 
@@ -152,9 +152,9 @@ class TestDatabaseDown:
             raise error
 
         monkeypatch.setattr(app, "get_workflow", down)
-        monkeypatch.setattr(read_models.models.progress, "get", down)
+        monkeypatch.setattr(read_models.views.progress, "get", down)
         # GET /v1/workflows/{id} reads on the event loop (the app's asyncio connections).
-        monkeypatch.setattr(read_models.models.progress, "get_json_many", down_async)
+        monkeypatch.setattr(read_models.views.progress, "get_json_many", down_async)
         monkeypatch.setattr(app.recorder, "max_notification_id", down)
         answer = assert_problem(api.post(f"/v1/workflows/{wid}/pause"), 503,
                                 "database-unavailable")

@@ -131,7 +131,7 @@ class TestFeedAroundAnAppendInFlight:
 
     def test_streams_from_now_and_from_inside_the_append_miss_nothing(
             self, api: TestClient, app: Workflows,
-            read_models: api_support.ReadModelSet) -> None:
+            read_models: api_support.QuerySide) -> None:
         held_for, other = start_caller_driven(api), start_caller_driven(api)
         with contextlib.ExitStack() as stack:
             client = stack.enter_context(httpx.Client(timeout=10))

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from api.dependencies import ApiConfig
 from application.container import EngineServices
 from application.engine.python_handler import PythonHandler
 from application.engine.registry import ServiceRegistry
 from application.errors import ConfigurationError
+from application.settings import ApiConfig, Settings
 from application.workflows import Workflows
 from cli.background import serve_in_background
 from tests.e2e import api_support
@@ -40,7 +40,7 @@ def recorded(app: Workflows) -> int:
 
 
 @pytest.fixture
-def small(app: Workflows, read_models: api_support.ReadModelSet) -> Iterator[TestClient]:
+def small(app: Workflows, read_models: api_support.QuerySide) -> Iterator[TestClient]:
     """The API with a 4 KiB body limit."""
     config = ApiConfig(**{**TEST_CONFIG.__dict__, "max_body_bytes": LIMIT})
     with TestClient(build_app(app, read_models, config=config, projectors=False)) as client:
@@ -80,7 +80,7 @@ class TestBodyLimit:
         assert recorded(app) == before + 2
 
     def test_a_chunked_body_is_counted_while_it_is_read(
-            self, app: Workflows, read_models: api_support.ReadModelSet) -> None:
+            self, app: Workflows, read_models: api_support.QuerySide) -> None:
         config = ApiConfig(**{**TEST_CONFIG.__dict__, "max_body_bytes": LIMIT})
         server = serve_in_background(build_app(app, read_models, config=config,
                                                projectors=False))
@@ -104,11 +104,11 @@ class TestBodyLimit:
             server.stop()
 
     def test_the_default_limit_is_one_mebibyte(self) -> None:
-        assert ApiConfig().max_body_bytes == ApiConfig.from_env({}).max_body_bytes == 1 << 20
-        assert ApiConfig.from_env({"WES_MAX_BODY_BYTES": "10"}).max_body_bytes == 10
+        assert ApiConfig().max_body_bytes == Settings.from_env({}).api.max_body_bytes == 1 << 20
+        assert Settings.from_env({"WES_MAX_BODY_BYTES": "10"}).api.max_body_bytes == 10
         for bad in ("0", "-1", "1MB"):
             with pytest.raises(ConfigurationError, match="WES_MAX_BODY_BYTES"):
-                ApiConfig.from_env({"WES_MAX_BODY_BYTES": bad})
+                Settings.from_env({"WES_MAX_BODY_BYTES": bad})
 
 
 class TestInputSchema:

@@ -16,7 +16,7 @@ import httpx
 from fastapi.testclient import TestClient
 from psycopg import sql
 
-from api.read_models import ReadModelSet
+from api.query_side import QuerySide
 from api.schemas.workflows import Progress
 from application.database import Database
 from application.workflows import Workflows
@@ -35,9 +35,9 @@ FAILURE = {"error": {"code": "NO_STOCK", "message": "out of stock",
                      "service": "inventory-service", "detail": "SKU-1"}}
 
 
-def expected(read_models: ReadModelSet, workflow_id: str) -> dict[str, Any]:
+def expected(read_models: QuerySide, workflow_id: str) -> dict[str, Any]:
     """The row as the read model's synchronous query gives it, in the response schema."""
-    row = read_models.models.progress.get(UUID(workflow_id))
+    row = read_models.views.progress.get(UUID(workflow_id))
     assert row is not None
     return Progress.model_validate(row).model_dump(mode="json")
 
@@ -66,7 +66,7 @@ def workflows_in_several_states(api: TestClient) -> list[tuple[str, int]]:
 
 class TestTheAnswer:
     def test_is_the_read_model_row_in_every_state(
-            self, api: TestClient, read_models: ReadModelSet) -> None:
+            self, api: TestClient, read_models: QuerySide) -> None:
         assert api.app.state.components.fast is not None  # the event-loop path serves it
         for wid, position in workflows_in_several_states(api):
             response = api.get(f"/v1/workflows/{wid}", params={"min_position": position})
@@ -79,7 +79,7 @@ class TestTheAnswer:
         assert compensating["created_at"].endswith("Z")
 
     def test_is_the_same_from_an_app_used_without_its_lifespan(
-            self, api: TestClient, app: Workflows, read_models: ReadModelSet) -> None:
+            self, api: TestClient, app: Workflows, read_models: QuerySide) -> None:
         started = start_caller_driven(api)
         live = api.get(f"/v1/workflows/{started['id']}",
                        params={"min_position": started["position"]})
@@ -130,7 +130,7 @@ class TestTheAnswer:
         assert make_client("reader-key", header="x-api-key").get(path).status_code == 200
 
 
-def test_the_async_pool_stops_with_the_app(app: Workflows, read_models: ReadModelSet) -> None:
+def test_the_async_pool_stops_with_the_app(app: Workflows, read_models: QuerySide) -> None:
     built = build_app(app, read_models, projectors=False)
     with TestClient(built) as client:
         fast = built.state.components.fast
@@ -142,7 +142,7 @@ def test_the_async_pool_stops_with_the_app(app: Workflows, read_models: ReadMode
 
 
 def test_what_the_app_starts_with_is_kept_out_of_full_collections_while_it_runs(
-        app: Workflows, read_models: ReadModelSet) -> None:
+        app: Workflows, read_models: QuerySide) -> None:
     gc.unfreeze()
     with TestClient(build_app(app, read_models, projectors=False)):
         assert gc.get_freeze_count() > 0
@@ -150,7 +150,7 @@ def test_what_the_app_starts_with_is_kept_out_of_full_collections_while_it_runs(
 
 
 def test_a_database_error_is_a_problem_not_a_crash(
-        app: Workflows, read_models: ReadModelSet, db: Database) -> None:
+        app: Workflows, read_models: QuerySide, db: Database) -> None:
     """A read that fails for another reason than a dropped connection is not retried: the
     error handlers answer it (here the read model's table is gone: 500, logged)."""
     with TestClient(build_app(app, read_models, projectors=False),
@@ -163,7 +163,7 @@ def test_a_database_error_is_a_problem_not_a_crash(
 
 
 def test_concurrent_requests_each_get_their_own_row(
-        live_api: BackgroundServer, read_models: ReadModelSet) -> None:
+        live_api: BackgroundServer, read_models: QuerySide) -> None:
     """Lookups in flight together share one statement; each answer is still its own."""
     with httpx.Client(base_url=live_api.url) as client:
         started = [start_caller_driven(client, correlation_id=f"ord-{i}") for i in range(12)]

@@ -8,8 +8,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from api.dependencies import ApiConfig
 from application.load_balancing import LoadBalancer
+from application.settings import ApiConfig
 from application.workflows import Workflows
 from tests.e2e import api_support
 from tests.e2e.api_support import assert_problem, build_app, start_caller_driven
@@ -141,7 +141,7 @@ class TestProgress:
                        ).status_code == 200
 
     def test_min_position_waits_then_times_out_with_504(
-            self, app: Workflows, read_models: api_support.ReadModelSet) -> None:
+            self, app: Workflows, read_models: api_support.QuerySide) -> None:
         quick = ApiConfig(min_position_timeout=0.3)
         # No projector runs: the read models never reach the new workflow's position.
         with TestClient(build_app(app, read_models, config=quick, projectors=False)) as client:
@@ -151,13 +151,13 @@ class TestProgress:
             assert body["min_position"] == started["position"]
             with read_models.runner():
                 # The projector may need longer than the short timeout on a busy machine.
-                read_models.models.wait(started["position"], timeout=10)
+                read_models.views.wait(started["position"], timeout=10)
                 assert client.get("/v1/workflows", params=fresh(started["position"])
                                   ).status_code == 200
             assert_problem(client.get("/v1/workflows", params={"min_position": -1}), 422)
 
     def test_min_position_beyond_the_store_is_422_at_once(
-            self, app: Workflows, read_models: api_support.ReadModelSet) -> None:
+            self, app: Workflows, read_models: api_support.QuerySide) -> None:
         # With nothing projecting and a wait long enough to notice, a position the store
         # has is a 504 after the wait; one it does not have is a 422 without any wait.
         quick = ApiConfig(min_position_timeout=0.3)
@@ -243,7 +243,7 @@ class TestLoadAndProjections:
         assert_problem(api.post("/v1/load/metrics", json={"instance_id": "x"}), 422)
 
     def test_reported_metrics_and_rebalancing_show_in_the_load_rows(
-            self, app: Workflows, read_models: api_support.ReadModelSet) -> None:
+            self, app: Workflows, read_models: api_support.QuerySide) -> None:
         instances = ["http://inv-1/inventory-service", "http://inv-2/inventory-service"]
         balancer = LoadBalancer(app, {"inventory-service": instances})
         metrics = {"instance_id": instances[0], "service_name": "inventory-service",
@@ -320,7 +320,7 @@ class TestOperations:
         assert {p["name"] for p in ready.json()["projections"]} == {"progress", "load", "audit"}
 
     def test_not_ready_while_projections_lag_too_far(
-            self, app: Workflows, read_models: api_support.ReadModelSet) -> None:
+            self, app: Workflows, read_models: api_support.QuerySide) -> None:
         strict = ApiConfig(ready_max_lag_events=0)
         with TestClient(build_app(app, read_models, config=strict, projectors=False)) as client:
             start_caller_driven(client)

@@ -30,8 +30,8 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.schemas import APIOperation, BaseSchema
 
 from api.auth import KeyRing
-from api.dependencies import ApiConfig
 from application.load_balancing import LoadBalancer
+from application.settings import ApiConfig
 from application.workflows import Workflows
 from cli.background import BackgroundServer
 from tests.e2e import api_support
@@ -74,7 +74,7 @@ RANDOM_CHECKS = [check for check in CHECKS if check is not checks.negative_data_
 
 
 @pytest.fixture
-def api_schema(app: Workflows, read_models: api_support.ReadModelSet
+def api_schema(app: Workflows, read_models: api_support.QuerySide
                ) -> Iterator[BaseSchema]:
     """The live OpenAPI document of the app (keys required), with the projectors off and a
     short read-your-writes wait, so a `min_position` not yet projected answers 504 quickly."""

@@ -40,7 +40,7 @@ def recorded(app: Workflows, read_models) -> Iterator[tuple[TestClient, datetime
     python.register("warehouse-service", slow_pick)
     python.register("packing-service", lambda call: {"packed": True})
     worker = Worker(app, Dispatcher(python), concurrency=2, poll_seconds=0.05)
-    releaser = Releaser(app, waveless_signals(read_models.models),
+    releaser = Releaser(app, waveless_signals(read_models.views),
                         WavelessSettings(batch_size=4, interval_ms=200))
     app.waveless_defaults = (4, 200)
     with TestClient(build_app(app, read_models)) as client:

@@ -16,7 +16,7 @@ import pytest
 from application.database import Database
 from application.locks import LockRole
 from application.workflows import Workflows
-from projections.read_models import PROJECTION_NAMES, ReadModels
+from projections.read_models import PROJECTION_NAMES, ProjectionViews
 from projections.rebuild import rebuild
 from tests.support.processes import ROOT, kill9, output, stop
 from tests.support.projection_history import (
@@ -56,13 +56,13 @@ def app(db: Database) -> Iterator[Workflows]:
 
 
 @pytest.fixture
-def models(db: Database, app: Workflows) -> Iterator[ReadModels]:
-    read_models = ReadModels(db.env(), app=app)
+def models(db: Database, app: Workflows) -> Iterator[ProjectionViews]:
+    read_models = ProjectionViews(db.env(), app=app)
     yield read_models
     read_models.close()
 
 
-def holders(models: ReadModels, role: LockRole) -> dict[str, int]:
+def holders(models: ProjectionViews, role: LockRole) -> dict[str, int]:
     """How many sessions hold each projection's lock of this role."""
     counts = {}
     with models.progress.datastore.transaction(commit=False) as curs:
@@ -74,7 +74,7 @@ def holders(models: ReadModels, role: LockRole) -> dict[str, int]:
     return counts
 
 
-def positions(models: ReadModels) -> int:
+def positions(models: ProjectionViews) -> int:
     return min(s.position for s in models.status())
 
 
@@ -107,7 +107,7 @@ class Writer(threading.Thread):
 
 
 def test_killed_mid_stream_again_and_again_the_read_models_equal_a_rebuild(
-        db: Database, app: Workflows, models: ReadModels) -> None:
+        db: Database, app: Workflows, models: ProjectionViews) -> None:
     writer = Writer(app)
     writer.start()
     kills = 0
@@ -139,7 +139,7 @@ def test_killed_mid_stream_again_and_again_the_read_models_equal_a_rebuild(
 
 
 def test_two_projector_processes_one_active_the_other_takes_over(
-        db: Database, app: Workflows, models: ReadModels) -> None:
+        db: Database, app: Workflows, models: ProjectionViews) -> None:
     first = spawn_projector(db)
     second: subprocess.Popen[bytes] | None = None
     try:
@@ -169,7 +169,7 @@ def test_two_projector_processes_one_active_the_other_takes_over(
 
 
 def test_a_rebuild_killed_midway_leaves_the_live_tables_and_resumes(
-        db: Database, app: Workflows, models: ReadModels) -> None:
+        db: Database, app: Workflows, models: ProjectionViews) -> None:
     mixed_history(app)
     head = bulk_completed(app, 300)
     projector = spawn_projector(db)

@@ -41,7 +41,7 @@ from application.database import Database
 from application.workflows import Workflows
 from domain.workflow import Workflow
 from domain.workflow_error import OUTPUT_TOO_LARGE, WorkflowError
-from projections.read_models import ReadModels
+from projections.read_models import ProjectionViews
 from projections.runner import ProjectorRunner
 from tests.support import override_history, projection_history
 from tests.unit.sagas import (
@@ -229,7 +229,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def rows(models: ReadModels, tables: tuple[str, ...] = TABLES) -> dict[str, list[Any]]:
+def rows(models: ProjectionViews, tables: tuple[str, ...] = TABLES) -> dict[str, list[Any]]:
     """Every row of every read-model table (through the stable SQL views, so generation
     numbers do not show), columns by name, rows sorted."""
     found: dict[str, list[Any]] = {}
@@ -251,7 +251,7 @@ def projected_fixture(server: Database, events: list[dict[str, Any]],
     the projectors run, each chunk applied before the next (small batches)."""
     db = projection_history.fresh_schema(server)
     app = Workflows(env=db.env())
-    models = ReadModels(db.env(), app=app)
+    models = ProjectionViews(db.env(), app=app)
     try:
         if chunk is None:
             insert_fixture(app, events)

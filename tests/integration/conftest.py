@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from application.database import Database
-from projections.read_models import ReadModels
+from projections.read_models import ProjectionViews
 from tests.conftest_simulator import (  # noqa: F401
     service_registry,
     simulator,
@@ -25,6 +25,6 @@ def projected(server: Database) -> Iterator[Projected]:
 
 
 @pytest.fixture
-def models(projected: Projected) -> ReadModels:
+def models(projected: Projected) -> ProjectionViews:
     """The read models of that history (a module may define its own `models`)."""
     return projected.models

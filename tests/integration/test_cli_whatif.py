@@ -14,7 +14,7 @@ from application.engine.python_handler import PythonHandler
 from application.engine.worker import Worker
 from application.waveless import Releaser, WavelessSettings
 from application.workflows import Workflows, utc_now
-from projections.read_models import ReadModels
+from projections.read_models import ProjectionViews
 from projections.runner import ProjectorRunner
 from projections.waveless_signals import waveless_signals
 from tests.integration.test_cli import wes
@@ -40,7 +40,7 @@ def window(server):
     database.ensure_database(db)
     app = Workflows(env=db.env())
     app.ensure_builtin_definitions()
-    models = ReadModels(db.env(), app)
+    models = ProjectionViews(db.env(), app)
     runner = ProjectorRunner(read_models=models)
     python = PythonHandler()
     python.register("warehouse-service", pick)

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from domain.exceptions import InvalidValue
-from projections.read_models import ReadModels
+from projections.read_models import ProjectionViews
 from tests.support.projection_history import (
     ASSIGN,
     PICK,
@@ -20,7 +20,7 @@ from tests.support.projection_history import (
 
 class TestAuditRows:
     def test_one_row_per_event_of_a_compensated_workflow(self, projected: Projected,
-                                                          models: ReadModels) -> None:
+                                                          models: ProjectionViews) -> None:
         workflow_id = projected.ids["compensated"]
         rows = models.audit.for_workflow(workflow_id, limit=100).items
         assert [(r.version, r.event_type, r.step_id, r.actor) for r in rows] == [
@@ -42,7 +42,7 @@ class TestAuditRows:
         ]
 
     def test_rows_carry_the_events_positions_times_and_data(self, projected: Projected,
-                                                            models: ReadModels) -> None:
+                                                            models: ProjectionViews) -> None:
         for workflow_id in projected.ids.values():
             history = projected.app.history(workflow_id)
             rows = models.audit.for_workflow(workflow_id, limit=100).items
@@ -54,14 +54,14 @@ class TestAuditRows:
             assert {r.correlation_id for r in rows} == {correlation}
 
     def test_the_actor_is_who_did_it_when_the_event_says(self, projected: Projected,
-                                                         models: ReadModels) -> None:
+                                                         models: ProjectionViews) -> None:
         actors = {(r.event_type, r.actor) for name in ("resumed", "cancelled")
                   for r in models.audit.for_workflow(projected.ids[name]).items}
         assert {("Paused", "bob"), ("Resumed", "bob"), ("Cancelled", "carol"),
                 ("StepExecuted", "alice")} <= actors
 
     def test_only_workflow_events_are_audited(self, projected: Projected,
-                                              models: ReadModels) -> None:
+                                              models: ProjectionViews) -> None:
         rows = all_pages(lambda cursor: models.audit.search(limit=7, cursor=cursor))
         expected = sorted(e.position for i in projected.ids.values()
                           for e in projected.app.history(i))
@@ -72,14 +72,14 @@ class TestAuditRows:
 
 class TestAuditSearch:
     def test_by_workflow_and_by_correlation_id(self, projected: Projected,
-                                               models: ReadModels) -> None:
+                                               models: ProjectionViews) -> None:
         workflow_id = projected.ids["paused"]
         by_workflow = models.audit.search(workflow_id=workflow_id).items
         by_correlation = models.audit.search(correlation_id="ORD-corr-paused").items
         assert [r.event_type for r in by_workflow] == ["Created", "Started", "Paused"]
         assert by_correlation == by_workflow
 
-    def test_by_event_types(self, projected: Projected, models: ReadModels) -> None:
+    def test_by_event_types(self, projected: Projected, models: ProjectionViews) -> None:
         rows = models.audit.search(event_type=["Paused", "Resumed"]).items
         assert [(r.workflow_id, r.event_type) for r in rows] == [
             (projected.ids["resumed"], "Paused"), (projected.ids["resumed"], "Resumed"),
@@ -87,7 +87,7 @@ class TestAuditSearch:
         assert models.audit.search(event_type="Completed").items[0].workflow_id == \
             projected.ids["succeeded"]
 
-    def test_by_time_range_half_open(self, projected: Projected, models: ReadModels) -> None:
+    def test_by_time_range_half_open(self, projected: Projected, models: ProjectionViews) -> None:
         every = all_pages(lambda cursor: models.audit.search(limit=500, cursor=cursor))
         middle = every[len(every) // 2].timestamp
         later = models.audit.search(after=middle, limit=500).items
@@ -97,25 +97,25 @@ class TestAuditSearch:
         one = models.audit.search(after=middle, before=middle + timedelta(microseconds=1))
         assert [r.timestamp for r in one.items] == [middle]
 
-    def test_newest_first_pages(self, models: ReadModels) -> None:
+    def test_newest_first_pages(self, models: ProjectionViews) -> None:
         oldest_first = all_pages(lambda cursor: models.audit.search(limit=9, cursor=cursor))
         newest_first = all_pages(lambda cursor: models.audit.search(
             limit=9, cursor=cursor, descending=True))
         assert newest_first == oldest_first[::-1]
 
     def test_a_workflows_rows_page_in_order(self, projected: Projected,
-                                            models: ReadModels) -> None:
+                                            models: ProjectionViews) -> None:
         workflow_id = projected.ids["succeeded"]
         paged = all_pages(lambda cursor: models.audit.for_workflow(workflow_id, 4, cursor))
         assert [r.version for r in paged] == list(range(1, len(paged) + 1))
         assert len(paged) == len(projected.app.history(workflow_id))
 
-    def test_nothing_for_an_unknown_workflow(self, models: ReadModels) -> None:
+    def test_nothing_for_an_unknown_workflow(self, models: ProjectionViews) -> None:
         page = models.audit.for_workflow(uuid4())
         assert (page.items, page.next_cursor) == ((), None)
 
     def test_a_cursor_only_fits_its_own_query(self, projected: Projected,
-                                              models: ReadModels) -> None:
+                                              models: ProjectionViews) -> None:
         workflow_cursor = models.audit.for_workflow(projected.ids["succeeded"], 1).next_cursor
         search_cursor = models.audit.search(limit=1).next_cursor
         assert workflow_cursor is not None and search_cursor is not None
@@ -129,5 +129,5 @@ class TestAuditSearch:
             models.audit.search(limit=1000)
 
 
-def test_unknown_ids_are_just_absent(models: ReadModels) -> None:
+def test_unknown_ids_are_just_absent(models: ProjectionViews) -> None:
     assert models.audit.search(workflow_id=UUID(int=1)).items == ()

@@ -13,7 +13,7 @@ from application.database import Database
 from application.workflows import Workflows
 from domain.exceptions import InvalidValue
 from projections.progress import ADDED_COLUMNS, ProgressRow
-from projections.read_models import ReadModels
+from projections.read_models import ProjectionViews
 from projections.rebuild import rebuild
 from projections.runner import ProjectorRunner
 from tests.support.projection_history import (
@@ -36,27 +36,27 @@ def history(projected: Projected) -> dict[str, UUID]:
 
 
 @pytest.fixture
-def own_models(db: Database, app: Workflows) -> Iterator[ReadModels]:
+def own_models(db: Database, app: Workflows) -> Iterator[ProjectionViews]:
     """Read models on this test's own schema, for tests that write."""
-    read_models = ReadModels(db.env(), app=app)
+    read_models = ProjectionViews(db.env(), app=app)
     yield read_models
     read_models.close()
 
 
 @pytest.fixture
-def runner(own_models: ReadModels) -> Iterator[ProjectorRunner]:
+def runner(own_models: ProjectionViews) -> Iterator[ProjectorRunner]:
     with ProjectorRunner(read_models=own_models, standby_poll_seconds=0.1) as running:
         yield running
 
 
-def steps(models: ReadModels, workflow_id: UUID) -> list[tuple[str, str, int]]:
+def steps(models: ProjectionViews, workflow_id: UUID) -> list[tuple[str, str, int]]:
     row = models.progress.get(workflow_id)
     assert row is not None
     return [(s.step_id, s.status, s.attempts) for s in row.steps]
 
 
 class TestProgressRows:
-    def test_a_completed_workflow(self, projected: Projected, models: ReadModels,
+    def test_a_completed_workflow(self, projected: Projected, models: ProjectionViews,
                                   history: dict[str, UUID]) -> None:
         events = projected.app.history(history["succeeded"])
         row = models.progress.get(history["succeeded"])
@@ -80,7 +80,7 @@ class TestProgressRows:
                                          (PICK, "COMPLETED", 1), (PACK, "COMPLETED", 1)]
 
     def test_a_retried_step_counts_its_attempts_and_keeps_the_error_as_history(
-            self, models: ReadModels, history: dict[str, UUID]) -> None:
+            self, models: ProjectionViews, history: dict[str, UUID]) -> None:
         row = models.progress.get(history["retried"])
         assert row is not None
         assert (row.status, row.current_step, row.steps_done, row.progress_percent) == (
@@ -92,7 +92,7 @@ class TestProgressRows:
         assert steps(models, row.id) == [(RESERVE, "COMPLETED", 2), (ASSIGN, "EXECUTING", 1),
                                          (PICK, "PENDING", 0), (PACK, "PENDING", 0)]
 
-    def test_a_failure_compensated_in_reverse(self, projected: Projected, models: ReadModels,
+    def test_a_failure_compensated_in_reverse(self, projected: Projected, models: ProjectionViews,
                                               history: dict[str, UUID]) -> None:
         app = projected.app
         row = models.progress.get(history["compensated"])
@@ -107,7 +107,7 @@ class TestProgressRows:
                                          (ASSIGN, "COMPENSATED", 1), (PICK, "FAILED", 1),
                                          (PACK, "PENDING", 0)]
 
-    def test_pause_resume_cancel_and_a_paused_one(self, models: ReadModels,
+    def test_pause_resume_cancel_and_a_paused_one(self, models: ProjectionViews,
                                                   history: dict[str, UUID]) -> None:
         rows = {name: models.progress.get(history[name])
                 for name in ("resumed", "cancelled", "paused")}
@@ -120,7 +120,7 @@ class TestProgressRows:
         }
 
     def test_rows_agree_with_the_workflows_folded_from_the_same_events(
-            self, projected: Projected, models: ReadModels, history: dict[str, UUID]) -> None:
+            self, projected: Projected, models: ProjectionViews, history: dict[str, UUID]) -> None:
         app = projected.app
         for workflow_id in history.values():
             wf = app.get_workflow(workflow_id)
@@ -133,7 +133,7 @@ class TestProgressRows:
                 assert row.compensation_progress == wf.compensation_progress
 
     def test_a_step_waiting_for_its_retry_shows_when(self, app: Workflows,
-                                                     own_models: ReadModels,
+                                                     own_models: ProjectionViews,
                                                      runner: ProjectorRunner) -> None:
         workflow_id = start(app, "ORD-wait")
         app.start_step(workflow_id, RESERVE)
@@ -145,7 +145,7 @@ class TestProgressRows:
         assert row.next_attempt_at is not None
 
     def test_events_of_other_streams_only_move_the_position(
-            self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
+            self, app: Workflows, own_models: ProjectionViews, runner: ProjectorRunner) -> None:
         head = app.recorder.max_notification_id() or 0  # the definition catalog's events
         runner.wait(head, timeout=10)
         assert head > 0
@@ -154,7 +154,7 @@ class TestProgressRows:
 
 
 class TestRowsSayWhatIsTrueNow:
-    def row(self, app: Workflows, models: ReadModels, runner: ProjectorRunner,
+    def row(self, app: Workflows, models: ProjectionViews, runner: ProjectorRunner,
             workflow_id: UUID) -> ProgressRow:
         runner.wait(app.recorder.max_notification_id() or 0, timeout=10)
         row = models.progress.get(workflow_id)
@@ -164,7 +164,7 @@ class TestRowsSayWhatIsTrueNow:
         return row
 
     def test_a_workflow_completed_after_a_retry_has_no_current_error(
-            self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
+            self, app: Workflows, own_models: ProjectionViews, runner: ProjectorRunner) -> None:
         workflow_id = start(app, "ORD-recovered")
         app.start_step(workflow_id, RESERVE)
         app.handle_step_failure(workflow_id, RESERVE, timeout(RESERVE))
@@ -178,7 +178,7 @@ class TestRowsSayWhatIsTrueNow:
         assert row.last_failure is not None and row.last_failure["code"] == "TIMEOUT"
 
     def test_a_resolved_compensation_failure_gives_way_to_the_sagas_failure(
-            self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
+            self, app: Workflows, own_models: ProjectionViews, runner: ProjectorRunner) -> None:
         workflow_id = start(app, "ORD-undo")
         run_step(app, workflow_id, RESERVE)
         app.start_step(workflow_id, ASSIGN)
@@ -199,7 +199,7 @@ class TestRowsSayWhatIsTrueNow:
         assert row.last_failure is not None and row.last_failure["code"] == "TIMEOUT"
 
     def test_a_step_applied_without_an_answer_stays_failed_while_its_undo_fails(
-            self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
+            self, app: Workflows, own_models: ProjectionViews, runner: ProjectorRunner) -> None:
         from domain.enums import ErrorType
         from domain.workflow_error import OUTPUT_TOO_LARGE, WorkflowError
 
@@ -219,7 +219,7 @@ class TestRowsSayWhatIsTrueNow:
         assert statuses[ASSIGN] == "FAILED"
 
     def test_a_cancelled_or_retried_workflow_has_no_current_error_or_step(
-            self, app: Workflows, own_models: ReadModels, runner: ProjectorRunner) -> None:
+            self, app: Workflows, own_models: ProjectionViews, runner: ProjectorRunner) -> None:
         workflow_id = start(app, "ORD-again")
         app.start_step(workflow_id, RESERVE)
         app.handle_step_failure(workflow_id, RESERVE, timeout(RESERVE))
@@ -232,7 +232,7 @@ class TestRowsSayWhatIsTrueNow:
         assert row.last_failure is not None and row.last_failure["code"] == "TIMEOUT"
 
 
-def drop_added_columns(models: ReadModels) -> None:
+def drop_added_columns(models: ProjectionViews) -> None:
     """Makes the live progress table look as an earlier release left it."""
     view = models.progress
     with view.datastore.transaction(commit=True) as curs:
@@ -247,7 +247,7 @@ def drop_added_columns(models: ReadModels) -> None:
 class TestUpgrade:
     def test_rows_of_an_earlier_release_mark_the_projection_until_a_rebuild(
             self, db: Database, app: Workflows, caplog: pytest.LogCaptureFixture) -> None:
-        models = ReadModels(db.env(), app=app)
+        models = ProjectionViews(db.env(), app=app)
         try:
             with ProjectorRunner(read_models=models, standby_poll_seconds=0.1) as running:
                 workflow_id = start(app, "ORD-before-upgrade")
@@ -259,12 +259,12 @@ class TestUpgrade:
         finally:
             models.close()
         with caplog.at_level("WARNING", logger="projections.progress"):
-            upgraded = ReadModels(db.env(), app=app)
+            upgraded = ProjectionViews(db.env(), app=app)
         try:
             warned = [r for r in caplog.records if r.name == "projections.progress"
                       and "rebuild" in r.getMessage()]
             assert [r.projection for r in warned] == ["progress"]
-            again = ReadModels(db.env(), app=app)  # the mark outlives the process that set it
+            again = ProjectionViews(db.env(), app=app)  # the mark outlives the process that set it
             try:
                 needed = again.progress.status(app).rebuild_needed
             finally:
@@ -282,7 +282,7 @@ class TestUpgrade:
 
     def test_a_table_of_an_earlier_release_gains_the_new_columns(
             self, db: Database, app: Workflows) -> None:
-        models = ReadModels(db.env(), app=app)
+        models = ProjectionViews(db.env(), app=app)
         view = models.progress
         with view.datastore.transaction(commit=True) as curs:
             for column, _ in ADDED_COLUMNS:
@@ -294,7 +294,7 @@ class TestUpgrade:
                     view.stable_name(), Identifier(view.schema),
                     Identifier(view.prefix + "_g1")))
         models.close()
-        upgraded = ReadModels(db.env(), app=app)
+        upgraded = ProjectionViews(db.env(), app=app)
         try:
             with ProjectorRunner(read_models=upgraded, standby_poll_seconds=0.1) as running:
                 workflow_id = start(app, "ORD-upgrade")
@@ -310,10 +310,10 @@ class TestUpgrade:
 
 
 class TestProgressQueries:
-    def test_unknown_workflow_is_none(self, models: ReadModels) -> None:
+    def test_unknown_workflow_is_none(self, models: ProjectionViews) -> None:
         assert models.progress.get(uuid4()) is None
 
-    def test_filters(self, models: ReadModels, history: dict[str, UUID]) -> None:
+    def test_filters(self, models: ProjectionViews, history: dict[str, UUID]) -> None:
         def ids(**filters: object) -> set[UUID]:
             return {r.id for r in models.progress.list(**filters).items}  # type: ignore[arg-type]
 
@@ -334,7 +334,7 @@ class TestProgressQueries:
 
     @pytest.mark.parametrize("sort", ["created_at", "updated_at", "priority", "status"])
     @pytest.mark.parametrize("descending", [True, False])
-    def test_pages_follow_one_stable_order(self, models: ReadModels, history: dict[str, UUID],
+    def test_pages_follow_one_stable_order(self, models: ProjectionViews, history: dict[str, UUID],
                                            sort: str, descending: bool) -> None:
         whole = models.progress.list(sort=sort, descending=descending, limit=500).items
         paged = all_pages(lambda cursor: models.progress.list(
@@ -347,18 +347,18 @@ class TestProgressQueries:
         values = [key(r) for r in whole]
         assert values == sorted(values, reverse=descending)
 
-    def test_newest_first_by_default(self, models: ReadModels,
+    def test_newest_first_by_default(self, models: ProjectionViews,
                                      history: dict[str, UUID]) -> None:
         rows = models.progress.list().items
         assert [r.created_at for r in rows] == sorted((r.created_at for r in rows),
                                                       reverse=True)
 
-    def test_a_page_ends_with_no_cursor(self, models: ReadModels,
+    def test_a_page_ends_with_no_cursor(self, models: ProjectionViews,
                                         history: dict[str, UUID]) -> None:
         assert models.progress.list(limit=6).next_cursor is None
         assert models.progress.list(limit=5).next_cursor is not None
 
-    def test_bad_queries_are_refused(self, models: ReadModels,
+    def test_bad_queries_are_refused(self, models: ProjectionViews,
                                      history: dict[str, UUID]) -> None:
         cursor = models.progress.list(limit=1).next_cursor
         with pytest.raises(InvalidValue, match="sort"):
@@ -372,7 +372,7 @@ class TestProgressQueries:
         with pytest.raises(InvalidValue, match="different query"):
             models.progress.list(sort="status", cursor=cursor)
 
-    def test_created_window_is_half_open(self, models: ReadModels,
+    def test_created_window_is_half_open(self, models: ProjectionViews,
                                          history: dict[str, UUID]) -> None:
         row = models.progress.get(history["paused"])
         assert row is not None

@@ -15,7 +15,7 @@ from application.locks import LockRole, LockSession
 from application.workflows import Workflows
 from domain.workflow import Workflow
 from projections.base import UnhandledEvent
-from projections.read_models import PROJECTION_NAMES, ReadModels
+from projections.read_models import PROJECTION_NAMES, ProjectionViews
 from projections.rebuild import RebuildInProgress, rebuild
 from projections.runner import ProjectorRunner
 from tests.integration.test_projections_load import instances_history
@@ -41,7 +41,7 @@ def everything(app: Workflows) -> dict[str, UUID]:
     return ids
 
 
-def generations(models: ReadModels) -> dict[str, tuple[int, int | None, list[int]]]:
+def generations(models: ProjectionViews) -> dict[str, tuple[int, int | None, list[int]]]:
     return {name: (models.view(name).pointer().generation, models.view(name).pointer().building,
                    models.view(name).generations_on_disk()) for name in PROJECTION_NAMES}
 
@@ -71,7 +71,7 @@ class TestRebuild:
     def test_rebuild_while_workflows_are_written_misses_nothing(self, db: Database) -> None:
         app = Workflows(env=db.env(), clock=StepClock())
         app.ensure_builtin_definitions()
-        models = ReadModels(db.env(), app=app)
+        models = ProjectionViews(db.env(), app=app)
         stop = threading.Event()
         written: list[UUID] = []
 
@@ -110,7 +110,7 @@ class TestRebuild:
             self, db: Database) -> None:
         app = Workflows(env=db.env(), clock=StepClock())
         app.ensure_builtin_definitions()
-        models = ReadModels(db.env(), app=app)
+        models = ProjectionViews(db.env(), app=app)
         written = completed_orders(app, 3)
         try:
             with ProjectorRunner(read_models=models, standby_poll_seconds=0.1) as runner:
@@ -186,7 +186,7 @@ class TestRebuild:
             assert dump(done.models) == live
 
     def test_only_one_rebuild_at_a_time(self, db: Database, app: Workflows) -> None:
-        models = ReadModels(db.env(), app=app)
+        models = ProjectionViews(db.env(), app=app)
         try:
             view = models.view("load")
             with LockSession(view.datastore) as other_process:
@@ -205,7 +205,7 @@ class TestRebuild:
         app.recorder.insert_events([StoredEvent(uuid4(), 1, FUTURE_TOPIC, b"{}")])
         position = app.recorder.max_notification_id()
         completed_orders(app, 1)
-        models = ReadModels(db.env(), app=app)
+        models = ProjectionViews(db.env(), app=app)
         try:
             with pytest.raises(UnhandledEvent) as raised:
                 rebuild(models, batch_size=5)
@@ -230,7 +230,7 @@ class TestRebuild:
         position = app.recorder.max_notification_id()
         assert position is not None
         completed_orders(app, 1)
-        models = ReadModels(db.env(), app=app)
+        models = ProjectionViews(db.env(), app=app)
         try:
             with pytest.raises(UnhandledEvent) as raised:
                 rebuild(models, batch_size=7)
@@ -246,7 +246,7 @@ class TestRebuild:
 
 def test_fresh_schemas_start_at_generation_one(server: Database) -> None:
     db = fresh_schema(server)
-    models = ReadModels(db.env())
+    models = ProjectionViews(db.env())
     try:
         assert {n: g[:2] for n, g in generations(models).items()} == {
             name: (1, None) for name in PROJECTION_NAMES}

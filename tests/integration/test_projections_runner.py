@@ -14,7 +14,7 @@ from application.locks import LockRole, LockSession
 from application.workflows import Workflows
 from domain.workflow import Workflow
 from projections.base import to_events
-from projections.read_models import PROJECTION_NAMES, ReadModels
+from projections.read_models import PROJECTION_NAMES, ProjectionViews
 from projections.rebuild import rebuild
 from projections.runner import ProjectorRunner, _DecodedEvents
 from tests.support.projection_history import completed_orders, dump, mixed_history
@@ -24,8 +24,8 @@ FUTURE_TOPIC = "domain.shipping:Shipment.Dispatched"
 
 
 @pytest.fixture
-def models(db: Database, app: Workflows) -> Iterator[ReadModels]:
-    read_models = ReadModels(db.env(), app=app)
+def models(db: Database, app: Workflows) -> Iterator[ProjectionViews]:
+    read_models = ProjectionViews(db.env(), app=app)
     yield read_models
     read_models.close()
 
@@ -34,19 +34,19 @@ def head(app: Workflows) -> int:
     return app.recorder.max_notification_id() or 0
 
 
-def states(models: ReadModels) -> dict[str, str]:
+def states(models: ProjectionViews) -> dict[str, str]:
     return {s.name: s.state for s in models.status()}
 
 
 def runner_for(db: Database, app: Workflows) -> ProjectorRunner:
     """A runner with read models (and so lock sessions) of its own, like another process."""
-    return ProjectorRunner(read_models=ReadModels(db.env(), app=app),
+    return ProjectorRunner(read_models=ProjectionViews(db.env(), app=app),
                            standby_poll_seconds=0.05, health_check_seconds=0.2)
 
 
 class TestActiveAndStandby:
     def test_one_runner_is_active_the_other_takes_over_when_it_stops(
-            self, db: Database, app: Workflows, models: ReadModels) -> None:
+            self, db: Database, app: Workflows, models: ProjectionViews) -> None:
         first = runner_for(db, app)
         second = runner_for(db, app)
         first.start()
@@ -70,7 +70,7 @@ class TestActiveAndStandby:
         assert dump(models) == live
 
     def test_two_active_writers_still_apply_each_event_once(
-            self, app: Workflows, models: ReadModels) -> None:
+            self, app: Workflows, models: ProjectionViews) -> None:
         mixed_history(app)
         events = models.app.recorder.select_notifications(start=0, limit=1000)
         items, _ = to_events(app, "test", events)
@@ -85,7 +85,7 @@ class TestActiveAndStandby:
 
 class TestUnhandledEvents:
     def test_the_projection_stops_before_an_event_it_cannot_read(
-            self, app: Workflows, models: ReadModels) -> None:
+            self, app: Workflows, models: ProjectionViews) -> None:
         before = completed_orders(app, 2)
         app.recorder.insert_events([StoredEvent(uuid4(), 1, FUTURE_TOPIC, b"{}")])
         bad = head(app)
@@ -105,7 +105,7 @@ class TestUnhandledEvents:
         assert models.progress.get(after[0]) is None
 
     def test_an_event_the_fold_cannot_apply_is_reported_with_its_position(
-            self, app: Workflows, models: ReadModels) -> None:
+            self, app: Workflows, models: ProjectionViews) -> None:
         completed_orders(app, 1)
         # A Started event of a workflow no Created event announced: the fold has no row.
         orphan = Workflow.Started(originator_id=uuid4(), originator_version=2,
@@ -120,7 +120,7 @@ class TestUnhandledEvents:
         assert "KeyError" in status.state
 
     def test_a_new_process_tries_again_and_clears_the_error(
-            self, app: Workflows, models: ReadModels) -> None:
+            self, app: Workflows, models: ProjectionViews) -> None:
         completed_orders(app, 1)
         models.progress.record_error("an earlier process failed here", 1)
         with ProjectorRunner(read_models=models, names=["progress"],
@@ -159,7 +159,7 @@ class TestDecodingOnce:
 
 
 class TestStatus:
-    def test_lag_while_no_projector_runs(self, app: Workflows, models: ReadModels) -> None:
+    def test_lag_while_no_projector_runs(self, app: Workflows, models: ProjectionViews) -> None:
         completed_orders(app, 1)
         time.sleep(0.2)
         statuses = models.status()
@@ -167,7 +167,7 @@ class TestStatus:
             (0, head(app), head(app), "stopped")}
         assert all(s.lag_seconds is not None and s.lag_seconds >= 0.2 for s in statuses)
 
-    def test_no_lag_once_caught_up(self, app: Workflows, models: ReadModels) -> None:
+    def test_no_lag_once_caught_up(self, app: Workflows, models: ProjectionViews) -> None:
         completed_orders(app, 1)
         with ProjectorRunner(read_models=models) as runner:
             runner.wait(head(app), timeout=10)
@@ -177,7 +177,7 @@ class TestStatus:
         assert set(states(models).values()) == {"stopped"}
 
     def test_standby_when_only_waiting_processes_are_left(
-            self, models: ReadModels) -> None:
+            self, models: ProjectionViews) -> None:
         view = models.view("load")
         with LockSession(view.datastore) as waiting_process:
             waiting_process.lock_shared(view.lock_key(LockRole.PRESENCE))
@@ -187,8 +187,8 @@ class TestStatus:
 
 class TestWait:
     def test_read_your_writes_from_another_process(self, db: Database, app: Workflows,
-                                                   models: ReadModels) -> None:
-        elsewhere = ReadModels(db.env(), app=app)  # no projector in this one
+                                                   models: ProjectionViews) -> None:
+        elsewhere = ProjectionViews(db.env(), app=app)  # no projector in this one
         try:
             completed_orders(app, 1)
             position = head(app)

@@ -18,7 +18,7 @@ from api.query_routing import QueryRouter, RoutedQueries
 from application import database
 from application.database import Database
 from application.workflows import Workflows
-from projections.read_models import PROJECTION_NAMES, ReadModels
+from projections.read_models import PROJECTION_NAMES, ProjectionViews
 from projections.rebuild import rebuild
 from projections.runner import ProjectorRunner
 from tests.support import clusters
@@ -41,7 +41,7 @@ def read_standby(read_server: clusters.Cluster) -> Iterator[clusters.Cluster]:
 
 
 @pytest.fixture
-def split(db: Database, read_server: clusters.Cluster) -> Iterator[tuple[Workflows, ReadModels,
+def split(db: Database, read_server: clusters.Cluster) -> Iterator[tuple[Workflows, ProjectionViews,
                                                                         Database]]:
     """Events in the test's schema; read models in the same-named schema on the other
     server."""
@@ -49,7 +49,7 @@ def split(db: Database, read_server: clusters.Cluster) -> Iterator[tuple[Workflo
     database.ensure_database(read_db)
     app = Workflows(env=db.env(), clock=StepClock())
     app.ensure_builtin_definitions()
-    models = ReadModels(database.read_models_env(db, read_db), app)
+    models = ProjectionViews(database.read_models_env(db, read_db), app)
     yield app, models, read_db
     models.close()
     app.close()
@@ -111,12 +111,12 @@ class TestReadModelsOnTheirOwnServer:
 
 
 def replica_models(app: Workflows, event_store: Database,
-                   standby: clusters.Cluster, schema: str) -> ReadModels:
+                   standby: clusters.Cluster, schema: str) -> ProjectionViews:
     replica = standby.database("wes").with_schema(schema)
     env = {**database.read_models_env(event_store, replica),
            "WES_PROJECTIONS_CREATE_TABLE": "n",
            "WES_PROJECTIONS_POSTGRES_CONNECT_TIMEOUT": "2"}
-    return ReadModels(env, app)
+    return ProjectionViews(env, app)
 
 
 @pytest.fixture
@@ -216,14 +216,14 @@ class TestTheApiOnAStandby:
         from fastapi.testclient import TestClient
 
         from api.app import create_app
-        from api.read_models import ReadModelSet
+        from api.query_side import QuerySide
         from tests.e2e.api_support import TEST_CONFIG
 
         app, router = routed["app"], routed["router"]
-        read_models = ReadModelSet(routed["models"], router)
+        read_models = QuerySide(routed["models"], router)
         [wf_id] = completed_orders(app, 1, prefix="HTTP")
         position = app.recorder.max_notification_id()
-        with TestClient(create_app(workflows=app, read_models=read_models.ports,
+        with TestClient(create_app(workflows=app, queries=read_models.ports,
                                    config=TEST_CONFIG)) as client:
             got = client.get(f"/v1/workflows/{wf_id}", params={"min_position": position})
             assert got.status_code == 200, got.text

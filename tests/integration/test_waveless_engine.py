@@ -18,7 +18,7 @@ from application.engine.worker import Worker
 from application.waveless import Releaser, WavelessSettings
 from application.workflows import Workflows
 from domain.waveless_batch import WavelessBatch
-from projections.read_models import ReadModels
+from projections.read_models import ProjectionViews
 from projections.runner import ProjectorRunner
 from projections.waveless_signals import waveless_signals
 from tests.support.waiting import wait_for_status
@@ -28,8 +28,8 @@ STEPS = [{"step_id": "pick", "service": "warehouse-service", "operation": "pick"
 
 
 @pytest.fixture
-def engine(app: Workflows, db) -> Iterator[ReadModels]:
-    read_models = ReadModels(db.env(), app)
+def engine(app: Workflows, db) -> Iterator[ProjectionViews]:
+    read_models = ProjectionViews(db.env(), app)
     runner = ProjectorRunner(read_models=read_models)
     python = PythonHandler()
     python.register("warehouse-service", lambda call: {"picked": True})

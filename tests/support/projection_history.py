@@ -21,7 +21,7 @@ from application.workflows import Workflows
 from domain.step import StepResult
 from domain.workflow import Workflow
 from domain.workflow_error import WorkflowError
-from projections.read_models import ReadModels
+from projections.read_models import ProjectionViews
 from projections.runner import ProjectorRunner
 
 RESERVE, ASSIGN, PICK, PACK = "reserve-inventory", "assign-robot", "pick-items", "pack-items"
@@ -151,7 +151,7 @@ def bulk_completed(app: Workflows, count: int, per_transaction: int = 100) -> in
     return app.recorder.max_notification_id() or 0
 
 
-def dump(models: ReadModels) -> dict[str, list[tuple[Any, ...]]]:
+def dump(models: ProjectionViews) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every read-model table (through the stable SQL views), sorted."""
     tables: dict[str, list[tuple[Any, ...]]] = {}
     with models.progress.datastore.transaction(commit=False) as curs:
@@ -181,7 +181,7 @@ class Projected:
 
     db: Database
     app: Workflows
-    models: ReadModels
+    models: ProjectionViews
     ids: dict[str, UUID]
 
 
@@ -199,7 +199,7 @@ def live_projection(server: Database,
     db = fresh_schema(server)
     app = Workflows(env=db.env(), clock=StepClock())
     app.ensure_builtin_definitions()
-    models = ReadModels(db.env(), app=app)
+    models = ProjectionViews(db.env(), app=app)
     try:
         with ProjectorRunner(read_models=models, standby_poll_seconds=0.1) as runner:
             ids = history(app)

@@ -1,30 +1,25 @@
-"""Adapts `projections/` to the API's ports: the views, status, waits, rebuilds, the runner."""
+"""The API's query side: `projections/` adapted to the API's ports (status, waits,
+rebuilds, the async progress lookups) and the projectors' runner."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from api.batching import Coalescer
 from api.errors import ApiProblem
-from api.ports import ReadModels as ReadModelPorts
-from application import database
-from application.database import READ_MODELS_ENV_PREFIX, Database, parse_url
-from application.pool import until_available
-from application.workflows import Workflows
+from api.ports import QueryPorts
 from projections.async_reads import AsyncReadPool
 from projections.progress import PostgresProgressView
-from projections.read_models import PROJECTION_NAMES, ReadModels
+from projections.read_models import PROJECTION_NAMES, ProjectionViews
 from projections.rebuild import RebuildInProgress, rebuild
 from projections.runner import ProjectorRunner
 
 if TYPE_CHECKING:
     from api.query_routing import QueryRouter, RoutedAsyncQueries
-    from application.container import Container
-    from application.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +27,8 @@ log = logging.getLogger(__name__)
 class ProjectionsControl:
     """Status, read-your-writes waits and background rebuilds of the projections."""
 
-    def __init__(self, models: ReadModels) -> None:
-        self.models = models
+    def __init__(self, views: ProjectionViews) -> None:
+        self.views = views
         self._rebuilds: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
@@ -41,13 +36,13 @@ class ProjectionsControl:
         return PROJECTION_NAMES
 
     def statuses(self) -> Sequence[Any]:
-        return self.models.status()
+        return self.views.status()
 
     def wait(self, names: Sequence[str], position: int, timeout: float) -> int | None:
         try:
-            self.models.wait(position, timeout, names)
+            self.views.wait(position, timeout, names)
         except TimeoutError:
-            reached = [s.position for s in self.models.status(names)]
+            reached = [s.position for s in self.views.status(names)]
             return min(reached, default=None)
         return position
 
@@ -56,7 +51,7 @@ class ProjectionsControl:
         in another process: its status then says "rebuilding")."""
         with self._lock:
             running = self._rebuilds.get(name)
-            elsewhere = any(s.state == "rebuilding" for s in self.models.status([name]))
+            elsewhere = any(s.state == "rebuilding" for s in self.views.status([name]))
             if (running is not None and running.is_alive()) or elsewhere:
                 raise ApiProblem(409, "rebuild-in-progress", "Rebuild in progress",
                                  f"projection {name!r} is already being rebuilt")
@@ -67,7 +62,7 @@ class ProjectionsControl:
 
     def _rebuild(self, name: str) -> None:
         try:
-            for report in rebuild(self.models, [name]):
+            for report in rebuild(self.views, [name]):
                 log.info("rebuilt projection %s", name, extra={"report": str(report)})
         except RebuildInProgress:
             log.info("projection %s is being rebuilt by another process", name)
@@ -105,66 +100,30 @@ class AsyncProgressQueries:
         await self.pool.close()
 
 
-class ReadModelSet:
-    """The read models of one database, the API's ports over them, and their runner; with
-    query replicas, the ports send queries through a `QueryRouter`."""
+class QuerySide:
+    """The API's query side on one set of projection views: the ports the routes read
+    (`QueryPorts`), the projections' control, and the projectors' runner; with query
+    replicas, the ports send queries through a `QueryRouter`. Built by the composition
+    root (`application.container.query_side`)."""
 
-    def __init__(self, models: ReadModels, router: QueryRouter | None = None) -> None:
-        self.models = models
+    def __init__(self, views: ProjectionViews, router: QueryRouter | None = None) -> None:
+        self.views = views
         self.router = router
-        self.control = ProjectionsControl(models)
+        self.control = ProjectionsControl(views)
         if router is None:
-            self.ports = ReadModelPorts(progress=models.progress, audit=models.audit,
-                                        load=models.load, projections=self.control,
-                                        open_async=self.open_async)
+            self.ports = QueryPorts(progress=views.progress, audit=views.audit,
+                                    load=views.load, projections=self.control,
+                                    open_async=self.open_async)
         else:
             from api.query_routing import RoutedQueries
 
-            self.ports = ReadModelPorts(
+            self.ports = QueryPorts(
                 progress=RoutedQueries(router, "progress"), audit=RoutedQueries(router, "audit"),
                 load=RoutedQueries(router, "load"), projections=self.control,
                 open_async=self.open_routed, routing=router)
 
-    @classmethod
-    def build(cls, workflows: Workflows, db: Database,
-              extra_env: Mapping[str, str] | None = None) -> ReadModelSet:
-        return cls(ReadModels({**db.env(), **(extra_env or {})}, app=workflows))
-
-    @classmethod
-    def for_container(cls, container: Container) -> ReadModelSet:
-        """The read models where the container's settings put them (`from_settings`)."""
-        return cls.from_settings(container.workflows, container.db, container.read_db,
-                                 container.settings)
-
-    @classmethod
-    def from_settings(cls, workflows: Workflows, db: Database, read_db: Database | None,
-                      settings: Settings) -> ReadModelSet:
-        """The read models on `read_db` (`WES_READ_MODEL_DATABASE_URL`; None: the event
-        store's server), queried on the hot standbys of `WES_QUERY_DATABASE_URLS` when
-        there are any."""
-        from api.query_routing import QueryRouter
-
-        models = until_available("read models", lambda: ReadModels(
-            {**database.read_models_env(db, read_db, settings.pool), **settings.extra_env},
-            app=workflows))
-        if not settings.query_database_urls:
-            return cls(models)
-        replicas = []
-        for url in settings.query_database_urls:
-            replica = parse_url(url).with_schema(settings.schema)
-            # A standby is read-only: nothing to create there; and a dead one must be given
-            # up on quickly, the primary answers meanwhile.
-            env = {**database.read_models_env(db, replica, settings.pool),
-                   **settings.extra_env, f"{READ_MODELS_ENV_PREFIX}CREATE_TABLE": "n",
-                   f"{READ_MODELS_ENV_PREFIX}POSTGRES_CONNECT_TIMEOUT": "2"}
-            replicas.append((replica.url, ReadModels(env, app=workflows)))
-        router = QueryRouter(models, replicas, max_lag_events=settings.query_max_lag_events,
-                             replica_wait_seconds=settings.query_replica_wait_seconds)
-        router.start()
-        return cls(models, router)
-
     async def open_async(self) -> AsyncProgressQueries:
-        return await AsyncProgressQueries.open(self.models.progress)
+        return await AsyncProgressQueries.open(self.views.progress)
 
     async def open_routed(self) -> RoutedAsyncQueries:
         from api.query_routing import RoutedAsyncQueries
@@ -174,10 +133,10 @@ class ReadModelSet:
 
     def runner(self) -> ProjectorRunner:
         """The projectors, to run in threads of this process (`start()` / `stop()`)."""
-        return ProjectorRunner(read_models=self.models)
+        return ProjectorRunner(read_models=self.views)
 
     def close(self) -> None:
         self.control.join(30)
         if self.router is not None:
             self.router.close()
-        self.models.close()
+        self.views.close()
