@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from application.engine.ports import DEFAULT_MAX_OUTPUT_BYTES
 from application.errors import ConfigurationError
@@ -75,6 +76,10 @@ _RELAY = RelaySettings()
 def _env(name: str, default: Any, **constraints: Any) -> Any:
     """A field read from the environment variable `name`."""
     return Field(default, validation_alias=name, **constraints)
+
+# Set while `Settings.from_env(environ)` reads a given mapping: then that mapping is the only
+# source, the process's environment is not read at all.
+_ONLY_GIVEN: ContextVar[bool] = ContextVar("_ONLY_GIVEN", default=False)
 
 
 class Settings(BaseSettings):
@@ -145,9 +150,25 @@ class Settings(BaseSettings):
                 return cls()
             # The same validation as the environment's, on the given variables only (an
             # empty one is unset, as in the environment).
-            return cls.model_validate({k: v for k, v in environ.items() if v != ""})
+            token = _ONLY_GIVEN.set(True)
+            try:
+                return cls.model_validate({k: v for k, v in environ.items() if v != ""})
+            finally:
+                _ONLY_GIVEN.reset(token)
         except ValidationError as e:
             raise ConfigurationError(_first_error(e)) from None
+
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' documented hook: a given mapping alone, else the library's
+        sources (the environment)."""
+        if _ONLY_GIVEN.get():
+            return (init_settings,)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (already valid values: they are not checked)."""

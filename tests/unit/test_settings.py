@@ -118,3 +118,13 @@ class TestRefusing:
             Settings.from_env(env)
         assert message in str(raised.value)
         assert "\n" not in str(raised.value)
+
+
+class TestAGivenMapping:
+    def test_a_given_mapping_is_read_alone_and_the_environment_is_not(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DATABASE_URL", "postgresql://elsewhere/db")
+        monkeypatch.setenv("WES_SCHEMA", "from_the_environment")
+        assert Settings.from_env({}).database_url is None
+        assert Settings.from_env({"WES_SCHEMA": "given"}).db_schema == "given"
+        assert Settings.from_env().db_schema == "from_the_environment"
