@@ -11,6 +11,7 @@ COPY api api
 COPY cli cli
 COPY simulator simulator
 COPY bench bench
+COPY bootstrap bootstrap
 RUN pip install . && useradd --create-home wes
 USER wes
 EXPOSE 8000

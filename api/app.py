@@ -1,5 +1,5 @@
 """`create_app`: the HTTP API over already-built components (the composition root,
-`application.container`, builds them)."""
+`bootstrap.container`, builds them)."""
 
 from __future__ import annotations
 

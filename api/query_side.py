@@ -104,7 +104,7 @@ class QuerySide:
     """The API's query side on one set of projection views: the ports the routes read
     (`QueryPorts`), the projections' control, and the projectors' runner; with query
     replicas, the ports send queries through a `QueryRouter`. Built by the composition
-    root (`application.container.query_side`)."""
+    root (`bootstrap.container.query_side`)."""
 
     def __init__(self, views: ProjectionViews, router: QueryRouter | None = None) -> None:
         self.views = views

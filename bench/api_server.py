@@ -14,8 +14,8 @@ import sys
 
 import uvicorn
 
-from application.container import bench_api_app
 from application.settings import Settings
+from bootstrap.container import bench_api_app
 
 CONSTANT_PATH = "/bench/constant"
 

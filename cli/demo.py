@@ -23,9 +23,9 @@ from rich.live import Live
 from rich.table import Table
 
 from application import database, logs
-from application.container import Container
 from application.settings import Settings
 from application.workflows import HistoryEvent
+from bootstrap.container import Container
 from cli.lines import event_line, fit, width
 from cli.output import fail
 from domain.workflow import Workflow

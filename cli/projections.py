@@ -27,11 +27,11 @@ from rich.table import Table
 from rich.text import Text
 
 from application import logs
-from application.container import projection_views, projector_runner
 from application.errors import ApplicationError
 from application.pool import name_process
 from application.relay.tracking import relay_status
 from application.settings import Settings
+from bootstrap.container import projection_views, projector_runner
 from cli.output import fail, one_line
 from projections.base import UnhandledEvent
 from projections.read_models import PROJECTION_NAMES, ProjectionViews, UnknownProjection

@@ -8,9 +8,9 @@ import threading
 import typer
 
 from application import logs
-from application.container import relay_process
 from application.errors import ApplicationError
 from application.settings import Settings
+from bootstrap.container import relay_process
 from cli.output import fail
 
 

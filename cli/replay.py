@@ -12,10 +12,10 @@ from uuid import UUID
 
 import typer
 
-from application.container import event_store
 from application.errors import ApplicationError
 from application.settings import Settings
 from application.workflows import HistoryEvent
+from bootstrap.container import event_store
 from cli.lines import event_line, fit, stamp, width
 from cli.output import fail
 from domain.exceptions import DomainError

@@ -12,10 +12,10 @@ import typer
 
 from api.auth import KeyRing, check_bind
 from application import logs
-from application.container import SIMULATOR_PATH, api_app
 from application.database import embedded_data_dir
 from application.errors import ApplicationError
 from application.settings import Settings
+from bootstrap.container import SIMULATOR_PATH, api_app
 from cli.output import fail
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from application.container import whatif_report
 from application.errors import ApplicationError
 from application.settings import Settings
 from application.whatif.service import WhatIfError, WhatIfRequest
+from bootstrap.container import whatif_report
 from cli.output import fail
 from domain.exceptions import DomainError
 from domain.simulation.model import Policy

@@ -8,8 +8,8 @@ import threading
 import typer
 
 from application import logs
-from application.container import worker_process
 from application.settings import Settings
+from bootstrap.container import worker_process
 
 
 def worker(

@@ -22,10 +22,10 @@ from api.app import create_app
 from api.auth import KeyRing, Role
 from api.ports import LoadCommands
 from api.query_side import QuerySide
-from application.container import query_side
 from application.database import Database
 from application.settings import ApiConfig
 from application.workflows import Workflows
+from bootstrap.container import query_side
 from cli.background import BackgroundServer, serve_in_background
 
 TEST_CONFIG = ApiConfig(min_position_timeout=3.0, sse_ping_seconds=1.0,

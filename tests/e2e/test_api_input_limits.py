@@ -13,12 +13,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from application.container import EngineServices
 from application.engine.python_handler import PythonHandler
 from application.engine.registry import ServiceRegistry
 from application.errors import ConfigurationError
 from application.settings import ApiConfig, Settings
 from application.workflows import Workflows
+from bootstrap.container import EngineServices
 from cli.background import serve_in_background
 from tests.e2e import api_support
 from tests.e2e.api_support import TEST_CONFIG, assert_problem, build_app

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from application.container import EngineServices
 from application.engine.dispatch import Dispatcher
 from application.engine.http_handler import HttpStepHandler
 from application.engine.python_handler import PythonHandler
 from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
 from application.workflows import Workflows
+from bootstrap.container import EngineServices
 from simulator.client import SimulatorClient
 from tests.support.waiting import wait_for_status
 

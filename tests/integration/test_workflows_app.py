@@ -371,8 +371,8 @@ class TestWorkQueue:
 class TestBuiltinDefinitionsAtBoot:
     def test_a_sites_own_version_is_kept_and_boot_goes_on_idempotently(self, db, caplog):
         from application.builtin_definitions import ORDER_FULFILLMENT_V1
-        from application.container import Container
         from application.settings import Settings
+        from bootstrap.container import Container
 
         site = Workflows(env=db.env())
         try:  # an older release shipped only version 1; the site added its own version 2

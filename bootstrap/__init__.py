@@ -1,0 +1,4 @@
+"""The composition root (`bootstrap.container`): the one place every process is wired from.
+
+It sits above the layers on purpose: it builds the application, the API and the simulated
+services, so no layer below it has to import an entrypoint (DESIGN.md)."""
