@@ -28,6 +28,12 @@ def share(*types: type) -> None:
     _IMMUTABLE.update(types)
 
 
+def is_immutable(value: Any) -> bool:
+    """Whether `value` can be shared by copies (its type never changes in place)."""
+    kind = type(value)
+    return kind in _IMMUTABLE or issubclass(kind, Enum)
+
+
 def copy_value(value: Any, memo: dict[int, Any]) -> Any:
     kind = type(value)
     if kind in _IMMUTABLE:

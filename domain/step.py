@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from types import MappingProxyType
@@ -96,26 +96,27 @@ class StepSpec:
         )
 
 
-_RECORDED_SPECS: dict[bytes, StepSpec] = {}
+_RECORDED_SPECS: dict[bytes, tuple[StepSpec, ...]] = {}
 _RECORDED_SPECS_MAX = 4096
 
 
-def recorded_spec(data: Mapping[str, Any]) -> StepSpec:
-    """`StepSpec.from_dict` of a step as a Created event recorded it, one object for every
-    workflow created with the same step (a StepSpec is immutable, so they can share it):
-    parsing and validating the specs was most of the cost of folding a Created event, which
-    the read models do for every workflow."""
+def recorded_specs(data: Sequence[Mapping[str, Any]]) -> tuple[StepSpec, ...]:
+    """`StepSpec.from_dict` of each step as a Created event recorded them, one tuple of
+    objects for every workflow created with the same steps (a StepSpec is immutable, so
+    they can share it): parsing and validating the specs was most of the cost of folding
+    a Created event, which the read models do for every workflow. Keyed by the steps'
+    JSON, one encoding for the list."""
     try:
         key = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # not plain JSON data: parsed each time
-        return StepSpec.from_dict(data)
-    spec = _RECORDED_SPECS.get(key)
-    if spec is None:
-        spec = StepSpec.from_dict(data)
+        return tuple(StepSpec.from_dict(step) for step in data)
+    specs = _RECORDED_SPECS.get(key)
+    if specs is None:
+        specs = tuple(StepSpec.from_dict(step) for step in data)
         if len(_RECORDED_SPECS) >= _RECORDED_SPECS_MAX:
             _RECORDED_SPECS.clear()
-        _RECORDED_SPECS[key] = spec
-    return spec
+        _RECORDED_SPECS[key] = specs
+    return specs
 
 
 def _thaw(value: Any) -> Any:

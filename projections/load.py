@@ -228,20 +228,23 @@ class LoadProjection(BatchProjection[PostgresLoadView]):
         if not isinstance(event, Workflow.Event):
             self._apply_other(event, state, position)
             return
-        before: Contribution = {} if isinstance(event, Workflow.Created) \
-            else load_contribution(self.workflows.get(event.originator_id))
         if isinstance(event, Workflow.StepExecuted | Workflow.StepFailed):
             self._outcome(event, state, position)  # of the step's state before the event
-        after = load_contribution(self.workflows.fold(event))
+        # The contribution before the event is the one computed after the previous event
+        # (the cache remembers it for that version): one computation per event.
+        found, after = self.workflows.fold_derived(event, load_contribution)
+        before: Contribution = found or {}
         if after != before:
             at = event.timestamp
             for key, count in after.items():
-                if count != before.get(key, 0):
-                    state.count(key[:2], key[2], count - before.get(key, 0), at, position)
+                was = before.get(key, 0)
+                if count != was:
+                    state.count(key[:2], key[2], count - was, at, position)
             for key, count in before.items():
                 if key not in after:
                     state.count(key[:2], key[2], -count, at, position)
-        state.latest = max(state.latest or event.timestamp, event.timestamp)
+        if state.latest is None or event.timestamp > state.latest:
+            state.latest = event.timestamp
 
     def save(self, tx: BatchTransaction[Any], state: _Batch) -> None:
         cursor = tx.cursor

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from eventsourcing.domain import Aggregate
 
 from domain.enums import DrivenBy, StepStatus, WorkflowPriority, WorkflowStatus, WorkflowType
-from domain.step import StepExecution, recorded_spec
+from domain.step import StepExecution, recorded_specs
 from domain.workflow.state import start_state
 from domain.workflow_error import OUTPUT_TOO_LARGE, WorkflowError
 
@@ -54,7 +54,7 @@ class Created(WorkflowEvent, Aggregate.Created):
     cut_off: str | None
 
     def apply(self, aggregate: Any) -> None:
-        specs = [recorded_spec(spec_data) for spec_data in self.steps]
+        specs = recorded_specs(self.steps)
         # What the event gives; every other field starts at its declared initial value.
         start_state(aggregate, {
             "definition_id": self.definition_id,

@@ -27,6 +27,13 @@ ALLOWED_TRANSITIONS: Mapping[str, Mapping[WorkflowStatus, frozenset[WorkflowStat
 }
 
 
+# The statuses no transition leaves (COMPLETED): a workflow in one has no further events.
+FINAL_STATUSES = frozenset(
+    status for status in WorkflowStatus
+    if not any(status in sources for moves in ALLOWED_TRANSITIONS.values()
+               for sources in moves.values()))
+
+
 def transition_allowed(action: str, from_status: WorkflowStatus) -> bool:
     """Whether `action` may be taken while in `from_status` (the full transition table)."""
     return any(from_status in sources for sources in ALLOWED_TRANSITIONS[action].values())

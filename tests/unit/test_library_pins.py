@@ -17,7 +17,16 @@ from typing import Any
 import eventsourcing.application as es_application
 import pytest
 from eventsourcing.application import Application, ProcessingEvent, Repository, project_aggregate
-from eventsourcing.domain import Aggregate, BaseAggregate, CanMutateProtocol, CanSnapshotAggregate, Snapshot
+from eventsourcing.domain import (
+    Aggregate,
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    CanMutateProtocol,
+    CanSnapshotAggregate,
+    OriginatorVersionError,
+    Snapshot,
+)
 from eventsourcing.persistence import (
     JSONTranscoder,
     ListenNotifySubscription,
@@ -40,6 +49,7 @@ from application.repository import LatestInOneReadRepository
 from application.workflows import Workflows, fold
 from domain.step import StepExecution
 from domain.workflow import Workflow
+from projections.aggregates import created, mutate
 from projections.generations import GenerationalView
 from tests.support.override_history import aggregate_classes, dump, record_history
 
@@ -238,6 +248,55 @@ class TestFoldWithoutProtocolChecks:
             assert all(isinstance(event, CanMutateProtocol) for event in stream)
         assert "isinstance(domain_event, CanMutateProtocol)" in inspect.getsource(
             project_aggregate)
+
+
+class TestProjectionFold:
+    """`projections.aggregates.created` / `mutate`: a projection's fold of a Created event
+    and of every later one, against the library's `event.mutate` on the same events."""
+
+    def test_the_projection_fold_gives_the_library_aggregate_after_every_event(self):
+        events, in_hand = _recorded()
+        folded = 0
+        for aggregate_id, stream in events.items():
+            if not isinstance(in_hand[aggregate_id], Workflow):
+                continue
+            library: Any = None
+            ours: Any = None
+            for event in stream:
+                library = event.mutate(library)
+                if isinstance(event, Workflow.Created):
+                    ours = created(event)
+                else:
+                    mutate(event, ours)
+                assert dump(ours) == dump(library)
+                folded += 1
+            assert dump(ours) == dump(in_hand[aggregate_id])
+        assert folded > 100
+
+    def test_an_event_out_of_turn_is_refused_as_the_library_refuses_it(self):
+        events, in_hand = _recorded()
+        stream = next(s for i, s in events.items() if isinstance(in_hand[i], Workflow))
+        ours, library = created(stream[0]), stream[0].mutate(None)
+        with pytest.raises(OriginatorVersionError):
+            mutate(stream[2], ours)
+        with pytest.raises(OriginatorVersionError):
+            stream[2].mutate(library)
+        assert dump(ours) == dump(library)  # nothing applied on either path
+
+    def test_the_library_steps_the_projection_fold_leaves_out_do_nothing_for_a_workflow(self):
+        # `created` skips resolving the topic (it checks it is Workflow's) and picking
+        # keyword arguments for `__init__`, which a Workflow does not take; `mutate` skips
+        # the id check, which the cache's lookup by that id makes.
+        assert list(inspect.signature(Workflow.__init__).parameters) == ["self"]
+        init = inspect.getsource(CanInitAggregate.mutate)
+        for step in ("resolve_topic(self.originator_topic)", "agg.__base_init__(**base_kwargs)",
+                     "agg.__init__(**init_kwargs)", "self.apply(agg)"):
+            assert step in init, f"CanInitAggregate.mutate changed: see {DOC}"
+        later = inspect.getsource(CanMutateAggregate.mutate)
+        for step in ("self.originator_id != aggregate.id", "aggregate.version + 1",
+                     "self.apply(aggregate)", "aggregate.version = self.originator_version",
+                     "aggregate.modified_on = self.timestamp"):
+            assert step in later, f"CanMutateAggregate.mutate changed: see {DOC}"
 
 
 class TestFastDeepCopy:
