@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from domain.enums import StepStatus, WorkflowPriority, WorkflowStatus
+from domain.enums import StepStatus, WorkflowStatus
 from domain.workflow import Workflow
 from domain.workflow_error import WorkflowError
 
@@ -120,7 +120,7 @@ def progress_of(wf: Workflow, position: int) -> ProgressRow:
     return ProgressRow(
         id=wf.id, name=wf.name, definition=wf.definition_id,
         definition_version=wf.definition_version, type=wf.workflow_type.value,
-        priority=wf.priority.value, priority_rank=WorkflowPriority(wf.priority).rank,
+        priority=wf.priority.value, priority_rank=wf.priority.rank,
         status=wf.status.value, current_step=wf.current_step_id, steps_done=done,
         steps_total=total, progress_percent=done * 100.0 / total if total else 0.0,
         attempts=sum(s.attempts for s in wf.steps.values()),

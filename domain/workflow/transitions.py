@@ -46,7 +46,10 @@ def current_step(status: WorkflowStatus | str,
     will never run is not current. The progress read model folds the same rule."""
     if WorkflowStatus(status).is_terminal:
         return None
-    pairs = [(step_id, StepStatus(step_status)) for step_id, step_status in steps]
+    # Members pass through as they are (a conversion is a Python call, and the progress
+    # read model asks this for every row it writes); text is converted.
+    pairs = [(step_id, step_status if type(step_status) is StepStatus
+              else StepStatus(step_status)) for step_id, step_status in steps]
     for step_id, step_status in pairs:
         if step_status in (StepStatus.EXECUTING, StepStatus.COMPENSATING):
             return step_id
