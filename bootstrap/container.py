@@ -33,6 +33,7 @@ from application import database
 from application.database import Database
 from application.engine.dispatch import Dispatcher
 from application.engine.http_handler import HttpStepHandler
+from application.engine.ports import DEFAULT_MAX_OUTPUT_BYTES
 from application.engine.python_handler import PythonHandler, PythonStep
 from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
@@ -80,17 +81,15 @@ class Container:
     settings: Settings
     db: Database
     workflows: Workflows
-    python_handlers: PythonHandler
-    dispatcher: Dispatcher
+    engine: Engine
+    """The handlers (Python, and HTTP to the registry's services) and the dispatcher; the
+    workers and release loops made here are its, and stop with it."""
     registry: ServiceRegistry
-    http_handler: HttpStepHandler
     balancer: LoadBalancer
     read_db: Database | None = None
     """The read models' server (WES_READ_MODEL_DATABASE_URL); None: the event store's."""
     pool: PoolBudget = field(default_factory=PoolBudget)
     """This process's connections per datastore (`settings.pool`, times its parts)."""
-    workers: list[Worker] = field(default_factory=list)
-    releasers: list[Releaser] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings | None = None, *, simulator_url: str | None = None,
@@ -118,14 +117,9 @@ class Container:
         workflows = until_available("event store", lambda: open_workflows(db, budget=budget))
         registry = ServiceRegistry.from_settings(settings, simulator_url or DEFAULT_SIMULATOR_URL)
         balancer = LoadBalancer(workflows, registry.to_dict(), breaker=settings.breaker)
-        registry.use_selector(balancer)
-        http_handler = HttpStepHandler(registry, observer=balancer.observe,
-                                       max_output_bytes=settings.max_output_bytes)
-        python_handlers = PythonHandler()
-        dispatcher = Dispatcher(python_handlers, http_handler)
-        workflows.use_services(EngineServices(registry, python_handlers))
-        return cls(settings, db, workflows, python_handlers, dispatcher, registry, http_handler,
-                   balancer, read_db, budget)
+        engine = engine_over(workflows, registry=registry, balancer=balancer,
+                             max_output_bytes=settings.max_output_bytes)
+        return cls(settings, db, workflows, engine, registry, balancer, read_db, budget)
 
     def projection_views(self, budget: PoolBudget | None = None) -> ProjectionViews:
         """The read models' views: events from the event store, rows and tracking on the
@@ -148,12 +142,10 @@ class Container:
         wip = WipGate(self.workflows.store, self.settings.wip_caps,
                       lease_seconds=self.settings.worker_lease_seconds) \
             if self.settings.wip_caps else None
-        worker = Worker(self.workflows, self.dispatcher, worker_id=worker_id,
-                        concurrency=concurrency, lease_seconds=self.settings.worker_lease_seconds,
-                        poll_seconds=self.settings.worker_poll_seconds,
-                        max_output_bytes=self.settings.max_output_bytes, wip=wip)
-        self.workers.append(worker)
-        return worker
+        return self.engine.worker(concurrency, worker_id=worker_id,
+                                  lease_seconds=self.settings.worker_lease_seconds,
+                                  poll_seconds=self.settings.worker_poll_seconds,
+                                  max_output_bytes=self.settings.max_output_bytes, wip=wip)
 
     def releaser(self, signals: LoadSignals) -> Releaser:
         """The waveless release loop (one active across all processes: advisory lock)."""
@@ -173,17 +165,10 @@ class Container:
             signals = replace(signals, in_flight=in_flight)
         lock = LeaderLock(self.db.conninfo, f"wes-waveless-release:{self.db.schema}",
                           retry_seconds=2.0)
-        releaser = Releaser(self.workflows, signals, settings, leader_lock=lock)
-        self.releasers.append(releaser)
-        return releaser
+        return self.engine.releaser(signals, settings, leader_lock=lock)
 
     def close(self) -> None:
-        for releaser in self.releasers:
-            releaser.stop()
-        for worker in self.workers:
-            worker.stop()
-        self.dispatcher.close()
-        self.http_handler.close()
+        self.engine.close()
         self.workflows.close()
 
 
@@ -217,10 +202,11 @@ def read_model_views(db: Database, workflows: Workflows | None = None, *,
 
 @dataclass
 class Engine:
-    """An engine without settings: in-process Python handlers (and a registry's services
-    over HTTP, if given), no load balancer, workers and release loops as the caller tunes
-    them. What a benchmark drives with its no-op handlers, and a test with its stand-in
-    services; a process is built by `Container.build` instead."""
+    """The engine's handlers: in-process Python ones, and a registry's services over HTTP
+    when it has one; workers and release loops are made on demand and stop with it.
+    `Container.build` makes a process's (tuned by its settings, through `Container.worker`
+    and `Container.releaser`); a benchmark drives one with its no-op handlers, a test with
+    its stand-in services, tuning the workers themselves."""
 
     workflows: Workflows
     python: PythonHandler
@@ -237,10 +223,11 @@ class Engine:
         self.workers.append(worker)
         return worker
 
-    def releaser(self, signals: LoadSignals, settings: WavelessSettings) -> Releaser:
-        """The waveless release loop with `settings`, without `Container.releaser`'s leader
-        lock: it is the only one on its schema."""
-        releaser = Releaser(self.workflows, signals, settings)
+    def releaser(self, signals: LoadSignals, settings: WavelessSettings, *,
+                 leader_lock: LeaderLock | None = None) -> Releaser:
+        """The waveless release loop with `settings`; without a `leader_lock` (as
+        `Container.releaser` takes) it must be the only one on its schema."""
+        releaser = Releaser(self.workflows, signals, settings, leader_lock=leader_lock)
         self.releasers.append(releaser)
         return releaser
 
@@ -257,18 +244,24 @@ class Engine:
 
 
 def engine_over(workflows: Workflows, handlers: Mapping[str, PythonStep] | None = None, *,
-                local: bool = False, registry: ServiceRegistry | None = None) -> Engine:
+                local: bool = False, registry: ServiceRegistry | None = None,
+                balancer: LoadBalancer | None = None,
+                max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> Engine:
     """An engine whose `handlers` serve their services in this process: as local
     activities when `local` (start and outcome saved together), else on the remote-call
     path (the start saved before the call). With a `registry`, its services are called
-    over HTTP and `workflows` checks new workflows' services against both, as a
-    process's engine does."""
+    over HTTP (routed and observed by `balancer`, if given; answers up to
+    `max_output_bytes`) and `workflows` checks new workflows' services against both."""
     python = PythonHandler()
     for service, handler in (handlers or {}).items():
         python.register(service, handler, local=local)
     if registry is None:
         return Engine(workflows, python, Dispatcher(python))
-    http_handler = HttpStepHandler(registry)
+    observer = None
+    if balancer is not None:
+        registry.use_selector(balancer)
+        observer = balancer.observe
+    http_handler = HttpStepHandler(registry, observer=observer, max_output_bytes=max_output_bytes)
     workflows.use_services(EngineServices(registry, python))
     return Engine(workflows, python, Dispatcher(python, http_handler), http_handler)
 
