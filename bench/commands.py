@@ -17,6 +17,7 @@ from application.database import Database
 from application.workflows import Workflows
 from bench import pg
 from bench.report import Figure, median, percentile, ratio
+from bootstrap.container import open_workflows
 
 WORKFLOWS_PER_CLIENT = 10
 
@@ -49,9 +50,8 @@ def run_commands(app: Workflows, ids: list[list[UUID]], paused: dict[UUID, bool]
 
 
 def measure(db: Database, *, clients: int = 8, seconds: float, rounds: int) -> Figure:
-    app = Workflows(env={**db.env(), "POSTGRES_POOL_SIZE": str(clients + 2)})
+    app = open_workflows(db, env={"POSTGRES_POOL_SIZE": str(clients + 2)})
     try:
-        app.ensure_builtin_definitions()
         ids = [[app.start_workflow(definition="order-fulfillment", driven_by="caller",
                                    input={"orderId": f"bench-{i}-{j}"}).workflow_id
                 for j in range(WORKFLOWS_PER_CLIENT)] for i in range(clients)]

@@ -32,16 +32,13 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
-from application import database
 from application.database import Database
-from application.engine.dispatch import Dispatcher
 from application.engine.ports import StepCall
-from application.engine.python_handler import PythonHandler
-from application.engine.worker import Worker
 from application.event_log import WesApplicationRecorder
 from application.workflows import Workflows
 from bench import pg
 from bench.report import Figure, percentile, ratio
+from bootstrap.container import engine_over, open_workflows, projector_runner, read_model_views
 from domain.enums import WorkflowStatus
 
 SERVICES = ("inventory-service", "robotics-service", "warehouse-service", "packing-service")
@@ -227,16 +224,12 @@ def _run(db: Database, *, sagas: int, concurrency: int, seconds: float,
     `local`: the no-op handlers run as local activities, else on the remote-call path that
     every warehouse-service step takes (its start saved before the call); the read models
     on `read_db`'s server when given (WES_READ_MODEL_DATABASE_URL)."""
-    env = {**db.env(), "APPLICATION_RECORDER_TOPIC": get_topic(CountingRecorder),
-           "POSTGRES_POOL_SIZE": str(concurrency + 8)}
-    app = Workflows(env=env)
+    app = open_workflows(db, env={"APPLICATION_RECORDER_TOPIC": get_topic(CountingRecorder),
+                                  "POSTGRES_POOL_SIZE": str(concurrency + 8)})
     clock = StepClock()
-    python = PythonHandler()
-    for service in SERVICES:
-        # In-process handlers as local activities (the engine's path for them), or on the
-        # remote-call path, as an HTTP step is driven (without the HTTP).
-        python.register(service, clock, local=local)
-    dispatcher = Dispatcher(python)
+    # In-process handlers as local activities (the engine's path for them), or on the
+    # remote-call path, as an HTTP step is driven (without the HTTP).
+    engine = engine_over(app, dict.fromkeys(SERVICES, clock), local=local)
     runner: Any = None
     process: _ProjectorProcess | None = None
     probe = read_models = None
@@ -244,16 +237,12 @@ def _run(db: Database, *, sagas: int, concurrency: int, seconds: float,
     lags: list[float] = []
     ids: list[UUID] = []
     try:
-        app.ensure_builtin_definitions()
         if projections != "off":
-            from projections.read_models import ProjectionViews
-            from projections.runner import ProjectorRunner
-
-            read_models = ProjectionViews(database.read_models_env(db, read_db), app)
+            read_models = read_model_views(db, app, read_db=read_db)
             if projections == "process":
                 process = _ProjectorProcess(db, read_db)
             else:
-                runner = ProjectorRunner(read_models=read_models)
+                runner = projector_runner(read_models)
                 runner.start()
             probe = LagProbe(app, read_models.progress)
             _caught_up(read_models, app, process, timeout=60)
@@ -265,7 +254,7 @@ def _run(db: Database, *, sagas: int, concurrency: int, seconds: float,
                                   ).workflow_id for i in range(sagas)]
         if read_models is not None:
             _caught_up(read_models, app, process, timeout=120)
-        worker = Worker(app, dispatcher, concurrency=concurrency, poll_seconds=0.05)
+        worker = engine.worker(concurrency=concurrency, poll_seconds=0.05)
         time.sleep(1.2)  # let idle backends flush their statistics
         commits_before, writes_before = _xact_commits(db), _count(CountingRecorder.writes)
         began = time.perf_counter()
@@ -288,7 +277,7 @@ def _run(db: Database, *, sagas: int, concurrency: int, seconds: float,
             process.stop()
         if read_models is not None:
             read_models.close()
-        dispatcher.close()
+        engine.close()
         app.close()
     return _Run(done / elapsed, done, elapsed, writes / max(done, 1), commits / max(done, 1),
                 clock.gaps(), lags if probe is not None else None, idle_lags, ids)

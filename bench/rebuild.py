@@ -24,6 +24,7 @@ from application.workflows import Workflows
 from bench import pg
 from bench.pg import database_url
 from bench.report import Figure, ratio
+from bootstrap.container import open_workflows, read_model_views
 from domain.step import StepResult
 from domain.workflow import Workflow
 
@@ -67,12 +68,11 @@ def rebuild_in_child(db: Database) -> dict[str, float]:
 
 def _child(schema: str) -> None:
     """`python -m bench.rebuild SCHEMA`: one rebuild, reported as a JSON line."""
-    from projections.read_models import ProjectionViews
     from projections.rebuild import rebuild
 
     db = database.parse_url(os.environ["DATABASE_URL"]).with_schema(schema)
-    app = Workflows(env=db.env())
-    read_models = ProjectionViews(db.env(), app)
+    app = open_workflows(db, builtin_definitions=False)
+    read_models = read_model_views(db, app)
     try:
         before = _rss_mb()
         reports = rebuild(read_models)
@@ -94,9 +94,8 @@ def _rss_mb() -> float:
 
 
 def measure(db: Database, *, events: int) -> Figure:
-    app = Workflows(env=db.env())
+    app = open_workflows(db)
     try:
-        app.ensure_builtin_definitions()
         total = events // EVENTS_PER_SAGA
         quarter = total // 4
         append_history(app, quarter)

@@ -31,18 +31,13 @@ from typing import Any
 import nats
 
 from application.database import Database
-from application.engine.dispatch import Dispatcher
-from application.engine.python_handler import PythonHandler
-from application.engine.worker import Worker
-from application.relay.envelope import Naming
-from application.relay.jetstream import NatsJetStreamSink
-from application.relay.relay import Relay
 from application.relay.tracking import RelayTracking
 from application.settings import RelaySettings
 from application.workflows import Workflows
 from bench import pg
 from bench.engine import SERVICES, StepClock
 from bench.report import Figure, percentile, ratio
+from bootstrap.container import engine_over, jetstream_relay, open_workflows
 from domain.enums import WorkflowStatus
 
 UNIT = "events/s"
@@ -56,9 +51,8 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4) -> Figure:
         return Figure.unavailable("relay", UNIT, TARGET, "nats-server is not installed")
     with _Broker(binary) as broker:
         settings = RelaySettings(nats_url=broker.url, stream="BENCH")
-        app = Workflows(env={**db.env(), "POSTGRES_POOL_SIZE": str(concurrency + 8)})
+        app = open_workflows(db, env={"POSTGRES_POOL_SIZE": str(concurrency + 8)})
         try:
-            app.ensure_builtin_definitions()
             appended, append_seconds, lags, idle_lags = _engine_run(app, db, broker, sagas,
                                                                     concurrency)
         finally:
@@ -68,7 +62,7 @@ def measure(db: Database, *, sagas: int, concurrency: int = 4) -> Figure:
         # would make every garbage collection of the relay's many small objects slower.
         del app
         gc.collect()
-        app = Workflows(env=db.env())
+        app = open_workflows(db, builtin_definitions=False)
         try:
             head = app.recorder.max_notification_id() or 0
             relayed, relay_seconds = _catch_up(app, settings, head)
@@ -107,10 +101,7 @@ def _engine_run(app: Workflows, db: Database, broker: _Broker, sagas: int,
         stdout=subprocess.DEVNULL, stderr=log)
     relay.log = log  # type: ignore[attr-defined]
     tracking = RelayTracking(app.recorder.datastore)  # type: ignore[attr-defined]
-    python = PythonHandler()
-    for service in SERVICES:
-        python.register(service, StepClock(), local=True)
-    dispatcher = Dispatcher(python)
+    engine = engine_over(app, {service: StepClock() for service in SERVICES}, local=True)
     try:
         _wait(lambda: (tracking.position() or 0) >= (app.recorder.max_notification_id() or 0),
               60, relay)
@@ -124,7 +115,7 @@ def _engine_run(app: Workflows, db: Database, broker: _Broker, sagas: int,
         idle_lags = idle.stop()
         probe = _LagProbe(app, broker.url, "BENCH")
         before = app.recorder.max_notification_id() or 0
-        worker = Worker(app, dispatcher, concurrency=concurrency, poll_seconds=0.05)
+        worker = engine.worker(concurrency=concurrency, poll_seconds=0.05)
         probe.start()
         began = time.perf_counter()
         worker.start()
@@ -142,14 +133,14 @@ def _engine_run(app: Workflows, db: Database, broker: _Broker, sagas: int,
         relay.terminate()
         relay.wait(30)
         log.close()
-        dispatcher.close()
+        engine.close()
     # The engine's events only: the probe's commands are not the engine's appends.
     return head - before - probe.commands, elapsed, lags, idle_lags
 
 
 def _catch_up(app: Workflows, settings: RelaySettings, head: int) -> tuple[int, float]:
     """A relay in this process publishes the whole history; (events, seconds)."""
-    relay = Relay(app, NatsJetStreamSink(settings), Naming(), batch_size=settings.batch_size)
+    relay = jetstream_relay(app, settings)
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
     began = time.perf_counter()

@@ -14,17 +14,16 @@ import time
 from eventsourcing.application import project_aggregate
 
 from application.database import Database
-from application.workflows import Workflows
 from bench import pg
 from bench.report import Figure, percentile, ratio
+from bootstrap.container import open_workflows
 
 TARGET_MS = 50.0
 
 
 def measure(db: Database, *, events: int = 10_000, samples: int) -> Figure:
-    app = Workflows(env=db.env())
+    app = open_workflows(db)
     try:
-        app.ensure_builtin_definitions()
         workflow_id = app.start_workflow(definition="order-fulfillment", driven_by="caller",
                                          input={"orderId": "replay"}).workflow_id
         wf = app.get_workflow(workflow_id)

@@ -9,6 +9,14 @@ entrypoint; nothing connects at import time.
   services beside it; `bench_api_app`: the API alone, for `wes bench`.
 - `worker_process`, `projector_runner`, `relay_process`, `event_store`, `whatif_report`:
   `wes worker`, `wes projections run`, `wes relay`, `wes replay`, `wes whatif`.
+- `open_workflows`, `read_model_views`, `engine_over`: the parts on a given database,
+  each opened one way only; the functions above build from them.
+
+The benchmark harnesses (`bench/`) and the tests' fixtures and support modules build
+from here too: the application is `open_workflows(db)` (a harness's pool size or counting
+recorder is an `env` override), an engine over in-process handlers is `engine_over`, the
+read models are `read_model_views` with `projector_runner`. What they measure or test is
+then wired as a process is, and a change of wiring is made once, here.
 
 It is the one module that knows every layer: the API and the simulator are imported
 inside the functions that build them, so a worker never loads FastAPI.
@@ -17,7 +25,7 @@ inside the functions that build them, so a worker never loads FastAPI.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -25,16 +33,17 @@ from application import database
 from application.database import Database
 from application.engine.dispatch import Dispatcher
 from application.engine.http_handler import HttpStepHandler
-from application.engine.python_handler import PythonHandler
+from application.engine.ports import DEFAULT_MAX_OUTPUT_BYTES
+from application.engine.python_handler import PythonHandler, PythonStep
 from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
 from application.load_balancing import LoadBalancer
 from application.locks import LeaderLock
 from application.pool import PoolBudget, name_process, process_name, until_available
-from application.settings import Settings
-from application.waveless import LoadSignals, Releaser
+from application.settings import RelaySettings, Settings
+from application.waveless import LoadSignals, Releaser, WavelessSettings
 from application.wip import WipGate
-from application.workflows import Workflows
+from application.workflows import Clock, Workflows, utc_now
 from projections.read_models import ProjectionViews
 
 if TYPE_CHECKING:
@@ -72,17 +81,15 @@ class Container:
     settings: Settings
     db: Database
     workflows: Workflows
-    python_handlers: PythonHandler
-    dispatcher: Dispatcher
+    engine: Engine
+    """The handlers (Python, and HTTP to the registry's services) and the dispatcher; the
+    workers and release loops made here are its, and stop with it."""
     registry: ServiceRegistry
-    http_handler: HttpStepHandler
     balancer: LoadBalancer
     read_db: Database | None = None
     """The read models' server (WES_READ_MODEL_DATABASE_URL); None: the event store's."""
     pool: PoolBudget = field(default_factory=PoolBudget)
     """This process's connections per datastore (`settings.pool`, times its parts)."""
-    workers: list[Worker] = field(default_factory=list)
-    releasers: list[Releaser] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings | None = None, *, simulator_url: str | None = None,
@@ -107,24 +114,18 @@ class Container:
         if settings.read_model_database_url:
             read_db = until_available("read-model database", lambda: database.resolve(
                 settings.read_model_database_url, settings.db_schema))
-        env = db.env(budget)
-        workflows = until_available("event store", lambda: _open_workflows(env))
+        workflows = until_available("event store", lambda: open_workflows(db, budget=budget))
         registry = ServiceRegistry.from_settings(settings, simulator_url or DEFAULT_SIMULATOR_URL)
         balancer = LoadBalancer(workflows, registry.to_dict(), breaker=settings.breaker)
-        registry.use_selector(balancer)
-        http_handler = HttpStepHandler(registry, observer=balancer.observe,
-                                       max_output_bytes=settings.max_output_bytes)
-        python_handlers = PythonHandler()
-        dispatcher = Dispatcher(python_handlers, http_handler)
-        workflows.use_services(EngineServices(registry, python_handlers))
-        return cls(settings, db, workflows, python_handlers, dispatcher, registry, http_handler,
-                   balancer, read_db, budget)
+        engine = engine_over(workflows, registry=registry, balancer=balancer,
+                             max_output_bytes=settings.max_output_bytes)
+        return cls(settings, db, workflows, engine, registry, balancer, read_db, budget)
 
     def projection_views(self, budget: PoolBudget | None = None) -> ProjectionViews:
         """The read models' views: events from the event store, rows and tracking on the
         read models' server (with `budget` for its pool, when given)."""
-        return ProjectionViews(database.read_models_env(self.db, self.read_db,
-                                                        budget or self.pool), self.workflows)
+        return read_model_views(self.db, self.workflows, read_db=self.read_db,
+                                budget=budget or self.pool)
 
     def query_side(self) -> QuerySide:
         """The API's query side where the settings put the read models (`query_side`)."""
@@ -141,12 +142,10 @@ class Container:
         wip = WipGate(self.workflows.store, self.settings.wip_caps,
                       lease_seconds=self.settings.worker_lease_seconds) \
             if self.settings.wip_caps else None
-        worker = Worker(self.workflows, self.dispatcher, worker_id=worker_id,
-                        concurrency=concurrency, lease_seconds=self.settings.worker_lease_seconds,
-                        poll_seconds=self.settings.worker_poll_seconds,
-                        max_output_bytes=self.settings.max_output_bytes, wip=wip)
-        self.workers.append(worker)
-        return worker
+        return self.engine.worker(concurrency, worker_id=worker_id,
+                                  lease_seconds=self.settings.worker_lease_seconds,
+                                  poll_seconds=self.settings.worker_poll_seconds,
+                                  max_output_bytes=self.settings.max_output_bytes, wip=wip)
 
     def releaser(self, signals: LoadSignals) -> Releaser:
         """The waveless release loop (one active across all processes: advisory lock)."""
@@ -166,23 +165,23 @@ class Container:
             signals = replace(signals, in_flight=in_flight)
         lock = LeaderLock(self.db.conninfo, f"wes-waveless-release:{self.db.schema}",
                           retry_seconds=2.0)
-        releaser = Releaser(self.workflows, signals, settings, leader_lock=lock)
-        self.releasers.append(releaser)
-        return releaser
+        return self.engine.releaser(signals, settings, leader_lock=lock)
 
     def close(self) -> None:
-        for releaser in self.releasers:
-            releaser.stop()
-        for worker in self.workers:
-            worker.stop()
-        self.dispatcher.close()
-        self.http_handler.close()
+        self.engine.close()
         self.workflows.close()
 
 
-def _open_workflows(env: dict[str, str]) -> Workflows:
-    """The application with its built-in definitions; closed again if that fails."""
-    workflows = Workflows(env=env)
+def open_workflows(db: Database, *, env: Mapping[str, str] | None = None,
+                   clock: Clock | None = None, builtin_definitions: bool = True,
+                   budget: PoolBudget | None = None) -> Workflows:
+    """The application on `db` (its connections: `budget`, default `WES_DB_*`), with the
+    built-in definitions unless told not to (closed again if registering them fails).
+    `env` overrides the library's settings (a pool size, a recorder topic); `clock`
+    replaces the wall clock (tests)."""
+    workflows = Workflows(env={**db.env(budget), **(env or {})}, clock=clock or utc_now)
+    if not builtin_definitions:
+        return workflows
     try:
         workflows.ensure_builtin_definitions()
     except BaseException:
@@ -191,6 +190,80 @@ def _open_workflows(env: dict[str, str]) -> Workflows:
     return workflows
 
 
+def read_model_views(db: Database, workflows: Workflows | None = None, *,
+                     read_db: Database | None = None, budget: PoolBudget | None = None,
+                     env: Mapping[str, str] | None = None) -> ProjectionViews:
+    """The read models' views: events from `db` (through `workflows`; None: an event
+    store of their own), rows and tracking on `read_db` (None: `db`'s server); `env`
+    overrides the library's settings (a standby's)."""
+    settings = {**database.read_models_env(db, read_db, budget), **(env or {})}
+    return ProjectionViews(settings, workflows)
+
+
+@dataclass
+class Engine:
+    """The engine's handlers: in-process Python ones, and a registry's services over HTTP
+    when it has one; workers and release loops are made on demand and stop with it.
+    `Container.build` makes a process's (tuned by its settings, through `Container.worker`
+    and `Container.releaser`); a benchmark drives one with its no-op handlers, a test with
+    its stand-in services, tuning the workers themselves."""
+
+    workflows: Workflows
+    python: PythonHandler
+    """Register more handlers here (by operation, say) before a worker starts."""
+    dispatcher: Dispatcher
+    http_handler: HttpStepHandler | None = None
+    workers: list[Worker] = field(default_factory=list)
+    releasers: list[Releaser] = field(default_factory=list)
+
+    def worker(self, concurrency: int = 4, **options: Any) -> Worker:
+        """A worker over the handlers; `options` as `Worker` takes them (`poll_seconds`,
+        `lease_seconds`, `worker_id`, `wip`, ...), its defaults otherwise."""
+        worker = Worker(self.workflows, self.dispatcher, concurrency=concurrency, **options)
+        self.workers.append(worker)
+        return worker
+
+    def releaser(self, signals: LoadSignals, settings: WavelessSettings, *,
+                 leader_lock: LeaderLock | None = None) -> Releaser:
+        """The waveless release loop with `settings`; without a `leader_lock` (as
+        `Container.releaser` takes) it must be the only one on its schema."""
+        releaser = Releaser(self.workflows, signals, settings, leader_lock=leader_lock)
+        self.releasers.append(releaser)
+        return releaser
+
+    def close(self) -> None:
+        """Stops the release loops and workers (a stopped one stays stopped) and the
+        dispatcher's threads; the application is the caller's."""
+        for releaser in self.releasers:
+            releaser.stop()
+        for worker in self.workers:
+            worker.stop()
+        self.dispatcher.close()
+        if self.http_handler is not None:
+            self.http_handler.close()
+
+
+def engine_over(workflows: Workflows, handlers: Mapping[str, PythonStep] | None = None, *,
+                local: bool = False, registry: ServiceRegistry | None = None,
+                balancer: LoadBalancer | None = None,
+                max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> Engine:
+    """An engine whose `handlers` serve their services in this process: as local
+    activities when `local` (start and outcome saved together), else on the remote-call
+    path (the start saved before the call). With a `registry`, its services are called
+    over HTTP (routed and observed by `balancer`, if given; answers up to
+    `max_output_bytes`) and `workflows` checks new workflows' services against both."""
+    python = PythonHandler()
+    for service, handler in (handlers or {}).items():
+        python.register(service, handler, local=local)
+    if registry is None:
+        return Engine(workflows, python, Dispatcher(python))
+    observer = None
+    if balancer is not None:
+        registry.use_selector(balancer)
+        observer = balancer.observe
+    http_handler = HttpStepHandler(registry, observer=observer, max_output_bytes=max_output_bytes)
+    workflows.use_services(EngineServices(registry, python))
+    return Engine(workflows, python, Dispatcher(python, http_handler), http_handler)
 
 
 def _servers(settings: Settings, deadline_seconds: float | None = None
@@ -214,20 +287,24 @@ def projection_views(settings: Settings, *,
 
     def views() -> ProjectionViews:
         db, read_db = _servers(settings, deadline_seconds)
-        return ProjectionViews(database.read_models_env(db, read_db, settings.pool))
+        return read_model_views(db, read_db=read_db, budget=settings.pool)
 
     return until_available("read models", views, deadline_seconds=deadline_seconds)
 
 
-def projector_runner(views: ProjectionViews,
-                     names: list[str] | None = None) -> ProjectorRunner:
+def projector_runner(views: ProjectionViews, names: list[str] | None = None, *,
+                     standby_poll_seconds: float | None = None) -> ProjectorRunner:
     """The projectors of `names` (default all), to run in threads of this process; one
-    process is active per projection, others stand by (advisory locks)."""
+    process is active per projection, others stand by (advisory locks), polling for the
+    lead every `standby_poll_seconds` (default the runner's; tests take over sooner)."""
     from projections.runner import ProjectorRunner
 
-    if names is None:
-        return ProjectorRunner(read_models=views)
-    return ProjectorRunner(read_models=views, names=names)
+    options: dict[str, Any] = {}
+    if names is not None:
+        options["names"] = names
+    if standby_poll_seconds is not None:
+        options["standby_poll_seconds"] = standby_poll_seconds
+    return ProjectorRunner(read_models=views, **options)
 
 
 def query_side(workflows: Workflows, db: Database, read_db: Database | None = None,
@@ -240,10 +317,10 @@ def query_side(workflows: Workflows, db: Database, read_db: Database | None = No
     from api.query_side import QuerySide
 
     if settings is None:
-        return QuerySide(ProjectionViews(db.env(), app=workflows))
+        return QuerySide(read_model_views(db, workflows))
     budget = budget or settings.pool
-    views = until_available("read models", lambda: ProjectionViews(
-        database.read_models_env(db, read_db, budget), app=workflows))
+    views = until_available("read models", lambda: read_model_views(
+        db, workflows, read_db=read_db, budget=budget))
     if not settings.query_database_urls:
         return QuerySide(views)
     replicas = []
@@ -251,10 +328,10 @@ def query_side(workflows: Workflows, db: Database, read_db: Database | None = No
         replica = database.parse_url(url).with_schema(settings.db_schema)
         # A standby is read-only: nothing to create there; and a dead one must be given
         # up on quickly, the primary answers meanwhile.
-        env = {**database.read_models_env(db, replica, budget),
-               f"{database.READ_MODELS_ENV_PREFIX}CREATE_TABLE": "n",
-               f"{database.READ_MODELS_ENV_PREFIX}POSTGRES_CONNECT_TIMEOUT": "2"}
-        replicas.append((replica.url, ProjectionViews(env, app=workflows)))
+        standby = {f"{database.READ_MODELS_ENV_PREFIX}CREATE_TABLE": "n",
+                   f"{database.READ_MODELS_ENV_PREFIX}POSTGRES_CONNECT_TIMEOUT": "2"}
+        replicas.append((replica.url, read_model_views(db, workflows, read_db=replica,
+                                                       budget=budget, env=standby)))
     router = QueryRouter(views, replicas, max_lag_events=settings.query_max_lag_events,
                          replica_wait_seconds=settings.query_replica_wait_seconds)
     router.start()
@@ -303,7 +380,7 @@ def bench_api_app(settings: Settings) -> FastAPI:
     db = database.parse_url(settings.database_url or "").with_schema(settings.db_schema)
     read_url = settings.read_model_database_url
     read_db = database.parse_url(read_url).with_schema(settings.db_schema) if read_url else None
-    workflows = Workflows(env=db.env())
+    workflows = open_workflows(db, builtin_definitions=False)
     queries = query_side(workflows, db, read_db, settings)
     return create_app(workflows=workflows, queries=queries.ports, config=ApiConfig(),
                       whatif=settings.whatif)
@@ -371,24 +448,29 @@ class RelayProcess:
 
 
 def relay_process(settings: Settings) -> RelayProcess:
+    name_process("relay")  # pg_stat_activity tells its connections apart
+    db = database.resolve(settings.database_url, settings.db_schema)
+    workflows = open_workflows(db, builtin_definitions=False)
+    relay = jetstream_relay(workflows, settings.relay)
+    return RelayProcess(db, workflows, relay, relay.sink.describe())
+
+
+def jetstream_relay(workflows: Workflows, settings: RelaySettings) -> Relay:
+    """The relay of `workflows`' events to the JetStream stream of `settings`, named on the
+    wire as they say (`wes relay`; the benchmark's catch-up run)."""
     from application.relay.envelope import Naming
     from application.relay.jetstream import NatsJetStreamSink
     from application.relay.relay import Relay
 
-    name_process("relay")  # pg_stat_activity tells its connections apart
-    relay = settings.relay
-    db = database.resolve(settings.database_url, settings.db_schema)
-    workflows = Workflows(env=db.env())
-    sink = NatsJetStreamSink(relay)
-    naming = Naming(relay.subject_prefix, relay.type_prefix, relay.source)
-    runner = Relay(workflows, sink, naming, batch_size=relay.batch_size,
-                   max_backoff=relay.max_backoff_seconds)
-    return RelayProcess(db, workflows, runner, sink.describe())
+    naming = Naming(settings.subject_prefix, settings.type_prefix, settings.source)
+    return Relay(workflows, NatsJetStreamSink(settings), naming, batch_size=settings.batch_size,
+                 max_backoff=settings.max_backoff_seconds)
 
 
 def event_store(settings: Settings) -> Workflows:
     """`wes replay`: the application on the configured event store, nothing else."""
-    return Workflows(env=database.resolve(settings.database_url, settings.db_schema).env())
+    return open_workflows(database.resolve(settings.database_url, settings.db_schema),
+                          builtin_definitions=False)
 
 
 def whatif_report(settings: Settings, request: WhatIfRequest) -> dict[str, Any]:
@@ -396,8 +478,8 @@ def whatif_report(settings: Settings, request: WhatIfRequest) -> dict[str, Any]:
     from application.whatif.service import progress_ids, run
 
     db = database.resolve(settings.database_url, settings.db_schema)
-    workflows = Workflows(env=db.env())
-    views = ProjectionViews(db.env(), workflows)
+    workflows = open_workflows(db, builtin_definitions=False)
+    views = read_model_views(db, workflows)
     try:
         return run(workflows, progress_ids(views.progress), request, settings.whatif)
     finally:

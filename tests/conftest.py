@@ -16,6 +16,7 @@ import pytest
 from application import database
 from application.database import Database
 from application.workflows import Workflows
+from bootstrap.container import open_workflows
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +41,8 @@ def db(server: Database) -> Database:
 
 @pytest.fixture
 def app(db: Database) -> Iterator[Workflows]:
-    """The Workflows application on the test's own schema, with built-in definitions."""
-    workflows = Workflows(env=db.env())
-    workflows.ensure_builtin_definitions()
+    """The Workflows application on the test's own schema, with built-in definitions, opened
+    as every process opens it."""
+    workflows = open_workflows(db)
     yield workflows
     workflows.close()

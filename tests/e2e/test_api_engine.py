@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from api.auth import KeyRing
 from application.engine.ports import StepCall
 from application.engine.python_handler import PythonHandler
-from application.engine.worker import Worker
 from application.errors import DatabaseUnavailable
 from application.workflows import Workflows
+from bootstrap.container import engine_over
 from tests.e2e import api_support
 from tests.e2e.api_support import assert_problem, build_app, start_caller_driven
 
@@ -60,16 +60,16 @@ class Shelf:
 
 @pytest.fixture
 def engine_api(app: Workflows, read_models: api_support.QuerySide) -> Iterator[TestClient]:
-    handlers = PythonHandler()
-    Shelf(failures=1).register(handlers)
-    worker = Worker(app, handlers, concurrency=2, poll_seconds=0.05)
+    engine = engine_over(app)
+    Shelf(failures=1).register(engine.python)
+    worker = engine.worker(concurrency=2, poll_seconds=0.05)
     application = build_app(app, read_models)
     with TestClient(application) as client:
         worker.start()
         try:
             yield client
         finally:
-            worker.stop()
+            engine.close()
 
 
 def wait_for_status(client: TestClient, workflow_id: str, status: str,
@@ -108,9 +108,9 @@ class TestCompensationRetry:
 class TestWhoDidWhat:
     def test_the_audit_names_the_key_that_started_it_and_the_engine_that_ran_it(
             self, app: Workflows, read_models: api_support.QuerySide) -> None:
-        handlers = PythonHandler()
-        Shelf(failures=0).register(handlers)
-        worker = Worker(app, handlers, worker_id="w-audit", concurrency=1, poll_seconds=0.05)
+        engine = engine_over(app)
+        Shelf(failures=0).register(engine.python)
+        worker = engine.worker(worker_id="w-audit", concurrency=1, poll_seconds=0.05)
         ring = KeyRing.from_keys(api_support.KEYS.items())
         with TestClient(build_app(app, read_models, keys=ring),
                         headers={"Authorization": "Bearer operator-key"}) as client:
@@ -121,7 +121,7 @@ class TestWhoDidWhat:
                 wid = started.json()["id"]
                 wait_for_status(client, wid, "COMPENSATED")
             finally:
-                worker.stop()
+                engine.close()
             last = app.history(UUID(wid))[-1]
             rows = client.get(f"/v1/workflows/{wid}/audit",
                               params={"min_position": last.position}).json()["items"]

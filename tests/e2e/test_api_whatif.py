@@ -10,11 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from application.engine.dispatch import Dispatcher
-from application.engine.python_handler import PythonHandler
-from application.engine.worker import Worker
-from application.waveless import Releaser, WavelessSettings
+from application.waveless import WavelessSettings
 from application.workflows import Workflows, utc_now
+from bootstrap.container import engine_over
 from projections.waveless_signals import waveless_signals
 from tests.e2e import api_support
 from tests.e2e.api_support import assert_problem, build_app
@@ -36,12 +34,11 @@ def slow_pick(call):
 def recorded(app: Workflows, read_models) -> Iterator[tuple[TestClient, datetime, datetime]]:
     """The API (projectors in-process), an engine worker and the release loop; twelve
     waveless workflows and three ordinary ones, run to the end."""
-    python = PythonHandler()
-    python.register("warehouse-service", slow_pick)
-    python.register("packing-service", lambda call: {"packed": True})
-    worker = Worker(app, Dispatcher(python), concurrency=2, poll_seconds=0.05)
-    releaser = Releaser(app, waveless_signals(read_models.views),
-                        WavelessSettings(batch_size=4, interval_ms=200))
+    engine = engine_over(app, {"warehouse-service": slow_pick,
+                                 "packing-service": lambda call: {"packed": True}})
+    worker = engine.worker(concurrency=2, poll_seconds=0.05)
+    releaser = engine.releaser(waveless_signals(read_models.views),
+                               WavelessSettings(batch_size=4, interval_ms=200))
     app.waveless_defaults = (4, 200)
     with TestClient(build_app(app, read_models)) as client:
         worker.start()
@@ -64,8 +61,7 @@ def recorded(app: Workflows, read_models) -> Iterator[tuple[TestClient, datetime
                      timeout=10, message="progress rows projected")
             yield client, start, end
         finally:
-            releaser.stop()
-            worker.stop()
+            engine.close()
 
 
 def head(app: Workflows) -> int:
@@ -123,10 +119,9 @@ class TestBadInput:
         assert head(app) == before
 
     def test_a_window_without_waveless_work_is_a_422(self, app, read_models):
-        python = PythonHandler()
-        python.register("warehouse-service", lambda call: {"picked": True})
-        python.register("packing-service", lambda call: {"packed": True})
-        worker = Worker(app, Dispatcher(python), concurrency=1, poll_seconds=0.05)
+        engine = engine_over(app, {"warehouse-service": lambda call: {"picked": True},
+                                     "packing-service": lambda call: {"packed": True}})
+        worker = engine.worker(concurrency=1, poll_seconds=0.05)
         with TestClient(build_app(app, read_models)) as client:
             worker.start()
             try:
@@ -140,7 +135,7 @@ class TestBadInput:
                 before = head(app)
                 response = client.post("/v1/whatif", json=window(start, utc_now()))
             finally:
-                worker.stop()
+                engine.close()
         body = assert_problem(response, 422, "whatif")
         assert "no waveless work" in body["detail"]
         assert head(app) == before

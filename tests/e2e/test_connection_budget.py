@@ -24,6 +24,7 @@ import pytest
 from application import database
 from application.database import Database
 from application.workflows import Workflows
+from bootstrap.container import open_workflows
 from simulator.client import SimulatorClient
 from tests.support import clusters
 from tests.support.processes import output, spawn_wes, spawn_worker, stop
@@ -81,8 +82,7 @@ def run_fleet(cluster: clusters.Cluster, simulator: SimulatorClient, workers: in
               workflows: int) -> Fleet:
     db = cluster.database("wes").with_schema("public")
     database.ensure_database(db)
-    app = Workflows(env=db.env())
-    app.ensure_builtin_definitions()
+    app = open_workflows(db)
     fleet = Fleet(db, cluster, app)
     fleet.sample()
     try:
@@ -246,9 +246,8 @@ class TestFullServer:
                 assert "Traceback" not in output(worker)
                 for conn in held:
                     conn.close()
-                app = Workflows(env=db.env())
+                app = open_workflows(db)
                 try:
-                    app.ensure_builtin_definitions()
                     wf_id = _start(app, "ORD-FULL")
                     deadline = time.monotonic() + 90
                     while str(app.get_workflow(wf_id).status) != "COMPLETED":

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from application import database
-from application.workflows import Workflows
+from bootstrap.container import open_workflows
 from tests.support.processes import output, spawn_worker, stop
 from tests.support.waiting import wait_for
 
@@ -42,8 +42,7 @@ def test_worker_reconnects_after_a_database_restart_and_finishes_every_workflow(
         private_server, simulator):
     db = database.parse_url(private_server.get_uri()).with_database("wes")
     database.ensure_database(db)
-    app = Workflows(env=db.env())
-    app.ensure_builtin_definitions()
+    app = open_workflows(db)
     simulator.add_fault("warehouse-service", "latency", "pick", latency_ms=300)
     worker = spawn_worker(db, simulator.base_url, concurrency=4)
     try:

@@ -16,6 +16,7 @@ import pytest
 from application.database import Database
 from application.locks import LockRole
 from application.workflows import Workflows
+from bootstrap.container import open_workflows, read_model_views
 from projections.read_models import PROJECTION_NAMES, ProjectionViews
 from projections.rebuild import rebuild
 from tests.support.processes import ROOT, kill9, output, stop
@@ -49,15 +50,14 @@ def spawn_projector(db: Database, *command: str) -> subprocess.Popen[bytes]:
 
 @pytest.fixture
 def app(db: Database) -> Iterator[Workflows]:
-    workflows = Workflows(env=db.env(), clock=StepClock())
-    workflows.ensure_builtin_definitions()
+    workflows = open_workflows(db, clock=StepClock())
     yield workflows
     workflows.close()
 
 
 @pytest.fixture
 def models(db: Database, app: Workflows) -> Iterator[ProjectionViews]:
-    read_models = ProjectionViews(db.env(), app=app)
+    read_models = read_model_views(db, app)
     yield read_models
     read_models.close()
 

@@ -14,13 +14,10 @@ from uuid import UUID
 
 import pytest
 
-from application.engine.dispatch import Dispatcher
-from application.engine.http_handler import HttpStepHandler
-from application.engine.python_handler import PythonHandler
 from application.engine.registry import ServiceRegistry
-from application.engine.worker import Worker
 from application.load_balancing import LoadBalancer
 from application.workflows import Workflows, utc_now
+from bootstrap.container import engine_over
 from domain.circuit_breaker import BreakerConfig
 from domain.load import LoadMetrics
 from domain.system_load import REBALANCING_STREAM, system_load_id
@@ -46,14 +43,10 @@ def routed(app: Workflows, two_inventories):
     registry = ServiceRegistry({"inventory-service": [url1, url2]})
     balancer = LoadBalancer(app, registry.to_dict(), record_every=0.2,
                             breaker=BreakerConfig(open_seconds=1.0))
-    registry.use_selector(balancer)
-    handler = HttpStepHandler(registry, observer=balancer.observe)
-    worker = Worker(app, Dispatcher(PythonHandler(), handler), concurrency=2,
-                    lease_seconds=1.0, poll_seconds=0.05)
-    worker.start()
+    engine = engine_over(app, registry=registry, balancer=balancer)
+    engine.worker(concurrency=2, lease_seconds=1.0, poll_seconds=0.05).start()
     yield balancer, url1, url2, c1, c2
-    worker.stop()
-    handler.close()
+    engine.close()
 
 
 def run(app: Workflows, n: int, tag: str) -> list[UUID]:
@@ -152,10 +145,8 @@ class TestBackpressure:
         url1, _, c1, _ = two_inventories
         registry = ServiceRegistry({"inventory-service": [url1]})
         balancer = LoadBalancer(app, registry.to_dict(), breaker=BreakerConfig(open_seconds=1.5))
-        registry.use_selector(balancer)
-        handler = HttpStepHandler(registry, observer=balancer.observe)
-        worker = Worker(app, Dispatcher(PythonHandler(), handler), concurrency=1,
-                        lease_seconds=1.0, poll_seconds=0.05)
+        engine = engine_over(app, registry=registry, balancer=balancer)
+        worker = engine.worker(concurrency=1, lease_seconds=1.0, poll_seconds=0.05)
         fault = c1.add_fault("inventory-service", "outage")
         worker.start()
         try:
@@ -171,8 +162,7 @@ class TestBackpressure:
             for wf_id in ids:
                 wait_for_status(app, wf_id, "COMPLETED", timeout=20)
         finally:
-            worker.stop()
-            handler.close()
+            engine.close()
         failures = [e for i in ids for e in app.history(i) if e.event_type == "StepFailed"]
         assert all(e.data["error"]["code"] != "NO_INSTANCE_AVAILABLE" for e in failures)
 
@@ -189,14 +179,10 @@ def three_inventories(app: Workflows, start_simulator):
     balancer = LoadBalancer(app, registry.to_dict(), record_every=0.5,
                             breaker=BreakerConfig(open_seconds=30.0),
                             clock=lambda: utc_now() + skew[0])
-    registry.use_selector(balancer)
-    handler = HttpStepHandler(registry, observer=balancer.observe)
-    worker = Worker(app, Dispatcher(PythonHandler(), handler), concurrency=2,
-                    lease_seconds=2.0, poll_seconds=0.05)
-    worker.start()
+    engine = engine_over(app, registry=registry, balancer=balancer)
+    engine.worker(concurrency=2, lease_seconds=2.0, poll_seconds=0.05).start()
     yield urls, clients, skew
-    worker.stop()
-    handler.close()
+    engine.close()
     for client in clients:
         client.close()
 

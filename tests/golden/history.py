@@ -39,10 +39,10 @@ from psycopg.sql import SQL, Identifier
 from application import database
 from application.database import Database
 from application.workflows import Workflows
+from bootstrap.container import open_workflows, projector_runner, read_model_views
 from domain.workflow import Workflow
 from domain.workflow_error import OUTPUT_TOO_LARGE, WorkflowError
 from projections.read_models import ProjectionViews
-from projections.runner import ProjectorRunner
 from tests.support import override_history, projection_history
 from tests.unit.sagas import (
     ASSIGN,
@@ -250,12 +250,13 @@ def projected_fixture(server: Database, events: list[dict[str, Any]],
     the rows of `tables`. With `chunk`, the events are inserted that many at a time while
     the projectors run, each chunk applied before the next (small batches)."""
     db = projection_history.fresh_schema(server)
-    app = Workflows(env=db.env())
-    models = ProjectionViews(db.env(), app=app)
+    # Without the built-in definitions: the fixture's events alone are the history.
+    app = open_workflows(db, builtin_definitions=False)
+    models = read_model_views(db, app)
     try:
         if chunk is None:
             insert_fixture(app, events)
-        with ProjectorRunner(read_models=models, standby_poll_seconds=0.1) as runner:
+        with projector_runner(models, standby_poll_seconds=0.1) as runner:
             for start in range(0, len(events), chunk or len(events)):
                 if chunk is not None:
                     insert_fixture(app, events[start:start + chunk])
@@ -270,7 +271,8 @@ def projected_fixture(server: Database, events: list[dict[str, Any]],
 def regenerate(server: Database) -> None:
     """Records the history afresh and writes both golden files."""
     db = projection_history.fresh_schema(server)
-    app = Workflows(env=db.env(), clock=_Clock(_START + timedelta(hours=1)))
+    # `record` registers the built-in definitions itself, after the history's catalog.
+    app = open_workflows(db, clock=_Clock(_START + timedelta(hours=1)), builtin_definitions=False)
     try:
         record(app)
         events = stored_events(app)

@@ -8,13 +8,10 @@ from typing import Any
 
 import pytest
 
-from application.engine.dispatch import Dispatcher
-from application.engine.http_handler import HttpStepHandler
-from application.engine.python_handler import PythonHandler
 from application.engine.registry import ServiceRegistry
 from application.engine.worker import Worker
 from application.workflows import Workflows
-from bootstrap.container import EngineServices
+from bootstrap.container import engine_over
 from simulator.client import SimulatorClient
 from tests.support.waiting import wait_for_status
 
@@ -33,15 +30,11 @@ LINES = {
 
 @pytest.fixture
 def engine(app: Workflows, service_registry: ServiceRegistry) -> Iterator[Worker]:
-    handler = HttpStepHandler(service_registry)
-    python = PythonHandler()
-    app.use_services(EngineServices(service_registry, python))
-    worker = Worker(app, Dispatcher(python, handler), concurrency=2, lease_seconds=2.0,
-                    poll_seconds=0.05)
+    engine = engine_over(app, registry=service_registry)
+    worker = engine.worker(concurrency=2, lease_seconds=2.0, poll_seconds=0.05)
     worker.start()
     yield worker
-    worker.stop()
-    handler.close()
+    engine.close()
 
 
 class TestSeedInput:

@@ -9,13 +9,9 @@ from datetime import timedelta
 
 import pytest
 
-from application.engine.dispatch import Dispatcher
-from application.engine.python_handler import PythonHandler
-from application.engine.worker import Worker
-from application.waveless import Releaser, WavelessSettings
-from application.workflows import Workflows, utc_now
-from projections.read_models import ProjectionViews
-from projections.runner import ProjectorRunner
+from application.waveless import WavelessSettings
+from application.workflows import utc_now
+from bootstrap.container import engine_over, open_workflows, projector_runner, read_model_views
 from projections.waveless_signals import waveless_signals
 from tests.integration.test_cli import wes
 from tests.support.waiting import wait_for, wait_for_status
@@ -38,16 +34,14 @@ def window(server):
 
     db = server.with_schema(f"t_{uuid.uuid4().hex[:12]}")
     database.ensure_database(db)
-    app = Workflows(env=db.env())
-    app.ensure_builtin_definitions()
-    models = ProjectionViews(db.env(), app)
-    runner = ProjectorRunner(read_models=models)
-    python = PythonHandler()
-    python.register("warehouse-service", pick)
-    python.register("packing-service", lambda call: {"packed": True})
-    worker = Worker(app, Dispatcher(python), concurrency=2, poll_seconds=0.05)
-    releaser = Releaser(app, waveless_signals(models), WavelessSettings(batch_size=3,
-                                                                         interval_ms=200))
+    app = open_workflows(db)
+    models = read_model_views(db, app)
+    runner = projector_runner(models)
+    engine = engine_over(app, {"warehouse-service": pick,
+                                 "packing-service": lambda call: {"packed": True}})
+    worker = engine.worker(concurrency=2, poll_seconds=0.05)
+    releaser = engine.releaser(waveless_signals(models), WavelessSettings(batch_size=3,
+                                                                          interval_ms=200))
     app.waveless_defaults = (3, 200)
     runner.start()
     worker.start()
@@ -64,8 +58,7 @@ def window(server):
                  timeout=10, message="projected")
         yield db, start, end
     finally:
-        releaser.stop()
-        worker.stop()
+        engine.close()
         runner.stop()
         models.close()
         app.close()

@@ -11,6 +11,7 @@ from psycopg.sql import SQL, Identifier
 
 from application.database import Database
 from application.workflows import Workflows
+from bootstrap.container import projector_runner, read_model_views
 from domain.exceptions import InvalidValue
 from projections.progress import ADDED_COLUMNS, ProgressRow
 from projections.read_models import ProjectionViews
@@ -38,14 +39,14 @@ def history(projected: Projected) -> dict[str, UUID]:
 @pytest.fixture
 def own_models(db: Database, app: Workflows) -> Iterator[ProjectionViews]:
     """Read models on this test's own schema, for tests that write."""
-    read_models = ProjectionViews(db.env(), app=app)
+    read_models = read_model_views(db, app)
     yield read_models
     read_models.close()
 
 
 @pytest.fixture
 def runner(own_models: ProjectionViews) -> Iterator[ProjectorRunner]:
-    with ProjectorRunner(read_models=own_models, standby_poll_seconds=0.1) as running:
+    with projector_runner(own_models, standby_poll_seconds=0.1) as running:
         yield running
 
 
@@ -247,9 +248,9 @@ def drop_added_columns(models: ProjectionViews) -> None:
 class TestUpgrade:
     def test_rows_of_an_earlier_release_mark_the_projection_until_a_rebuild(
             self, db: Database, app: Workflows, caplog: pytest.LogCaptureFixture) -> None:
-        models = ProjectionViews(db.env(), app=app)
+        models = read_model_views(db, app)
         try:
-            with ProjectorRunner(read_models=models, standby_poll_seconds=0.1) as running:
+            with projector_runner(models, standby_poll_seconds=0.1) as running:
                 workflow_id = start(app, "ORD-before-upgrade")
                 app.start_step(workflow_id, RESERVE)
                 _, position = app.handle_step_failure(workflow_id, RESERVE, timeout(RESERVE))
@@ -259,12 +260,12 @@ class TestUpgrade:
         finally:
             models.close()
         with caplog.at_level("WARNING", logger="projections.progress"):
-            upgraded = ProjectionViews(db.env(), app=app)
+            upgraded = read_model_views(db, app)
         try:
             warned = [r for r in caplog.records if r.name == "projections.progress"
                       and "rebuild" in r.getMessage()]
             assert [r.projection for r in warned] == ["progress"]
-            again = ProjectionViews(db.env(), app=app)  # the mark outlives the process that set it
+            again = read_model_views(db, app)  # the mark outlives the process that set it
             try:
                 needed = again.progress.status(app).rebuild_needed
             finally:
@@ -282,7 +283,7 @@ class TestUpgrade:
 
     def test_a_table_of_an_earlier_release_gains_the_new_columns(
             self, db: Database, app: Workflows) -> None:
-        models = ProjectionViews(db.env(), app=app)
+        models = read_model_views(db, app)
         view = models.progress
         with view.datastore.transaction(commit=True) as curs:
             for column, _ in ADDED_COLUMNS:
@@ -294,9 +295,9 @@ class TestUpgrade:
                     view.stable_name(), Identifier(view.schema),
                     Identifier(view.prefix + "_g1")))
         models.close()
-        upgraded = ProjectionViews(db.env(), app=app)
+        upgraded = read_model_views(db, app)
         try:
-            with ProjectorRunner(read_models=upgraded, standby_poll_seconds=0.1) as running:
+            with projector_runner(upgraded, standby_poll_seconds=0.1) as running:
                 workflow_id = start(app, "ORD-upgrade")
                 app.start_step(workflow_id, RESERVE)
                 _, position = app.handle_step_failure(workflow_id, RESERVE, timeout(RESERVE))

@@ -13,11 +13,11 @@ from eventsourcing.persistence import StoredEvent
 from application.database import Database
 from application.locks import LockRole, LockSession
 from application.workflows import Workflows
+from bootstrap.container import open_workflows, projector_runner, read_model_views
 from domain.workflow import Workflow
 from projections.base import UnhandledEvent
 from projections.read_models import PROJECTION_NAMES, ProjectionViews
 from projections.rebuild import RebuildInProgress, rebuild
-from projections.runner import ProjectorRunner
 from tests.integration.test_projections_load import instances_history
 from tests.support.projection_history import (
     StepClock,
@@ -69,9 +69,8 @@ class TestRebuild:
                 "progress": 1, "load": 1, "audit": 2}
 
     def test_rebuild_while_workflows_are_written_misses_nothing(self, db: Database) -> None:
-        app = Workflows(env=db.env(), clock=StepClock())
-        app.ensure_builtin_definitions()
-        models = ProjectionViews(db.env(), app=app)
+        app = open_workflows(db, clock=StepClock())
+        models = read_model_views(db, app)
         stop = threading.Event()
         written: list[UUID] = []
 
@@ -80,7 +79,7 @@ class TestRebuild:
                 written.extend(completed_orders(app, 1, prefix=f"W{len(written)}"))
 
         try:
-            with ProjectorRunner(read_models=models, standby_poll_seconds=0.1) as runner:
+            with projector_runner(models, standby_poll_seconds=0.1) as runner:
                 writer = threading.Thread(target=write)
                 written.extend(completed_orders(app, 10))
                 writer.start()
@@ -108,12 +107,11 @@ class TestRebuild:
 
     def test_the_switch_catches_up_what_the_live_projector_applied_after_the_last_batch(
             self, db: Database) -> None:
-        app = Workflows(env=db.env(), clock=StepClock())
-        app.ensure_builtin_definitions()
-        models = ProjectionViews(db.env(), app=app)
+        app = open_workflows(db, clock=StepClock())
+        models = read_model_views(db, app)
         written = completed_orders(app, 3)
         try:
-            with ProjectorRunner(read_models=models, standby_poll_seconds=0.1) as runner:
+            with projector_runner(models, standby_poll_seconds=0.1) as runner:
 
                 def write_and_project(events: int, position: int, head: int) -> None:
                     # After every batch, even the last: the live tables get ahead.
@@ -186,7 +184,7 @@ class TestRebuild:
             assert dump(done.models) == live
 
     def test_only_one_rebuild_at_a_time(self, db: Database, app: Workflows) -> None:
-        models = ProjectionViews(db.env(), app=app)
+        models = read_model_views(db, app)
         try:
             view = models.view("load")
             with LockSession(view.datastore) as other_process:
@@ -199,13 +197,12 @@ class TestRebuild:
             models.close()
 
     def test_an_event_it_cannot_read_stops_the_rebuild_before_it(self, db: Database) -> None:
-        app = Workflows(env=db.env())
-        app.ensure_builtin_definitions()
+        app = open_workflows(db)
         completed_orders(app, 2)
         app.recorder.insert_events([StoredEvent(uuid4(), 1, FUTURE_TOPIC, b"{}")])
         position = app.recorder.max_notification_id()
         completed_orders(app, 1)
-        models = ProjectionViews(db.env(), app=app)
+        models = read_model_views(db, app)
         try:
             with pytest.raises(UnhandledEvent) as raised:
                 rebuild(models, batch_size=5)
@@ -221,8 +218,7 @@ class TestRebuild:
 
     def test_an_event_a_fold_cannot_apply_stops_that_projection_before_it(
             self, db: Database) -> None:
-        app = Workflows(env=db.env())
-        app.ensure_builtin_definitions()
+        app = open_workflows(db)
         completed_orders(app, 2)
         orphan = Workflow.Started(originator_id=uuid4(), originator_version=2,
                                   timestamp=datetime.now(UTC), correlation_id="c", actor="a")
@@ -230,7 +226,7 @@ class TestRebuild:
         position = app.recorder.max_notification_id()
         assert position is not None
         completed_orders(app, 1)
-        models = ProjectionViews(db.env(), app=app)
+        models = read_model_views(db, app)
         try:
             with pytest.raises(UnhandledEvent) as raised:
                 rebuild(models, batch_size=7)
@@ -246,7 +242,7 @@ class TestRebuild:
 
 def test_fresh_schemas_start_at_generation_one(server: Database) -> None:
     db = fresh_schema(server)
-    models = ProjectionViews(db.env())
+    models = read_model_views(db)
     try:
         assert {n: g[:2] for n, g in generations(models).items()} == {
             name: (1, None) for name in PROJECTION_NAMES}

@@ -12,6 +12,7 @@ from eventsourcing.persistence import StoredEvent
 from application.database import Database
 from application.locks import LockRole, LockSession
 from application.workflows import Workflows
+from bootstrap.container import read_model_views
 from domain.workflow import Workflow
 from projections.base import to_events
 from projections.read_models import PROJECTION_NAMES, ProjectionViews
@@ -25,7 +26,7 @@ FUTURE_TOPIC = "domain.shipping:Shipment.Dispatched"
 
 @pytest.fixture
 def models(db: Database, app: Workflows) -> Iterator[ProjectionViews]:
-    read_models = ProjectionViews(db.env(), app=app)
+    read_models = read_model_views(db, app)
     yield read_models
     read_models.close()
 

@@ -18,9 +18,9 @@ from api.query_routing import QueryRouter, RoutedQueries
 from application import database
 from application.database import Database
 from application.workflows import Workflows
+from bootstrap.container import open_workflows, projector_runner, read_model_views
 from projections.read_models import PROJECTION_NAMES, ProjectionViews
 from projections.rebuild import rebuild
-from projections.runner import ProjectorRunner
 from tests.support import clusters
 from tests.support.projection_history import StepClock, completed_orders, dump, mixed_history
 
@@ -47,9 +47,8 @@ def split(db: Database, read_server: clusters.Cluster) -> Iterator[tuple[Workflo
     server."""
     read_db = read_server.database("wes").with_schema(db.schema)
     database.ensure_database(read_db)
-    app = Workflows(env=db.env(), clock=StepClock())
-    app.ensure_builtin_definitions()
-    models = ProjectionViews(database.read_models_env(db, read_db), app)
+    app = open_workflows(db, clock=StepClock())
+    models = read_model_views(db, app, read_db=read_db)
     yield app, models, read_db
     models.close()
     app.close()
@@ -67,7 +66,7 @@ def tables_on(server: Database, schema: str) -> set[str]:
 class TestReadModelsOnTheirOwnServer:
     def test_rows_and_tracking_live_there_and_equal_a_rebuild(self, split, db) -> None:
         app, models, read_db = split
-        with ProjectorRunner(read_models=models):
+        with projector_runner(models):
             ids = mixed_history(app)
             head = app.recorder.max_notification_id()
             models.wait(head, timeout=60)
@@ -91,18 +90,18 @@ class TestReadModelsOnTheirOwnServer:
         before = {s.name: s for s in models.status()}
         assert {s.lag_events for s in before.values()} == {head}
         assert all(s.lag_seconds is not None and s.lag_seconds >= 0 for s in before.values())
-        with ProjectorRunner(read_models=models):
+        with projector_runner(models):
             models.wait(head, timeout=60)
         assert {s.lag_events for s in models.status()} == {0}
 
     def test_a_projector_killed_mid_way_resumes_without_applying_twice(self, split) -> None:
         app, models, _ = split
         completed_orders(app, 4, prefix="A")
-        with ProjectorRunner(read_models=models):
+        with projector_runner(models):
             models.wait(app.recorder.max_notification_id(), timeout=60)
         first = dump(models)
         completed_orders(app, 4, prefix="B")
-        with ProjectorRunner(read_models=models):
+        with projector_runner(models):
             models.wait(app.recorder.max_notification_id(), timeout=60)
         after = dump(models)
         assert len(after["wes_progress"]) == len(first["wes_progress"]) + 4
@@ -113,16 +112,15 @@ class TestReadModelsOnTheirOwnServer:
 def replica_models(app: Workflows, event_store: Database,
                    standby: clusters.Cluster, schema: str) -> ProjectionViews:
     replica = standby.database("wes").with_schema(schema)
-    env = {**database.read_models_env(event_store, replica),
-           "WES_PROJECTIONS_CREATE_TABLE": "n",
-           "WES_PROJECTIONS_POSTGRES_CONNECT_TIMEOUT": "2"}
-    return ProjectionViews(env, app)
+    return read_model_views(event_store, app, read_db=replica,
+                            env={"WES_PROJECTIONS_CREATE_TABLE": "n",
+                                 "WES_PROJECTIONS_POSTGRES_CONNECT_TIMEOUT": "2"})
 
 
 @pytest.fixture
 def routed(split, db, read_server, read_standby) -> Iterator[dict[str, Any]]:
     app, models, _ = split
-    runner = ProjectorRunner(read_models=models)
+    runner = projector_runner(models)
     runner.start()
     completed_orders(app, 2, prefix="SEED")
     models.wait(app.recorder.max_notification_id(), timeout=60)

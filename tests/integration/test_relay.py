@@ -19,10 +19,7 @@ from cloudevents.v1.http import from_json
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from api.feed import EventReader
-from application.engine.dispatch import Dispatcher
 from application.engine.ports import StepCall
-from application.engine.python_handler import PythonHandler
-from application.engine.worker import Worker
 from application.relay.envelope import Naming, envelope, event_id, names, snake
 from application.relay.jetstream import NatsJetStreamSink, first_sequence_after, redact
 from application.relay.relay import Relay
@@ -31,6 +28,7 @@ from application.relay.tracking import RelayTracking
 from application.settings import RelaySettings
 from application.waveless import LoadSignals, Releaser, WavelessSettings
 from application.workflows import Workflows
+from bootstrap.container import engine_over
 from projections.base import to_events
 from tests.support.nats_server import NatsServer, delete_stream, read_stream, stream_state
 from tests.support.projection_history import completed_orders, mixed_history
@@ -129,12 +127,9 @@ def mixed_workload(app: Workflows) -> dict[str, uuid.UUID]:
     handlers = Handlers()
     handlers.script = {"RETRY:pick": [ConnectionError("robot network down")],
                        "REJECT:pick": [Rejected("item damaged")]}
-    python = PythonHandler()
-    for service in ("inventory-service", "warehouse-service", "packing-service"):
-        python.register(service, handlers)
-    engine = Worker(app, Dispatcher(python), concurrency=2, lease_seconds=1.0,
-                    poll_seconds=0.05)
-    engine.start()
+    engine = engine_over(app, dict.fromkeys(
+        ("inventory-service", "warehouse-service", "packing-service"), handlers))
+    engine.worker(concurrency=2, lease_seconds=1.0, poll_seconds=0.05).start()
     try:
         ids = {order: app.start_workflow(steps=SAGA, input={"orderId": order},
                                          correlation_id=f"corr-{order}").workflow_id
@@ -147,7 +142,7 @@ def mixed_workload(app: Workflows) -> dict[str, uuid.UUID]:
                               ("REJECT", "COMPENSATED"), ("WAVELESS", "COMPLETED")):
             wait_for_status(app, ids[order], status)
     finally:
-        engine.stop()
+        engine.close()
     return ids
 
 

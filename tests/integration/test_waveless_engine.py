@@ -12,14 +12,11 @@ from uuid import UUID
 
 import pytest
 
-from application.engine.dispatch import Dispatcher
-from application.engine.python_handler import PythonHandler
-from application.engine.worker import Worker
-from application.waveless import Releaser, WavelessSettings
+from application.waveless import WavelessSettings
 from application.workflows import Workflows
+from bootstrap.container import engine_over, projector_runner, read_model_views
 from domain.waveless_batch import WavelessBatch
 from projections.read_models import ProjectionViews
-from projections.runner import ProjectorRunner
 from projections.waveless_signals import waveless_signals
 from tests.support.waiting import wait_for_status
 
@@ -29,20 +26,18 @@ STEPS = [{"step_id": "pick", "service": "warehouse-service", "operation": "pick"
 
 @pytest.fixture
 def engine(app: Workflows, db) -> Iterator[ProjectionViews]:
-    read_models = ProjectionViews(db.env(), app)
-    runner = ProjectorRunner(read_models=read_models)
-    python = PythonHandler()
-    python.register("warehouse-service", lambda call: {"picked": True})
-    python.register("packing-service", lambda call: {"packed": True})
-    worker = Worker(app, Dispatcher(python), concurrency=2, poll_seconds=0.05)
-    releaser = Releaser(app, waveless_signals(read_models),
-                        WavelessSettings(batch_size=10, interval_ms=300, adaptive=False))
+    read_models = read_model_views(db, app)
+    runner = projector_runner(read_models)
+    engine = engine_over(app, {"warehouse-service": lambda call: {"picked": True},
+                                 "packing-service": lambda call: {"packed": True}})
+    worker = engine.worker(concurrency=2, poll_seconds=0.05)
+    releaser = engine.releaser(waveless_signals(read_models),
+                               WavelessSettings(batch_size=10, interval_ms=300, adaptive=False))
     runner.start()
     worker.start()
     releaser.start()
     yield read_models
-    releaser.stop()
-    worker.stop()
+    engine.close()
     runner.stop()
     read_models.close()
 

@@ -6,20 +6,19 @@ from __future__ import annotations
 import random
 import time
 
-from application.engine.dispatch import Dispatcher
 from application.engine.ports import StepCall
 from application.engine.python_handler import PythonHandler
-from application.engine.worker import Worker
 from application.whatif.history import extract
 from application.whatif.store import stored_events
 from application.workflows import Workflows, utc_now
+from bootstrap.container import engine_over
 from domain.simulation.model import FORWARD, UNDO, Policy
 from domain.simulation.run import simulate
 from tests.support.waiting import wait_for_status
 
 
-def handlers() -> PythonHandler:
-    python = PythonHandler()
+def register(python: PythonHandler) -> None:
+    """The saga's forward and undo operations, by operation."""
 
     def pick(call: StepCall):
         time.sleep(0.01)
@@ -37,11 +36,12 @@ def handlers() -> PythonHandler:
     python.register("warehouse-service", lambda c: {"returned": True}, "return-to-stock")
     python.register("packing-service", lambda c: {"packed": True}, "pack")
     python.register("packing-service", lambda c: {"unpacked": True}, "unpack")
-    return python
 
 
 def test_extracts_calls_failures_compensations_and_what_happened(app: Workflows):
-    worker = Worker(app, Dispatcher(handlers()), concurrency=3, poll_seconds=0.05)
+    engine = engine_over(app)
+    register(engine.python)
+    worker = engine.worker(concurrency=3, poll_seconds=0.05)
     worker.start()
     try:
         start = utc_now()
@@ -56,7 +56,7 @@ def test_extracts_calls_failures_compensations_and_what_happened(app: Workflows)
         for wf_id in ids:
             wait_for_status(app, wf_id, "COMPLETED", "COMPENSATED", timeout=30)
     finally:
-        worker.stop()
+        engine.close()
     recorded = extract(stored_events(app, ids), start, end)
     observed = recorded.observed
     assert len(observed.arrivals) == 11 and recorded.waveless == 0

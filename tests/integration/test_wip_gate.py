@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import time
 
-from application.engine.dispatch import Dispatcher
-from application.engine.python_handler import PythonHandler
-from application.engine.worker import Worker
 from application.wip import WipGate
 from application.workflows import Workflows
+from bootstrap.container import engine_over
 from tests.support.waiting import wait_for_status
 
 STEPS = [{"step_id": "pick", "service": "warehouse-service", "operation": "pick"}]
@@ -54,7 +52,6 @@ class TestSlots:
 class TestWorkersWithACap:
     def test_a_capped_step_waits_without_a_retry_and_is_handed_the_slot_when_it_frees(
             self, app: Workflows):
-        python = PythonHandler()
         running: list[int] = []
         peak: list[int] = [0]
 
@@ -66,10 +63,9 @@ class TestWorkersWithACap:
             return {"picked": True}
 
         # Registered as a local activity: a capped service's steps still take a slot.
-        python.register("warehouse-service", pick, local=True)
+        engine = engine_over(app, {"warehouse-service": pick}, local=True)
         gate = WipGate(app.store, {"warehouse-service": 1}, lease_seconds=2)
-        workers = [Worker(app, Dispatcher(python), concurrency=3, poll_seconds=0.05, wip=gate)
-                   for _ in range(2)]
+        workers = [engine.worker(concurrency=3, poll_seconds=0.05, wip=gate) for _ in range(2)]
         for worker in workers:
             worker.start()
         try:
@@ -79,8 +75,7 @@ class TestWorkersWithACap:
             for wf_id in ids:
                 wait_for_status(app, wf_id, "COMPLETED", timeout=30)
         finally:
-            for worker in workers:
-                worker.stop()
+            engine.close()
         assert peak[0] == 1
         assert all(app.get_workflow(i).step("pick").attempts == 1 for i in ids)
         # The start of each pick was saved before its call, slot held: never two at once.

@@ -18,11 +18,11 @@ from psycopg.sql import SQL, Identifier
 from application import database
 from application.database import Database
 from application.workflows import Workflows
+from bootstrap.container import open_workflows, projector_runner, read_model_views
 from domain.step import StepResult
 from domain.workflow import Workflow
 from domain.workflow_error import WorkflowError
 from projections.read_models import ProjectionViews
-from projections.runner import ProjectorRunner
 
 RESERVE, ASSIGN, PICK, PACK = "reserve-inventory", "assign-robot", "pick-items", "pack-items"
 DURATIONS = {RESERVE: 10, ASSIGN: 20, PICK: 30, PACK: 40}
@@ -197,11 +197,10 @@ def live_projection(server: Database,
                     ) -> Iterator[Projected]:
     """Writes `history` into a fresh schema while the projector runs, and waits for it."""
     db = fresh_schema(server)
-    app = Workflows(env=db.env(), clock=StepClock())
-    app.ensure_builtin_definitions()
-    models = ProjectionViews(db.env(), app=app)
+    app = open_workflows(db, clock=StepClock())
+    models = read_model_views(db, app)
     try:
-        with ProjectorRunner(read_models=models, standby_poll_seconds=0.1) as runner:
+        with projector_runner(models, standby_poll_seconds=0.1) as runner:
             ids = history(app)
             runner.wait(app.recorder.max_notification_id() or 0, timeout=10)
         yield Projected(db, app, models, ids)
