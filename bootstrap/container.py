@@ -193,11 +193,18 @@ def open_workflows(db: Database, *, env: Mapping[str, str] | None = None,
 def read_model_views(db: Database, workflows: Workflows | None = None, *,
                      read_db: Database | None = None, budget: PoolBudget | None = None,
                      env: Mapping[str, str] | None = None) -> ProjectionViews:
-    """The read models' views: events from `db` (through `workflows`; None: an event
-    store of their own), rows and tracking on `read_db` (None: `db`'s server); `env`
-    overrides the library's settings (a standby's)."""
+    """The read models' views: events from `db` (through `workflows`; None: an
+    application of their own, closed with them), rows and tracking on `read_db` (None:
+    `db`'s server); `env` overrides the library's settings (a standby's)."""
     settings = {**database.read_models_env(db, read_db, budget), **(env or {})}
-    return ProjectionViews(settings, workflows)
+    if workflows is not None:
+        return ProjectionViews(settings, workflows)
+    own = open_workflows(db, builtin_definitions=False, budget=budget)
+    try:
+        return ProjectionViews(settings, own, owns_app=True)
+    except BaseException:
+        own.close()
+        raise
 
 
 @dataclass

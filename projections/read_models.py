@@ -42,18 +42,19 @@ class ProjectionViews:
     `env` is the library's configuration (`Database.env()`, or `database.read_models_env`
     for read models on a server of their own: its `WES_PROJECTIONS_POSTGRES_*` keys win
     here); `app` is the event store to measure positions against and to read events from
-    (a `Workflows` of its own, on the `POSTGRES_*` server, when not given).
+    (bootstrap.container opens it), closed with the views when they `owns_app`.
     """
 
-    def __init__(self, env: Mapping[str, str], app: Workflows | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], app: Workflows, *,
+                 owns_app: bool = False) -> None:
         self._factory = BudgetedPostgresFactory(Environment("WES_PROJECTIONS", dict(env)))
         check_now_and_then(self._factory.datastore)
         self.progress: PostgresProgressView = self._factory.tracking_recorder(
             PostgresProgressView)
         self.load: PostgresLoadView = self._factory.tracking_recorder(PostgresLoadView)
         self.audit: PostgresAuditView = self._factory.tracking_recorder(PostgresAuditView)
-        self._owns_app = app is None
-        self.app = app if app is not None else Workflows(env=env)
+        self._owns_app = owns_app
+        self.app = app
 
     def view(self, name: str) -> GenerationalView[Any]:
         views: dict[str, GenerationalView[Any]] = {

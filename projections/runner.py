@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from eventsourcing.persistence import (
@@ -55,18 +55,11 @@ class ProjectorRunner:
     """Runs projections in this process: `start()`, then `stop()` (or use it as a context
     manager); `run_forever()` blocks, for `wes projections run`."""
 
-    def __init__(self, env: Mapping[str, str] | None = None, *,
-                 read_models: ProjectionViews | None = None,
+    def __init__(self, *, read_models: ProjectionViews,
                  names: Sequence[str] = PROJECTION_NAMES, standby_poll_seconds: float = 0.5,
                  health_check_seconds: float = 1.0,
                  batch_size: int = MAX_BATCH) -> None:
-        if read_models is None:
-            if env is None:
-                raise ValueError("give the database env or read models")
-            read_models = ProjectionViews(env)
-            self._owns_read_models = True
-        else:
-            self._owns_read_models = False
+        # The views are the caller's (bootstrap.container builds them): it closes them.
         self.read_models = read_models
         self._stopping = threading.Event()
         decoded = _DecodedEvents(read_models.app)
@@ -86,9 +79,6 @@ class ProjectorRunner:
             projector.interrupt()
         for projector in self._projectors:
             projector.join(timeout)
-        if self._owns_read_models:
-            self._owns_read_models = False
-            self.read_models.close()
 
     def states(self) -> dict[str, str]:
         """What each projection is doing in this process."""
