@@ -61,7 +61,7 @@ class Database:
 
     def env(self, budget: PoolBudget | None = None) -> dict[str, str]:
         """Settings for `eventsourcing.postgres` (the library reads POSTGRES_*), with the
-        connection budget (`WES_DB_*` when not given) and its lazy pools."""
+        connection budget (`Settings.pool`; the defaults when not given) and its lazy pools."""
         return {
             "PERSISTENCE_MODULE": FACTORY_TOPIC,
             "POSTGRES_DBNAME": self.dbname,
@@ -71,7 +71,7 @@ class Database:
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_SCHEMA": self.schema,
             "POSTGRES_CONNECT_TIMEOUT": "10",
-            **(budget or PoolBudget.from_env()).env(),
+            **(budget or PoolBudget()).env(),
             "POSTGRES_PRE_PING": "y",
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",

@@ -21,17 +21,17 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 from eventsourcing import persistence as es_persistence
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment, EnvType
 
-from application.errors import ConfigurationError, DatabaseUnavailable
+from application.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -53,34 +53,12 @@ UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavail
 
 @dataclass(frozen=True)
 class PoolBudget:
-    """Connections per datastore of one process (API.md "Scaling settings")."""
+    """Connections per datastore of one process (API.md "Scaling settings"; read from
+    `WES_DB_*` by `Settings.pool`)."""
 
     pool_size: int = DEFAULT_POOL_SIZE
     max_overflow: int = DEFAULT_MAX_OVERFLOW
     max_idle_seconds: float = DEFAULT_MAX_IDLE_SECONDS
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> PoolBudget:
-        """`WES_DB_POOL_SIZE`, `WES_DB_MAX_OVERFLOW`, `WES_DB_MAX_IDLE_SECONDS`."""
-        env = os.environ if env is None else env
-        budget = cls(
-            pool_size=_number(env, "WES_DB_POOL_SIZE", DEFAULT_POOL_SIZE, int),
-            max_overflow=_number(env, "WES_DB_MAX_OVERFLOW", DEFAULT_MAX_OVERFLOW, int),
-            max_idle_seconds=_number(env, "WES_DB_MAX_IDLE_SECONDS", DEFAULT_MAX_IDLE_SECONDS,
-                                     float),
-        )
-        if budget.pool_size < 1 or budget.max_overflow < 0 or budget.max_idle_seconds <= 0:
-            raise ConfigurationError(
-                "WES_DB_POOL_SIZE must be >= 1, WES_DB_MAX_OVERFLOW >= 0 and "
-                f"WES_DB_MAX_IDLE_SECONDS > 0, got {budget.pool_size}, {budget.max_overflow} "
-                f"and {budget.max_idle_seconds}")
-        return budget
-
-    @staticmethod
-    def configured(env: Mapping[str, str] | None = None) -> bool:
-        """Whether the environment sets a budget (else the defaults apply)."""
-        env = os.environ if env is None else env
-        return any(env.get(name) for name in ("WES_DB_POOL_SIZE", "WES_DB_MAX_OVERFLOW"))
 
     def times(self, parts: int) -> PoolBudget:
         """The budget of `parts` processes, for one process doing all their work."""
@@ -96,16 +74,6 @@ class PoolBudget:
                                                     str(self.max_overflow)),
             MAX_IDLE_KEY: str(self.max_idle_seconds),
         }
-
-
-def _number(env: Mapping[str, str], name: str, default: Any, kind: Callable[[str], Any]) -> Any:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
 
 
 class BudgetedPostgresFactory(PostgresFactory):
@@ -181,12 +149,11 @@ def until_available(what: str, action: Callable[[], T], *,
                     deadline_seconds: float | None = None) -> T:
     """`action()`, retried with backoff while the database gives no connection (a full
     server, a restart), saying so in one line per attempt instead of a traceback. Raises
-    the last error when `stopped()` or past `deadline_seconds` (by default
-    `WES_DB_START_WAIT_SECONDS`, 60: a process that never reaches its database ends with
-    one line instead of waiting forever)."""
+    the last error when `stopped()` or past `deadline_seconds` (a process's
+    `WES_DB_START_WAIT_SECONDS`, given by bootstrap.container; 60 by default: a process
+    that never reaches its database ends with one line instead of waiting forever)."""
     if deadline_seconds is None:
-        deadline_seconds = _number(os.environ, "WES_DB_START_WAIT_SECONDS",
-                                   DEFAULT_START_WAIT_SECONDS, float)
+        deadline_seconds = DEFAULT_START_WAIT_SECONDS
     delay = first_delay
     start = time.monotonic()
     while True:

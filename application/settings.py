@@ -25,6 +25,7 @@ from application.pool import (
     DEFAULT_MAX_IDLE_SECONDS,
     DEFAULT_MAX_OVERFLOW,
     DEFAULT_POOL_SIZE,
+    DEFAULT_START_WAIT_SECONDS,
     PoolBudget,
 )
 from domain.circuit_breaker import BreakerConfig
@@ -120,6 +121,7 @@ class Settings(BaseSettings):
     db_pool_size: int = _env("WES_DB_POOL_SIZE", DEFAULT_POOL_SIZE)
     db_max_overflow: int = _env("WES_DB_MAX_OVERFLOW", DEFAULT_MAX_OVERFLOW)
     db_max_idle_seconds: float = _env("WES_DB_MAX_IDLE_SECONDS", DEFAULT_MAX_IDLE_SECONDS)
+    db_start_wait_seconds: float = _env("WES_DB_START_WAIT_SECONDS", DEFAULT_START_WAIT_SECONDS)
     # The HTTP API.
     min_position_timeout: float = _env("WES_MIN_POSITION_TIMEOUT", 5.0)
     ready_max_lag_events: int = _env("WES_READY_MAX_LAG_EVENTS", 10_000)
@@ -223,6 +225,11 @@ class Settings(BaseSettings):
             _ = self.breaker
         except InvalidValue as e:
             raise ValueError(f"circuit breaker settings: {e}") from None
+        if self.waveless_batch_size < 1 or self.waveless_interval_ms < MIN_INTERVAL_MS:
+            raise ValueError(
+                f"WES_WAVELESS_BATCH_SIZE must be >= 1 and WES_WAVELESS_INTERVAL_MS >= "
+                f"{MIN_INTERVAL_MS}, got {self.waveless_batch_size} and "
+                f"{self.waveless_interval_ms}")
         if self.nats_retention not in RETENTIONS:
             raise ValueError(f"WES_NATS_RETENTION must be limits, interest or workqueue, "
                              f"got {self.nats_retention!r}")
@@ -277,6 +284,12 @@ class Settings(BaseSettings):
                                 cutoff_urgency_ms=self.waveless_cutoff_urgency_ms)
 
     @property
+    def waveless_defaults(self) -> tuple[int, int]:
+        """(batch size, interval ms) recorded for a workflow enabled without settings of its
+        own (`Workflows.waveless_defaults`)."""
+        return self.waveless_batch_size, self.waveless_interval_ms
+
+    @property
     def whatif(self) -> WhatIfSettings:
         """What the running engine's settings say the actual policy was, and a run's bound."""
         from application.whatif.service import WhatIfSettings
@@ -300,28 +313,6 @@ def _first_error(error: ValidationError) -> str:
     if kind == "greater_than_equal":
         return f"{name} must be >= {problem['ctx']['ge']}, got {given}"
     return f"{name}: {problem['msg']}, got {given!r}"
-
-
-def waveless_defaults(env: Mapping[str, str]) -> tuple[int, int]:
-    """(batch size, interval ms) recorded for a workflow enabled without its own settings:
-    `WES_WAVELESS_BATCH_SIZE`, `WES_WAVELESS_INTERVAL_MS` (seed: 10 and 1000). `Workflows`
-    reads them from its own configuration, which holds the process's environment."""
-    size = _int(env, "WES_WAVELESS_BATCH_SIZE", 10)
-    interval = _int(env, "WES_WAVELESS_INTERVAL_MS", 1000)
-    if size < 1 or interval < MIN_INTERVAL_MS:
-        raise ConfigurationError(f"WES_WAVELESS_BATCH_SIZE must be >= 1 and WES_WAVELESS_INTERVAL_MS"
-                                 f" >= {MIN_INTERVAL_MS}, got {size} and {interval}")
-    return size, interval
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
 
 
 def _caps(raw: str) -> dict[str, int]:

@@ -29,7 +29,6 @@ from application.builtin_definitions import BUILTIN_DEFINITIONS
 from application.errors import ConcurrencyConflict, DefinitionNotFound, WorkflowNotFound
 from application.event_log import WesApplicationRecorder
 from application.repository import LatestInOneReadRepository
-from application.settings import waveless_defaults
 from application.work_queue import WorkItem
 from domain.compensation import CompensationAction
 from domain.decisions import wakeup_at
@@ -39,6 +38,7 @@ from domain.enums import DrivenBy
 from domain.exceptions import InvalidDefinition, InvalidValue
 from domain.step import StepResult, StepSpec
 from domain.system_load import SystemLoad
+from domain.waveless import DEFAULT_BATCH_SIZE, DEFAULT_INTERVAL_MS
 from domain.workflow import FailureDecision, Workflow
 from domain.workflow_error import WorkflowError
 
@@ -50,6 +50,7 @@ Clock = Callable[[], datetime]
 CACHED_AGGREGATES = 2000
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1b1d1e-3c55-4f0e-9a51-7b0c3e1f9a10")
 SAFE_RETRIES = 5
+DEFAULT_WAVELESS = (DEFAULT_BATCH_SIZE, DEFAULT_INTERVAL_MS)
 
 
 def utc_now() -> datetime:
@@ -145,14 +146,16 @@ class Workflows(Application[UUID]):
     snapshotting_intervals = {Workflow: 50, SystemLoad: 100}  # type: ignore[dict-item]
     snapshotting_projectors = {Workflow: fold, SystemLoad: fold}  # type: ignore[dict-item]
 
-    def __init__(self, env: Mapping[str, str] | None = None, clock: Clock = utc_now) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, clock: Clock = utc_now, *,
+                 waveless_defaults: tuple[int, int] = DEFAULT_WAVELESS) -> None:
         super().__init__(env)
         self.clock = clock
         self._definition_cache: _DefinitionCache | None = None
         # None: no check (an application without an engine, as in most tests).
         self.known_services: KnownServices | None = None
-        # Recorded for a workflow enabled without settings of its own.
-        self.waveless_defaults = waveless_defaults(self.env)
+        # (batch size, interval ms) recorded for a workflow enabled without settings of its
+        # own: `Settings.waveless_defaults` (WES_WAVELESS_*), given by bootstrap.container.
+        self.waveless_defaults = waveless_defaults
 
     def construct_repository(self) -> LatestInOneReadRepository:
         """The library's repository and aggregate cache (`AGGREGATE_CACHE_MAXSIZE`, default

@@ -43,7 +43,7 @@ from application.pool import PoolBudget, name_process, process_name, until_avail
 from application.settings import RelaySettings, Settings
 from application.waveless import LoadSignals, Releaser, WavelessSettings
 from application.wip import WipGate
-from application.workflows import Clock, Workflows, utc_now
+from application.workflows import DEFAULT_WAVELESS, Clock, Workflows, utc_now
 from projections.read_models import ProjectionViews
 
 if TYPE_CHECKING:
@@ -108,13 +108,16 @@ class Container:
             name_process(kind)
         else:
             process_name("app")  # named, if nothing named it yet
+        wait = settings.db_start_wait_seconds
         db = db or until_available("event store", lambda: database.resolve(
-            settings.database_url, settings.db_schema))
+            settings.database_url, settings.db_schema), deadline_seconds=wait)
         read_db = None
         if settings.read_model_database_url:
             read_db = until_available("read-model database", lambda: database.resolve(
-                settings.read_model_database_url, settings.db_schema))
-        workflows = until_available("event store", lambda: open_workflows(db, budget=budget))
+                settings.read_model_database_url, settings.db_schema), deadline_seconds=wait)
+        workflows = until_available("event store", lambda: open_workflows(
+            db, budget=budget, waveless_defaults=settings.waveless_defaults),
+            deadline_seconds=wait)
         registry = ServiceRegistry.from_settings(settings, simulator_url or DEFAULT_SIMULATOR_URL)
         balancer = LoadBalancer(workflows, registry.to_dict(), breaker=settings.breaker)
         engine = engine_over(workflows, registry=registry, balancer=balancer,
@@ -174,12 +177,14 @@ class Container:
 
 def open_workflows(db: Database, *, env: Mapping[str, str] | None = None,
                    clock: Clock | None = None, builtin_definitions: bool = True,
-                   budget: PoolBudget | None = None) -> Workflows:
+                   budget: PoolBudget | None = None,
+                   waveless_defaults: tuple[int, int] = DEFAULT_WAVELESS) -> Workflows:
     """The application on `db` (its connections: `budget`, default `WES_DB_*`), with the
     built-in definitions unless told not to (closed again if registering them fails).
     `env` overrides the library's settings (a pool size, a recorder topic); `clock`
-    replaces the wall clock (tests)."""
-    workflows = Workflows(env={**db.env(budget), **(env or {})}, clock=clock or utc_now)
+    replaces the wall clock (tests); `waveless_defaults` are `Settings.waveless_defaults`."""
+    workflows = Workflows(env={**db.env(budget), **(env or {})}, clock=clock or utc_now,
+                          waveless_defaults=waveless_defaults)
     if not builtin_definitions:
         return workflows
     try:
@@ -273,7 +278,7 @@ def engine_over(workflows: Workflows, handlers: Mapping[str, PythonStep] | None 
     return Engine(workflows, python, Dispatcher(python, http_handler), http_handler)
 
 
-def _servers(settings: Settings, deadline_seconds: float | None = None
+def _servers(settings: Settings, deadline_seconds: float
              ) -> tuple[Database, Database | None]:
     """The event store's server and the read models' (None: the same), waiting (up to
     `deadline_seconds`) while they give no connection."""
@@ -290,13 +295,17 @@ def _servers(settings: Settings, deadline_seconds: float | None = None
 def projection_views(settings: Settings, *,
                      deadline_seconds: float | None = None) -> ProjectionViews:
     """`wes projections`: the views on the configured servers, with an event store of
-    their own; waiting (up to `deadline_seconds`) while the servers give no connection."""
+    their own; waiting (up to `deadline_seconds`, default `WES_DB_START_WAIT_SECONDS`)
+    while the servers give no connection."""
+    if deadline_seconds is None:
+        deadline_seconds = settings.db_start_wait_seconds
+    wait = deadline_seconds
 
     def views() -> ProjectionViews:
-        db, read_db = _servers(settings, deadline_seconds)
+        db, read_db = _servers(settings, wait)
         return read_model_views(db, read_db=read_db, budget=settings.pool)
 
-    return until_available("read models", views, deadline_seconds=deadline_seconds)
+    return until_available("read models", views, deadline_seconds=wait)
 
 
 def projector_runner(views: ProjectionViews, names: list[str] | None = None, *,
@@ -326,8 +335,9 @@ def query_side(workflows: Workflows, db: Database, read_db: Database | None = No
     if settings is None:
         return QuerySide(read_model_views(db, workflows))
     budget = budget or settings.pool
-    views = until_available("read models", lambda: read_model_views(
-        db, workflows, read_db=read_db, budget=budget))
+    views = until_available(
+        "read models", lambda: read_model_views(db, workflows, read_db=read_db, budget=budget),
+        deadline_seconds=settings.db_start_wait_seconds)
     if not settings.query_database_urls:
         return QuerySide(views)
     replicas = []
@@ -387,7 +397,8 @@ def bench_api_app(settings: Settings) -> FastAPI:
     db = database.parse_url(settings.database_url or "").with_schema(settings.db_schema)
     read_url = settings.read_model_database_url
     read_db = database.parse_url(read_url).with_schema(settings.db_schema) if read_url else None
-    workflows = open_workflows(db, builtin_definitions=False)
+    workflows = open_workflows(db, builtin_definitions=False, budget=settings.pool,
+                               waveless_defaults=settings.waveless_defaults)
     queries = query_side(workflows, db, read_db, settings)
     return create_app(workflows=workflows, queries=queries.ports, config=ApiConfig(),
                       whatif=settings.whatif)
@@ -457,7 +468,7 @@ class RelayProcess:
 def relay_process(settings: Settings) -> RelayProcess:
     name_process("relay")  # pg_stat_activity tells its connections apart
     db = database.resolve(settings.database_url, settings.db_schema)
-    workflows = open_workflows(db, builtin_definitions=False)
+    workflows = open_workflows(db, builtin_definitions=False, budget=settings.pool)
     relay = jetstream_relay(workflows, settings.relay)
     return RelayProcess(db, workflows, relay, relay.sink.describe())
 
@@ -477,7 +488,7 @@ def jetstream_relay(workflows: Workflows, settings: RelaySettings) -> Relay:
 def event_store(settings: Settings) -> Workflows:
     """`wes replay`: the application on the configured event store, nothing else."""
     return open_workflows(database.resolve(settings.database_url, settings.db_schema),
-                          builtin_definitions=False)
+                          builtin_definitions=False, budget=settings.pool)
 
 
 def whatif_report(settings: Settings, request: WhatIfRequest) -> dict[str, Any]:
@@ -485,8 +496,8 @@ def whatif_report(settings: Settings, request: WhatIfRequest) -> dict[str, Any]:
     from application.whatif.service import progress_ids, run
 
     db = database.resolve(settings.database_url, settings.db_schema)
-    workflows = open_workflows(db, builtin_definitions=False)
-    views = read_model_views(db, workflows)
+    workflows = open_workflows(db, builtin_definitions=False, budget=settings.pool)
+    views = read_model_views(db, workflows, budget=settings.pool)
     try:
         return run(workflows, progress_ids(views.progress), request, settings.whatif)
     finally:

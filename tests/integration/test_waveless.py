@@ -14,6 +14,7 @@ from application.locks import LeaderLock
 from application.settings import Settings
 from application.waveless import LoadSignals, Releaser, WavelessSettings
 from application.workflows import Workflows
+from bootstrap.container import Container
 from domain.enums import WorkflowStatus
 from domain.exceptions import InvalidValue
 from tests.support.waiting import event_types
@@ -191,13 +192,21 @@ class TestLanes:
         assert app.get_workflow(second).waiting_reason == "cap reached: warehouse-service"
 
     def test_the_settings_default_to_the_configured_ones(self, db):
-        app = Workflows({**db.env(), "WES_WAVELESS_BATCH_SIZE": "4",
-                         "WES_WAVELESS_INTERVAL_MS": "250"})
+        settings = Settings.from_env({"WES_WAVELESS_BATCH_SIZE": "4",
+                                      "WES_WAVELESS_INTERVAL_MS": "250"})
+        container = Container.build(settings, db=db)
         try:
+            app = container.workflows
             wf_id = app.start_workflow(steps=STEPS, waveless=True).workflow_id
             assert app.get_workflow(wf_id).waveless == {"batch_size": 4, "interval_ms": 250}
         finally:
-            app.close()
+            container.close()
+
+    @pytest.mark.parametrize("env", [{"WES_WAVELESS_BATCH_SIZE": "0"},
+                                     {"WES_WAVELESS_INTERVAL_MS": "10"}])
+    def test_a_default_no_release_could_honour_is_refused_at_start(self, env):
+        with pytest.raises(ConfigurationError, match="WES_WAVELESS_BATCH_SIZE must be >= 1"):
+            Settings.from_env(env)
 
 
 def recorded_batches(app: Workflows, ids: list[UUID]) -> list[Any]:

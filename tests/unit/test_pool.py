@@ -24,11 +24,11 @@ def datastore(pool_size: int = 1, max_overflow: int = 1) -> PostgresDatastore:
 
 class TestBudgetSettings:
     def test_defaults_are_one_plus_one_connections_and_ten_idle_seconds(self):
-        assert PoolBudget.from_env({}) == PoolBudget(1, 1, 10.0)
+        assert Settings.from_env({}).pool == PoolBudget(1, 1, 10.0) == PoolBudget()
 
     def test_reads_the_wes_db_variables(self):
-        budget = PoolBudget.from_env({"WES_DB_POOL_SIZE": "3", "WES_DB_MAX_OVERFLOW": "0",
-                                      "WES_DB_MAX_IDLE_SECONDS": "2.5"})
+        budget = Settings.from_env({"WES_DB_POOL_SIZE": "3", "WES_DB_MAX_OVERFLOW": "0",
+                                    "WES_DB_MAX_IDLE_SECONDS": "2.5"}).pool
         assert budget == PoolBudget(3, 0, 2.5)
 
     @pytest.mark.parametrize("env", [{"WES_DB_POOL_SIZE": "0"}, {"WES_DB_MAX_OVERFLOW": "-1"},
@@ -36,7 +36,7 @@ class TestBudgetSettings:
                                      {"WES_DB_MAX_IDLE_SECONDS": "0"}])
     def test_a_bad_value_is_a_configuration_error_naming_it(self, env):
         with pytest.raises(ConfigurationError, match="WES_DB_"):
-            PoolBudget.from_env(env)
+            Settings.from_env(env)
 
     def test_the_library_keys_carry_the_budget_and_an_explicit_one_wins(self, monkeypatch):
         monkeypatch.delenv("POSTGRES_POOL_SIZE", raising=False)
@@ -48,8 +48,8 @@ class TestBudgetSettings:
 
     def test_one_process_doing_three_processes_work_gets_their_budget(self):
         assert PoolBudget(1, 1, 10.0).times(3) == PoolBudget(3, 3, 10.0)
-        assert not PoolBudget.configured({})
-        assert PoolBudget.configured({"WES_DB_MAX_OVERFLOW": "0"})
+        assert not Settings.from_env({}).pool_configured
+        assert Settings.from_env({"WES_DB_MAX_OVERFLOW": "0"}).pool_configured
 
     def test_settings_read_the_scaling_variables(self):
         settings = Settings.from_env({

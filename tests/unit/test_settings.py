@@ -39,6 +39,7 @@ VARIABLES = {
     "WES_DB_POOL_SIZE": ("3", lambda s: s.pool.pool_size, 3),
     "WES_DB_MAX_OVERFLOW": ("0", lambda s: s.pool.max_overflow, 0),
     "WES_DB_MAX_IDLE_SECONDS": ("4", lambda s: s.pool.max_idle_seconds, 4.0),
+    "WES_DB_START_WAIT_SECONDS": ("7", lambda s: s.db_start_wait_seconds, 7.0),
     "WES_MIN_POSITION_TIMEOUT": ("1.5", lambda s: s.api.min_position_timeout, 1.5),
     "WES_READY_MAX_LAG_EVENTS": ("10", lambda s: s.api.ready_max_lag_events, 10),
     "WES_READY_MAX_LAG_SECONDS": ("6", lambda s: s.api.ready_max_lag_seconds, 6.0),
