@@ -77,6 +77,8 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
 
     projection_name: ClassVar[str]
     table_specs: ClassVar[tuple[TableSpec, ...]]
+    retired_suffixes: ClassVar[tuple[str, ...]] = ()
+    """Tables an earlier release kept in each generation: dropped with their generation."""
 
     def __init__(self, datastore: PostgresDatastore, *,
                  tracking_table_name: str | None = None, **kwargs: Any) -> None:
@@ -222,7 +224,8 @@ class GenerationalView(PostgresTrackingRecorder, Generic[S]):
         schema = Identifier(self.schema)
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(SQL("SET LOCAL lock_timeout = {}").format(SWITCH_LOCK_TIMEOUT))
-            for suffix in [spec.suffix for spec in self.table_specs] + ["_tracking"]:
+            suffixes = [spec.suffix for spec in self.table_specs] + ["_tracking"]
+            for suffix in suffixes + list(self.retired_suffixes):
                 curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(
                     schema, Identifier(self._table_name(generation, suffix))))
         self._generations.pop(generation, None)

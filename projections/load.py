@@ -119,6 +119,9 @@ class PostgresLoadView(GenerationalView[_LoadSQL], LoadView):
     """The load read model in PostgreSQL."""
 
     projection_name: ClassVar[str] = "load"
+    # Until the load model folded the Workflow aggregate, it kept a private copy of each
+    # workflow's flow here (issue 15); an upgraded schema still has it in its generations.
+    retired_suffixes: ClassVar[tuple[str, ...]] = ("_workflows",)
     table_specs: ClassVar[tuple[TableSpec, ...]] = (
         TableSpec("", SQL(
             "service text NOT NULL, instance text NOT NULL,"

@@ -196,6 +196,26 @@ class TestRebuild:
         finally:
             models.close()
 
+    def test_a_table_an_earlier_release_kept_goes_with_its_generation(
+            self, db: Database) -> None:
+        app = open_workflows(db)
+        completed_orders(app, 2)
+        models = read_model_views(db, app)
+        try:
+            live = models.load.pointer().generation
+            retired = models.load._table_name(live, "_workflows")
+            with models.load.datastore.transaction(commit=True) as curs:
+                curs.execute(f'CREATE TABLE "{db.schema}"."{retired}" (id uuid)')
+            rebuild(models, names=["load"])
+            with models.load.datastore.transaction(commit=False) as curs:
+                curs.execute("SELECT to_regclass(%s) AS found", (f'"{db.schema}"."{retired}"',))
+                row = curs.fetchone()
+            assert row is not None and row["found"] is None
+            assert models.load.generations_on_disk() == [live + 1]
+        finally:
+            models.close()
+            app.close()
+
     def test_an_event_it_cannot_read_stops_the_rebuild_before_it(self, db: Database) -> None:
         app = open_workflows(db)
         completed_orders(app, 2)
