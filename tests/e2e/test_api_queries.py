@@ -305,6 +305,21 @@ class TestAuditCounts:
         assert_problem(api.get("/v1/audit/counts", params={
             k: v for k, v in query.items() if v is not None}), 422, "validation")
 
+    def test_the_ends_of_time_are_answered_not_a_server_error(self, api: TestClient) -> None:
+        def counts(after: str, before: str, width: int) -> Any:
+            return api.get("/v1/audit/counts", params={
+                "event_type": "Completed", "after": after, "before": before,
+                "bucket_seconds": width})
+
+        last = counts("9999-12-31T23:59:00Z", "9999-12-31T23:59:59.999999Z", 1)
+        assert last.status_code == 200, last.text
+        assert len(last.json()["buckets"]) == 60
+        # The first 7-second bucket would start before year 1.
+        body = assert_problem(counts("0001-01-01T00:00:00Z", "0001-01-01T00:01:00Z", 7), 422)
+        assert body["field"] == "after"
+        assert counts("0001-01-01T00:00:00Z", "0001-01-01T00:01:00Z", 60).status_code == 200
+        assert_problem(counts("0001-01-01T00:00:00+01:00", "0001-01-01T00:01:00Z", 60), 422)
+
     def test_a_reader_may_count(self, make_client: Any) -> None:
         reader = make_client("reader-key")
         answer = reader.get("/v1/audit/counts", params={
