@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from application.load_balancing import LoadBalancer
 from application.settings import ApiConfig
 from application.workflows import Workflows
+from projections import audit
 from tests.e2e import api_support
 from tests.e2e.api_support import assert_problem, build_app, start_caller_driven
 
@@ -319,6 +320,16 @@ class TestAuditCounts:
         assert body["field"] == "after"
         assert counts("0001-01-01T00:00:00Z", "0001-01-01T00:01:00Z", 60).status_code == 200
         assert_problem(counts("0001-01-01T00:00:00+01:00", "0001-01-01T00:01:00Z", 60), 422)
+
+    def test_the_documented_bounds_are_the_read_models(self, api: TestClient) -> None:
+        operation = api.get("/openapi.json").json()["paths"]["/v1/audit/counts"]["get"]
+        schemas = {p["name"]: p["schema"] for p in operation["parameters"]}
+        assert (schemas["event_type"]["minItems"], schemas["event_type"]["maxItems"]) == (
+            1, audit.MAX_COUNT_TYPES)
+        assert (schemas["bucket_seconds"]["minimum"], schemas["bucket_seconds"]["maximum"]) \
+            == (1, audit.MAX_BUCKET_SECONDS)
+        assert f"{audit.MAX_COUNT_WINDOW.days} days" in operation["description"]
+        assert f"{audit.MAX_BUCKETS:,} buckets" in operation["description"]
 
     def test_a_reader_may_count(self, make_client: Any) -> None:
         reader = make_client("reader-key")
