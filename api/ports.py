@@ -61,6 +61,13 @@ class AuditQueries(Protocol):
                before: datetime | None = None, limit: int = 50,
                cursor: str | None = None, descending: bool = False) -> PageOf: ...
 
+    def counts(self, event_types: Sequence[str], after: datetime, before: datetime,
+               bucket_seconds: int) -> Any:
+        """Events per type and epoch-aligned bucket (`projections.audit.AuditCounts`:
+        `buckets()` every bucket with zeros, `totals()`); InvalidValue for a window, bucket
+        width or event type it does not take."""
+        ...
+
 
 class LoadQueries(Protocol):
     """Load rows: one per service instance."""

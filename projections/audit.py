@@ -1,5 +1,6 @@
 """Audit read model: one row per workflow event, searchable by workflow, correlation id,
-event type and time (API.md `GET /v1/audit`, `GET /v1/workflows/{id}/audit`)."""
+event type and time (API.md `GET /v1/audit`, `GET /v1/workflows/{id}/audit`), and counted
+per event type and time bucket (`GET /v1/audit/counts`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 
 from application.workflows import event_data
+from domain.exceptions import InvalidValue
 from domain.workflow import Workflow
 from projections.base import BatchProjection, Event, build_indexes_now
 from projections.batch import BatchTransaction
@@ -33,6 +35,20 @@ _BASE_FIELDS = frozenset(("originator_id", "originator_version", "timestamp", "o
 # `json.dumps` write them, which the tests check value for value.
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
+# The event types an audit row can have: the workflow's events, by class name.
+EVENT_TYPES = frozenset(name for name, value in vars(Workflow).items()
+                        if isinstance(value, type) and issubclass(value, Workflow.Event)
+                        and value is not Workflow.Event)
+# Bounds of `counts`: one statement over at most a month of the time index, and an answer
+# a chart can draw (a day per minute is 1,440 buckets).
+MAX_COUNT_TYPES = 10
+MAX_COUNT_WINDOW = timedelta(days=31)
+MAX_BUCKETS = 1440
+MAX_BUCKET_SECONDS = 86_400
+# Buckets are aligned to the epoch, whatever the window: successive calls (a chart
+# refreshed as time moves on) put an event in the same bucket.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 @dataclass(frozen=True, slots=True)
 class AuditRow:
@@ -49,6 +65,84 @@ class AuditRow:
     data: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class BucketCount:
+    """How many events of one type the bucket starting at `start` holds (never zero)."""
+
+    start: datetime
+    event_type: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditCounts:
+    """Events per type in `bucket_seconds` buckets of the window `after` <= t < `before`.
+
+    `starts` is every bucket of the window, the first one at or before `after` (buckets
+    are aligned to the epoch); `rows` only the buckets and types that hold events."""
+
+    event_types: tuple[str, ...]
+    after: datetime
+    before: datetime
+    bucket_seconds: int
+    starts: tuple[datetime, ...]
+    rows: tuple[BucketCount, ...]
+
+    def buckets(self) -> list[tuple[datetime, dict[str, int]]]:
+        """Every bucket of the window with a count for every type asked for (zeros too)."""
+        dense = {start: dict.fromkeys(self.event_types, 0) for start in self.starts}
+        for row in self.rows:
+            dense[row.start][row.event_type] = row.count
+        return list(dense.items())
+
+    def totals(self) -> dict[str, int]:
+        """Events per type in the whole window."""
+        totals = dict.fromkeys(self.event_types, 0)
+        for row in self.rows:
+            totals[row.event_type] += row.count
+        return totals
+
+
+def bucket_starts(after: datetime, before: datetime, bucket_seconds: int
+                  ) -> tuple[datetime, ...]:
+    """The epoch-aligned buckets covering `after` <= t < `before`, as `date_bin` puts
+    events in them; InvalidValue for a window `counts` does not take."""
+    if isinstance(bucket_seconds, bool) or not isinstance(bucket_seconds, int) or \
+            not 1 <= bucket_seconds <= MAX_BUCKET_SECONDS:
+        raise InvalidValue("bucket_seconds", bucket_seconds,
+                           f"must be an integer from 1 to {MAX_BUCKET_SECONDS}")
+    if before <= after:
+        raise InvalidValue("before", before.isoformat(), "must be later than after")
+    if before - after > MAX_COUNT_WINDOW:
+        raise InvalidValue("after", after.isoformat(),
+                           f"the window must not be longer than {MAX_COUNT_WINDOW.days} days")
+    width = timedelta(seconds=bucket_seconds)
+    # Integer arithmetic on timedeltas: exact to the microsecond, unlike float seconds.
+    first = (after - EPOCH) // width
+    count = -((first * width - (before - EPOCH)) // width)  # ceil((before - start) / width)
+    if count > MAX_BUCKETS:
+        raise InvalidValue("bucket_seconds", bucket_seconds,
+                           f"the window would have {count} buckets; at most {MAX_BUCKETS}")
+    try:
+        return tuple(EPOCH + (first + i) * width for i in range(count))
+    except OverflowError:  # a bucket starting before year 1
+        raise InvalidValue("after", after.isoformat(), "is out of range") from None
+
+
+def check_event_types(event_types: Sequence[str]) -> tuple[str, ...]:
+    """The distinct event types, in the order given; InvalidValue for none, too many or
+    one that no audit row can have."""
+    types = tuple(dict.fromkeys(event_types))
+    if not 1 <= len(types) <= MAX_COUNT_TYPES:
+        raise InvalidValue("event_type", list(types),
+                           f"give from 1 to {MAX_COUNT_TYPES} event types")
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        raise InvalidValue("event_type", unknown,
+                           f"not a workflow event type; one of {', '.join(sorted(EVENT_TYPES))}")
+    return types
+
+
 class AuditView(ABC):
     """Queries of the audit read model."""
 
@@ -63,6 +157,11 @@ class AuditView(ABC):
                before: datetime | None = None, limit: int = 50, cursor: str | None = None,
                descending: bool = False) -> Page[AuditRow]:
         """Events matching every filter given (`after` <= timestamp < `before`), by position."""
+
+    @abstractmethod
+    def counts(self, event_types: Sequence[str], after: datetime, before: datetime,
+               bucket_seconds: int) -> AuditCounts:
+        """Events of these types per epoch-aligned bucket (`after` <= timestamp < `before`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +217,15 @@ class PostgresAuditView(GenerationalView[_AuditSQL], AuditView):
                      direction=SQL("DESC" if descending else "ASC"))
             for descending in (False, True)
         }
+        # A range scan of the (timestamp, position) index, grouped: the count of a month of
+        # events is one statement, not a page of rows per 500 events.
+        self._counts = SQL(
+            "SELECT date_bin(%(bucket)s::integer * interval '1 second', timestamp,"
+            " {origin}) AS start, event_type, count(*) AS count FROM {view}"
+            " WHERE timestamp >= %(after)s::timestamptz AND timestamp < %(before)s::timestamptz"
+            " AND event_type = ANY(%(event_types)s::text[])"
+            " GROUP BY 1, 2 ORDER BY 1, 2"
+        ).format(origin=SQL("TIMESTAMPTZ '1970-01-01 00:00:00+00'"), view=view)
 
     def generation_statements(self, tables: GenerationTables) -> _AuditSQL:
         return _AuditSQL(
@@ -160,6 +268,18 @@ class PostgresAuditView(GenerationalView[_AuditSQL], AuditView):
             curs.execute(self._search[descending], params, prepare=True)
             rows = curs.fetchall()
         return _page(rows, limit, "audit", key)
+
+    def counts(self, event_types: Sequence[str], after: datetime, before: datetime,
+               bucket_seconds: int) -> AuditCounts:
+        types = check_event_types(event_types)
+        starts = bucket_starts(after, before, bucket_seconds)  # checked before any SQL
+        params = {"bucket": bucket_seconds, "after": after, "before": before,
+                  "event_types": list(types)}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._counts, params, prepare=True)
+            rows = curs.fetchall()
+        return AuditCounts(types, after, before, bucket_seconds, starts, tuple(
+            BucketCount(r["start"], r["event_type"], r["count"]) for r in rows))
 
 
 def _isoformat(value: Any) -> str:

@@ -6,6 +6,8 @@ endpoint, and every page with no request off 127.0.0.1 and no error in the brows
 from __future__ import annotations
 
 import re
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -342,6 +344,57 @@ class TestProjectionsPage:
 def shown(value: float) -> str:
     """A number as the page's fmtNum writes it."""
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+class TestThroughputPage:
+    def test_the_kpis_are_the_servers_counts_of_the_workflows_finished(
+            self, quiet_wes: Server, watched: tuple[Any, Watch]) -> None:
+        page, watch = watched
+        with quiet_wes.client() as client:
+            # A schema of its own: these are the only workflows the window holds.
+            inject_fault(client, "unrecoverable", "ORD-TP-UNDO")
+            ids = [start_order(client, f"ORD-TP-{n}") for n in range(3)]
+            undone = start_order(client, "ORD-TP-UNDO")
+            for wid in ids:
+                wait_for_status(client, wid, "COMPLETED")
+            wait_for_status(client, undone, "COMPENSATED")
+            # The audit read model may trail the progress one by a moment.
+            counted = wait_for_counts(client, {"Completed": 3, "CompensationCompleted": 1})
+        with page.expect_response("**/v1/audit/counts?*") as answered:
+            page.goto(f"{quiet_wes.url}/ui/#/throughput")
+        answer = answered.value.json()
+        assert answer["totals"]["Completed"] == 3 and answer["bucket_seconds"] == 60
+        # The compensated saga failed first (Failed), then undid its steps.
+        assert answer["totals"] == {**counted, "Failed": 1,
+                                    "MarkedLate": answer["totals"]["MarkedLate"]}
+        page.locator('[data-kpi="completed"] b').wait_for()
+        shown = {k: page.locator(f'[data-kpi="{k}"] b').inner_text()
+                 for k in ("completed", "compensated", "failed", "compensation-rate", "late")}
+        assert shown == {"completed": "3", "compensated": "1", "failed": "1",
+                         "compensation-rate": "25.0 %",
+                         "late": str(answer["totals"]["MarkedLate"])}
+        # The last hour per minute: 60 buckets (61 when the minute turned in between).
+        assert len(answer["buckets"]) in (60, 61)
+        note = page.locator('[data-testid="page-throughput"] p.muted').inner_text()
+        assert note.startswith("From the audit read model since") and "capped" not in note
+        # One aggregate per refresh, no paging through the audit rows.
+        assert [u for u in watch.requests if "/v1/audit?" in u or u.endswith("/v1/audit")] == []
+        assert sum("/v1/audit/counts?" in u for u in watch.requests) == 1
+
+
+def wait_for_counts(client: Any, expected: dict[str, int], timeout: float = 30.0
+                    ) -> dict[str, int]:
+    """The last hour's counts of these event types, once they reach `expected`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        after = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        totals = client.get("/v1/audit/counts", params={
+            "event_type": list(expected), "after": after, "bucket_seconds": 3600}
+        ).json()["totals"]
+        if totals == expected or time.monotonic() > deadline:
+            assert totals == expected
+            return dict(totals)
+        time.sleep(0.2)
 
 
 class TestWhatIf:

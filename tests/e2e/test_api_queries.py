@@ -6,17 +6,20 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from application.load_balancing import LoadBalancer
 from application.settings import ApiConfig
 from application.workflows import Workflows
+from projections import audit
 from tests.e2e import api_support
 from tests.e2e.api_support import assert_problem, build_app, start_caller_driven
 
 # Fixtures this module uses.
 api = api_support.api
 read_models = api_support.read_models
+make_client = api_support.make_client
 
 
 def fresh(position: int, **params: Any) -> dict[str, Any]:
@@ -222,6 +225,129 @@ class TestAudit:
         assert search(after=(now + timedelta(minutes=5)).isoformat()) == []
         assert_problem(api.get("/v1/audit", params={"event_type": "no spaces"}), 422)
         assert_problem(api.get("/v1/audit", params={"workflow_id": "nope"}), 422)
+
+
+class TestAuditCounts:
+    def test_counts_per_type_and_bucket_with_every_bucket_present(
+            self, api: TestClient) -> None:
+        before_any = datetime.now(UTC)
+        ids = [start_caller_driven(api)["id"] for _ in range(3)]
+        last = api.post(f"/v1/workflows/{ids[0]}/cancel").json()
+        after = (before_any - timedelta(hours=1)).isoformat()
+        answer = api.get("/v1/audit/counts", params=fresh(
+            last["position"], event_type=["Created", "Workflow.Cancelled", "Failed"],
+            after=after, bucket_seconds=600))
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["totals"] == {"Created": 3, "Cancelled": 1, "Failed": 0}
+        assert body["bucket_seconds"] == 600
+        assert datetime.fromisoformat(body["after"]) == datetime.fromisoformat(after)
+        assert datetime.fromisoformat(body["before"]) > datetime.fromisoformat(last_time(
+            api, last["position"]))
+        starts = [datetime.fromisoformat(b["start"]) for b in body["buckets"]]
+        # An hour and a bit from an unaligned start, per 10 minutes: 7 or 8 buckets, each
+        # on a multiple of 600 s since the epoch, none missing.
+        assert len(starts) in (7, 8)
+        assert all(s.timestamp() % 600 == 0 for s in starts)
+        assert starts == [starts[0] + timedelta(minutes=10 * i) for i in range(len(starts))]
+        assert starts[0] <= datetime.fromisoformat(after) < starts[1]
+        assert all(set(b["counts"]) == {"Created", "Cancelled", "Failed"}
+                   for b in body["buckets"])
+        assert {k: sum(b["counts"][k] for b in body["buckets"]) for k in body["totals"]} == \
+            body["totals"]
+        # The same numbers as the rows themselves.
+        rows = walk(api, "/v1/audit", event_type=["Created", "Cancelled"], after=after)
+        assert len(rows) == 4
+
+    def test_the_window_is_half_open_and_before_may_be_given(self, api: TestClient) -> None:
+        wid = start_caller_driven(api)["id"]
+        last = api.post(f"/v1/workflows/{wid}/cancel").json()
+        at = last_time(api, last["position"])
+
+        def cancelled(after: str, before: str) -> int:
+            body = api.get("/v1/audit/counts", params={
+                "event_type": "Cancelled", "after": after, "before": before,
+                "bucket_seconds": 1}).json()
+            return body["totals"]["Cancelled"]  # type: ignore[no-any-return]
+
+        moment = datetime.fromisoformat(at)
+        assert cancelled(at, (moment + timedelta(microseconds=1)).isoformat()) == 1
+        assert cancelled((moment - timedelta(seconds=1)).isoformat(), at) == 0
+
+    @pytest.mark.parametrize(("params", "field"), [
+        ({"before": "2026-01-01T00:00:00Z"}, "before"),
+        ({"before": "2025-12-31T23:59:59Z"}, "before"),
+        ({"after": "2025-11-30T23:59:59Z"}, "after"),
+        ({"after": "2000-01-01T00:00:00Z", "before": None}, "after"),
+        ({"before": "2026-01-02T00:00:01Z", "bucket_seconds": 60}, "bucket_seconds"),
+        ({"event_type": "Finished"}, "event_type"),
+        ({"event_type": ["Completed", "Workflow.Finished"]}, "event_type"),
+    ])
+    def test_a_window_the_read_model_does_not_take_is_a_422(
+            self, api: TestClient, params: dict[str, Any], field: str) -> None:
+        query = {"event_type": "Completed", "after": "2026-01-01T00:00:00Z",
+                 "before": "2026-01-02T00:00:00Z", "bucket_seconds": 3600, **params}
+        head = api.get("/v1/events").json()["head"]
+        body = assert_problem(api.get("/v1/audit/counts", params={
+            k: v for k, v in query.items() if v is not None}), 422, "validation")
+        assert body["field"] == field, body
+        assert api.get("/v1/events").json()["head"] == head
+
+    @pytest.mark.parametrize("params", [
+        {"event_type": None}, {"event_type": ""}, {"event_type": "no spaces"},
+        {"event_type": [f"T{n}" for n in range(11)]}, {"after": None}, {"after": "0"},
+        {"after": "soon"}, {"bucket_seconds": 0}, {"bucket_seconds": 86_401},
+        {"bucket_seconds": "1.5"}, {"before": "1700000000"},
+    ])
+    def test_malformed_parameters_are_a_422(self, api: TestClient,
+                                            params: dict[str, Any]) -> None:
+        query = {"event_type": "Completed", "after": "2026-01-01T00:00:00Z",
+                 "bucket_seconds": 3600, **params}
+        assert_problem(api.get("/v1/audit/counts", params={
+            k: v for k, v in query.items() if v is not None}), 422, "validation")
+
+    def test_the_ends_of_time_are_answered_not_a_server_error(self, api: TestClient) -> None:
+        def counts(after: str, before: str, width: int) -> Any:
+            return api.get("/v1/audit/counts", params={
+                "event_type": "Completed", "after": after, "before": before,
+                "bucket_seconds": width})
+
+        last = counts("9999-12-31T23:59:00Z", "9999-12-31T23:59:59.999999Z", 1)
+        assert last.status_code == 200, last.text
+        assert len(last.json()["buckets"]) == 60
+        # The first 7-second bucket would start before year 1.
+        body = assert_problem(counts("0001-01-01T00:00:00Z", "0001-01-01T00:01:00Z", 7), 422)
+        assert body["field"] == "after"
+        assert counts("0001-01-01T00:00:00Z", "0001-01-01T00:01:00Z", 60).status_code == 200
+        assert_problem(counts("0001-01-01T00:00:00+01:00", "0001-01-01T00:01:00Z", 60), 422)
+
+    def test_the_documented_bounds_are_the_read_models(self, api: TestClient) -> None:
+        operation = api.get("/openapi.json").json()["paths"]["/v1/audit/counts"]["get"]
+        schemas = {p["name"]: p["schema"] for p in operation["parameters"]}
+        assert (schemas["event_type"]["minItems"], schemas["event_type"]["maxItems"]) == (
+            1, audit.MAX_COUNT_TYPES)
+        assert (schemas["bucket_seconds"]["minimum"], schemas["bucket_seconds"]["maximum"]) \
+            == (1, audit.MAX_BUCKET_SECONDS)
+        assert f"{audit.MAX_COUNT_WINDOW.days} days" in operation["description"]
+        assert f"{audit.MAX_BUCKETS:,} buckets" in operation["description"]
+
+    def test_a_reader_may_count(self, make_client: Any) -> None:
+        reader = make_client("reader-key")
+        answer = reader.get("/v1/audit/counts", params={
+            "event_type": "Completed", "after": "2026-01-01T00:00:00Z",
+            "before": "2026-01-01T01:00:00Z", "bucket_seconds": 3600})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["buckets"] == [
+            {"start": "2026-01-01T00:00:00Z", "counts": {"Completed": 0}}]
+        assert_problem(make_client().get("/v1/audit/counts", params={
+            "event_type": "Completed", "after": "2026-01-01T00:00:00Z"}), 401)
+
+
+def last_time(api: TestClient, position: int) -> str:
+    """The time of the audit row at `position` (as the API writes it)."""
+    page = api.get("/v1/audit", params=fresh(position, order="desc", limit=1)).json()
+    assert page["items"][0]["position"] == position
+    return page["items"][0]["timestamp"]  # type: ignore[no-any-return]
 
 
 class TestLoadAndProjections:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
 
+from application.database import Database
+from application.workflows import Workflows
 from domain.exceptions import InvalidValue
+from projections.audit import EPOCH, AuditCounts
 from projections.read_models import ProjectionViews
 from tests.support.projection_history import (
     ASSIGN,
@@ -15,6 +22,8 @@ from tests.support.projection_history import (
     RESERVE,
     Projected,
     all_pages,
+    completed_orders,
+    live_projection,
 )
 
 
@@ -131,3 +140,140 @@ class TestAuditSearch:
 
 def test_unknown_ids_are_just_absent(models: ProjectionViews) -> None:
     assert models.audit.search(workflow_id=UUID(int=1)).items == ()
+
+
+# ---------------------------------------------------------------------- counts
+
+START = datetime(2026, 3, 1, 0, 0, 3, tzinfo=UTC)  # not on a minute: buckets must align
+TICK = timedelta(seconds=7)
+MIDNIGHT = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+class SevenSecondClock:
+    """Readings 7 s apart from START: a few workflows' events spread over minutes."""
+
+    def __init__(self) -> None:
+        self._ticks = itertools.count()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return START + TICK * next(self._ticks)
+
+
+def three_completed(app: Workflows) -> dict[str, UUID]:
+    return {f"order-{n}": i for n, i in enumerate(completed_orders(app, 3, prefix="CNT"))}
+
+
+@pytest.fixture(scope="module")
+def spread(server: Database) -> Iterator[Projected]:
+    with live_projection(server, three_completed, clock=SevenSecondClock()) as done:
+        yield done
+
+
+def every_row(models: ProjectionViews) -> list[tuple[datetime, str]]:
+    rows = all_pages(lambda cursor: models.audit.search(limit=500, cursor=cursor))
+    return [(r.timestamp, r.event_type) for r in rows]
+
+
+def by_python(rows: list[tuple[datetime, str]], types: set[str], after: datetime,
+              before: datetime, width: int) -> Counter[tuple[datetime, str]]:
+    """The oracle: each row in the epoch-aligned bucket its time falls in."""
+    step = timedelta(seconds=width)
+    return Counter((EPOCH + ((t - EPOCH) // step) * step, kind) for t, kind in rows
+                   if kind in types and after <= t < before)
+
+
+def sparse(counts: AuditCounts) -> Counter[tuple[datetime, str]]:
+    return Counter({(start, kind): n for start, per in counts.buckets()
+                    for kind, n in per.items() if n})
+
+
+class TestAuditCounts:
+    def test_counts_what_the_rows_hold_per_aligned_bucket(self, spread: Projected) -> None:
+        rows = every_row(spread.models)
+        first, last = rows[0][0], rows[-1][0]
+        assert last - first > timedelta(minutes=2)  # several minute buckets
+        types = {"Created", "StepExecuted", "Completed"}
+        for width in (1, 60, 600, 86_400):
+            counts = spread.models.audit.counts(sorted(types), first, last + TICK, width)
+            assert sparse(counts) == by_python(rows, types, first, last + TICK, width), width
+            assert counts.totals() == {"Completed": 3, "Created": 3, "StepExecuted": 12}
+
+    def test_buckets_are_aligned_to_the_epoch_and_cover_the_window(
+            self, spread: Projected) -> None:
+        after, before = START + timedelta(seconds=30), START + timedelta(minutes=10)
+        counts = spread.models.audit.counts(["Completed"], after, before, 60)
+        starts = [start for start, _ in counts.buckets()]
+        # 00:00:33 is in the bucket of 00:00; the last bucket starts at 00:10, before 00:10:03.
+        assert starts[0] == datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
+        assert starts == [starts[0] + timedelta(minutes=i) for i in range(11)]
+        assert all((s - EPOCH) % timedelta(seconds=60) == timedelta(0) for s in starts)
+        # A window starting elsewhere in the same minute answers the same buckets.
+        later = spread.models.audit.counts(["Completed"], after + timedelta(seconds=20),
+                                           before, 60)
+        assert [start for start, _ in later.buckets()] == starts
+
+    def test_every_bucket_is_answered_zeros_included(self, spread: Projected) -> None:
+        rows = every_row(spread.models)
+        after = rows[-1][0] - timedelta(hours=1, microseconds=-1)  # not on a bucket
+        counts = spread.models.audit.counts(["Completed", "MarkedLate"], after,
+                                            after + timedelta(hours=3), 600)
+        buckets = counts.buckets()
+        assert len(buckets) == 19  # 3 hours from an unaligned start: 18 full and a partial one
+        assert all(set(per) == {"Completed", "MarkedLate"} for _, per in buckets)
+        assert sum(per["Completed"] for _, per in buckets) == 3
+        assert sum(1 for _, per in buckets if per == {"Completed": 0, "MarkedLate": 0}) >= 17
+        assert counts.totals() == {"Completed": 3, "MarkedLate": 0}
+
+    def test_only_the_types_asked_for(self, spread: Projected) -> None:
+        rows = every_row(spread.models)
+        window = (rows[0][0], rows[-1][0] + TICK)
+        counts = spread.models.audit.counts(["StepStarted", "StepStarted"], *window, 3600)
+        assert counts.totals() == {"StepStarted": 12}
+        assert {k for _, per in counts.buckets() for k in per} == {"StepStarted"}
+        assert spread.models.audit.counts(["Failed"], *window, 3600).totals() == {"Failed": 0}
+
+    def test_the_window_is_after_inclusive_before_exclusive(self, spread: Projected) -> None:
+        done = [t for t, kind in every_row(spread.models) if kind == "Completed"]
+        at = done[1]
+
+        def completed(after: datetime, before: datetime) -> int:
+            return spread.models.audit.counts(["Completed"], after, before, 1).totals()[
+                "Completed"]
+
+        assert completed(at, at + timedelta(microseconds=1)) == 1
+        assert completed(at - timedelta(seconds=1), at) == 0
+        assert completed(at + timedelta(microseconds=1), at + timedelta(seconds=1)) == 0
+        assert completed(done[0], done[2]) == 2
+        assert completed(done[0], done[2] + timedelta(microseconds=1)) == 3
+
+    @pytest.mark.parametrize(("types", "after", "before", "width", "field"), [
+        (["Completed"], START, START, 60, "before"),
+        (["Completed"], START, START - timedelta(seconds=1), 60, "before"),
+        (["Completed"], START, START + timedelta(days=31, microseconds=1), 86_400, "after"),
+        (["Completed"], MIDNIGHT, MIDNIGHT + timedelta(days=1, microseconds=1), 60,
+         "bucket_seconds"),
+        (["Completed"], START, START + timedelta(days=1), 60, "bucket_seconds"),
+        (["Completed"], START, START + timedelta(hours=1), 0, "bucket_seconds"),
+        (["Completed"], START, START + timedelta(hours=1), 86_401, "bucket_seconds"),
+        ([], START, START + timedelta(hours=1), 60, "event_type"),
+        (["Completed", "Finished"], START, START + timedelta(hours=1), 60, "event_type"),
+        ([f"T{n}" for n in range(11)], START, START + timedelta(hours=1), 60, "event_type"),
+        (["Completed"], datetime(1, 1, 1, tzinfo=UTC),
+         datetime(1, 1, 1, 0, 1, tzinfo=UTC), 7, "after"),
+    ])
+    def test_a_window_it_does_not_take_is_invalid(
+            self, spread: Projected, types: list[str], after: datetime, before: datetime,
+            width: int, field: str) -> None:
+        with pytest.raises(InvalidValue) as refused:
+            spread.models.audit.counts(types, after, before, width)
+        assert refused.value.field == field
+
+    def test_the_largest_windows_it_takes(self, spread: Projected) -> None:
+        day = spread.models.audit.counts(["Completed"], MIDNIGHT, MIDNIGHT + timedelta(days=1),
+                                         60)
+        assert len(day.buckets()) == 1440 and day.totals() == {"Completed": 3}
+        month = spread.models.audit.counts(["Completed"], START, START + timedelta(days=31),
+                                           86_400)
+        assert month.totals() == {"Completed": 3} and len(month.buckets()) == 32

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -157,6 +158,12 @@ class TestQueriesFromAHotStandby:
         page = progress.list(limit=10)
         assert len(page.items) >= 3
         assert router.served.get("standby", 0) == 2 and "primary" not in router.served
+        # The audit counts go where audit searches go.
+        now = datetime.now(UTC)
+        counts = RoutedQueries(router, "audit").counts(
+            ["Completed"], now - timedelta(hours=1), now + timedelta(minutes=1), 3600)
+        assert counts.totals() == {"Completed": 3}
+        assert router.served.get("standby", 0) == 3 and "primary" not in router.served
         # What the standby answered is what it has applied itself.
         replica = router.replicas[0].models
         assert (replica.view("progress").max_tracking_id(app.name) or 0) >= position

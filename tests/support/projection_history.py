@@ -194,10 +194,11 @@ def fresh_schema(server: Database) -> Database:
 @contextmanager
 def live_projection(server: Database,
                     history: Callable[[Workflows], dict[str, UUID]] = mixed_history,
-                    ) -> Iterator[Projected]:
-    """Writes `history` into a fresh schema while the projector runs, and waits for it."""
+                    clock: Callable[[], datetime] | None = None) -> Iterator[Projected]:
+    """Writes `history` into a fresh schema while the projector runs, and waits for it
+    (the events' times from `clock`, a `StepClock` unless given)."""
     db = fresh_schema(server)
-    app = open_workflows(db, clock=StepClock())
+    app = open_workflows(db, clock=clock or StepClock())
     models = read_model_views(db, app)
     try:
         with projector_runner(models, standby_poll_seconds=0.1) as runner:
