@@ -1,10 +1,12 @@
 """What the engine observed in a window, from the workflows' events: arrivals, each
 operation's calls (duration from start saved to outcome saved, and how they ended), the
-dispatch gaps and the concurrency that was seen; and what actually happened."""
+dispatch gaps (those after a waveless release apart: a worker must claim the released work
+first), capped services' slot hand-offs, when the release loop's first batch came, and the
+concurrency that was seen; and what actually happened."""
 
 from __future__ import annotations
 
-import bisect
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,10 +41,12 @@ def extract(events_by_workflow: Iterable[tuple[UUID, list[Any]]], start: datetim
     operations: dict[tuple[str, str, str], OperationModel] = {}
     output_keys: dict[tuple[str, str], set[str]] = {}
     dispatch: list[float] = []
+    release_gaps: list[float] = []
     spans: dict[str, list[tuple[float, float]]] = {}
     steps_cache: dict[tuple[str, int], tuple[Any, ...]] = {}
     capped_calls: dict[str, list[tuple[float, float, float]]] = {}
     waveless = 0
+    first_release: datetime | None = None
     for workflow_id, events in events_by_workflow:
         if not events or not isinstance(events[0], Workflow.Created):
             continue
@@ -65,32 +69,49 @@ def extract(events_by_workflow: Iterable[tuple[UUID, list[Any]]], start: datetim
         records.append(Record(created.timestamp, wf.started_at,
                               wf.finished_at if status in _TERMINAL else None, status,
                               wf.cut_off))
-        _calls(events, wf, start, caps, operations, output_keys, dispatch, spans, capped_calls)
+        _calls(events, wf, start, caps, operations, output_keys, (dispatch, release_gaps), spans,
+               capped_calls)
+        first_release = _first_release(events, first_release)
     service_peaks = {service: _most_at_once(s) for service, s in spans.items()}
     every = [span for s in spans.values() for span in s]
     arrivals.sort(key=lambda a: (a.at, str(a.workflow_id)))
     observed = Observed(start, end, arrivals, operations, dispatch, _most_at_once(every),
                         service_peaks, {k: tuple(sorted(v)) for k, v in output_keys.items()},
-                        {service: _handoffs(calls) for service, calls in capped_calls.items()})
+                        {service: _handoffs(calls, caps[service])
+                         for service, calls in capped_calls.items()},
+                        (first_release - start).total_seconds() if first_release else None,
+                        release_gaps)
     return Recorded(observed, records, spans, waveless)
+
+
+def _first_release(events: list[Any], first: datetime | None) -> datetime | None:
+    """The earlier of `first` and this workflow's release in a batch, if it was released."""
+    for e in events:
+        if type(e).__name__ == "ReleasedInBatch":
+            return e.timestamp if first is None or e.timestamp < first else first
+    return first
 
 
 def _calls(events: list[Any], wf: Workflow, start: datetime, caps: Mapping[str, int],
            operations: dict[tuple[str, str, str], OperationModel],
-           output_keys: dict[tuple[str, str], set[str]], dispatch: list[float],
-           spans: dict[str, list[tuple[float, float]]],
+           output_keys: dict[tuple[str, str], set[str]],
+           dispatch: tuple[list[float], list[float]], spans: dict[str, list[tuple[float, float]]],
            capped_calls: dict[str, list[tuple[float, float, float]]]) -> None:
-    """Every call of one workflow: its model sample, its span, the gap before it."""
+    """Every call of one workflow: its model sample, its span, the gap before it (into
+    `dispatch[1]` after a waveless release, else into `dispatch[0]`)."""
     ready: datetime | None = None  # when the workflow could next start a call
+    released = False  # ready since a waveless batch started it: a worker must claim it
     running: dict[tuple[str, str], tuple[datetime, str, str, datetime | None]] = {}
     for e in events:
         kind = type(e).__name__
+        released = released or kind == "ReleasedInBatch"
         ready = _ready_after(e, kind, ready)
         started = _call_started(e, kind, wf)
         if started is not None:
             direction, service, operation = started
             running[(e.step_id, direction)] = (e.timestamp, service, operation, ready)
-            _gap(dispatch, ready, e.timestamp, service in caps)
+            _gap(dispatch[1] if released else dispatch[0], ready, e.timestamp, service in caps)
+            released = False
         direction = _ENDS.get(kind)
         if direction is None:
             continue
@@ -143,15 +164,23 @@ def _span(spans: dict[str, list[tuple[float, float]]],
         capped_calls.setdefault(began[1], []).append((ready, a, b))
 
 
-def _handoffs(calls: list[tuple[float, float, float]]) -> list[float]:
+def _handoffs(calls: list[tuple[float, float, float]], cap: int) -> list[float]:
     """How long a capped service's freed slot took to reach a call that was waiting for it
-    (the previous call's outcome saved -> this call's start saved), in ms."""
-    ends = sorted(end for _, _, end in calls)
+    (the slot's previous call's outcome saved -> this call's start saved), in ms. Each start
+    takes the slot freed earliest that no start took yet (the cap's `cap` slots are free
+    before the first call): with more than one slot, the latest outcome before a start is
+    not the slot it took, and pairing them would make hand-offs look shorter."""
+    edges = sorted([(end, 0, 0.0) for _, _, end in calls]
+                   + [(began, 1, ready) for ready, began, _ in calls])
+    freed: deque[float | None] = deque([None] * cap)  # None: free since before the window
     found = []
-    for ready, began, _ in calls:
-        freed = bisect.bisect_right(ends, began) - 1
-        if freed >= 0 and ready < ends[freed]:
-            found.append((began - ends[freed]) * 1000)
+    for at, starts, ready in edges:
+        if not starts:
+            freed.append(at)
+            continue
+        slot = freed.popleft() if freed else None
+        if slot is not None and ready < slot:
+            found.append((at - slot) * 1000)
     return found
 
 

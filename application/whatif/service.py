@@ -200,10 +200,13 @@ def _observed_summary(recorded: Recorded) -> dict[str, Any]:
                   model.summary()
                   for (service, operation, kind), model in sorted(observed.operations.items())}
     gaps = sorted(observed.dispatch_ms)
+    release_gaps = sorted(observed.release_dispatch_ms)
     return {
         "workflows": len(observed.arrivals), "waveless": recorded.waveless,
         "engine_concurrency": observed.engine_concurrency,
         "service_concurrency": dict(sorted(observed.service_concurrency.items())),
         "dispatch_p50_ms": round(gaps[len(gaps) // 2], 3) if gaps else None,
+        "release_dispatch_p50_ms": (round(release_gaps[len(release_gaps) // 2], 3)
+                                    if release_gaps else None),
         "operations": operations,
     }

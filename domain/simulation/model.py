@@ -90,6 +90,10 @@ class Observed:
     output_keys: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     handoff_ms: dict[str, list[float]] = field(default_factory=dict)  # capped: slot freed ->
     # the start of a call that waited for it
+    first_release_s: float | None = None  # the first batch released in the window, seconds
+    # from its start: the phase of the release loop, which ran before the window began
+    release_dispatch_ms: list[float] = field(default_factory=list)  # a waveless release ->
+    # its first start saved (a worker claims the released work); not in `dispatch_ms`
 
     def model(self, service: str, operation: str, kind: str = FORWARD) -> OperationModel | None:
         found = self.operations.get((service, operation, kind))

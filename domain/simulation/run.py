@@ -12,7 +12,9 @@ due; an idle loop ticks at its idle pace). What is modelled:
   the service (its observed concurrency, unbounded when a cap or the engine bound it);
   a call that finds none waits, first by priority, then by when it became ready;
 - a call's duration and outcome are one draw from that operation's observed calls;
-- between becoming ready and the next start saved, a draw of the observed dispatch gaps.
+- between becoming ready and the next start saved, a draw of the observed dispatch gaps;
+  after a waveless release, a draw of those observed after a release (a worker claims the
+  released work), which are longer than those of a worker going on with its workflow.
 Events the aggregates record are dropped as they are made (nothing is stored).
 """
 
@@ -103,6 +105,7 @@ class Simulation:
         self.in_flight: dict[str, int] = {}
         self.service_limit = dict(observed.service_concurrency)
         self.waiting: dict[str, list[tuple[int, float, int, _Call]]] = {}
+        self.handing: dict[str, int] = {}  # freed places on their way to a woken waiter
         self._seq = 0
         self.pending: dict[UUID, Workflow] = {}  # waveless, waiting for release
         self.candidates: dict[UUID, Candidate] = {}
@@ -110,7 +113,9 @@ class Simulation:
         self.lane_due: dict[tuple[int, int], float] = {}
         self.lane_seen: dict[tuple[int, int], float] = {}
         self.round_at: float | None = None  # the next release round, if one is scheduled
-        self.last_round = 0.0
+        # The loop ran before the window began: its rounds keep the phase of the first batch
+        # it released in the window. Without one, they are taken to fall on the window's start.
+        self.last_round = observed.first_release_s or 0.0
         self.idle_ms = adapt_interval(self.loop_interval_ms, 0) if policy.adaptive \
             else self.loop_interval_ms
         self.records: dict[UUID, Record] = {}
@@ -273,7 +278,9 @@ class Simulation:
             wf = self.pending.pop(c.workflow_id)
             del self.candidates[c.workflow_id]
             wf.release_in_batch(now, batch_id, position)
-            self._drive(wf)
+            # Released and started, its work item waits for a worker to claim it: the
+            # first call starts after an observed release -> first start gap.
+            self.clock.after(self._release_gap(), self._drive, wf)
 
     def _load(self) -> tuple[float | None, float | None]:
         """The worst service's load score and error rate, as the engine would observe them
@@ -336,6 +343,10 @@ class Simulation:
         gaps = self.observed.dispatch_ms
         return gaps[int(self.rng.random() * len(gaps))] / 1000 if gaps else 0.0
 
+    def _release_gap(self) -> float:
+        gaps = self.observed.release_dispatch_ms
+        return gaps[int(self.rng.random() * len(gaps))] / 1000 if gaps else self._gap()
+
     def _handoff(self, service: str) -> float:
         """How long a freed place takes to reach a waiting call: as observed for a capped
         service, else a dispatch gap."""
@@ -359,10 +370,13 @@ class Simulation:
         heapq.heappush(self.waiting.setdefault(call.service, []),
                        (wf.priority.rank, self.clock.t, self._seq, call))
 
-    def _can_start(self, service: str) -> bool:
-        if self.engine_busy >= self.engine_limit:
+    def _can_start(self, service: str, handing: bool = False) -> bool:
+        """Whether a call of `service` finds a thread, a cap slot and a place; `handing`:
+        whether one more is free besides those already on their way to woken waiters."""
+        promised = self.handing.get(service, 0) if handing else 0
+        if self.engine_busy + (sum(self.handing.values()) if handing else 0) >= self.engine_limit:
             return False
-        busy = self.in_flight.get(service, 0)
+        busy = self.in_flight.get(service, 0) + promised
         cap = self.caps.get(service)
         if cap is not None and busy >= cap:
             return False
@@ -464,15 +478,21 @@ class Simulation:
         may take it first, as a worker that just finished the previous step does."""
         best: tuple[int, float, int, _Call] | None = None
         for service, queue in self.waiting.items():
-            if queue and (best is None or queue[0] < best) and self._can_start(service):
+            # A place already handed to a woken waiter is not handed again: otherwise
+            # every completion elsewhere during a hand-off would wake one more waiter for
+            # the same place, and the quickest of their draws would take it.
+            if queue and (best is None or queue[0] < best) and self._can_start(service, True):
                 best = queue[0]
         if best is None:
             return
-        heapq.heappop(self.waiting[best[3].service])
-        self.clock.after(self._handoff(best[3].service), self._woken, best)
+        service = best[3].service
+        heapq.heappop(self.waiting[service])
+        self.handing[service] = self.handing.get(service, 0) + 1
+        self.clock.after(self._handoff(service), self._woken, best)
 
     def _woken(self, entry: tuple[int, float, int, _Call]) -> None:
         call = entry[3]
+        self.handing[call.service] -= 1
         if self._can_start(call.service):
             self._start(call)
             self._dispatch_waiting()  # more room than this call needs: hand on

@@ -7,16 +7,18 @@ import random
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
 from application.builtin_definitions import ORDER_FULFILLMENT
+from application.whatif.history import _handoffs
 from domain.enums import ErrorType
 from domain.exceptions import InvalidValue
 from domain.simulation.clock import VirtualClock
 from domain.simulation.kpis import Record, calibration, kpis, wip_series
 from domain.simulation.model import FORWARD, Arrival, Observed, OperationModel, Outcome, Policy
-from domain.simulation.run import SimulationLimit, simulate
+from domain.simulation.run import Simulation, SimulationLimit, simulate
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 STEPS = tuple(ORDER_FULFILLMENT["steps"])
@@ -91,6 +93,47 @@ class TestServerModel:
                         random.Random(3)).kpis
         assert fast["throughput_per_hour"] == pytest.approx(2 * slow["throughput_per_hour"],
                                                             rel=0.15)
+
+
+class TestEngineOverheads:
+    """The recorded times between calls are spent once, where the engine spent them."""
+
+    def test_the_release_loop_keeps_the_phase_of_the_windows_first_batch(self):
+        # The loop ran before the window: its first batch in it came 0.3 s after the
+        # start, not after a whole idle interval (2 x 400 ms) counted from the start.
+        seen = replace(observed(5, lane=(5, 400)), first_release_s=0.3)
+        result = simulate(seen, Policy("p"), random.Random(1))
+        assert result.kpis["release_wait_p50_s"] == pytest.approx(0.3)
+
+    def test_a_released_workflows_first_call_waits_for_a_release_gap_only(self):
+        # A worker claims released work after 100 ms; between its calls, 2 ms. Lead time:
+        # release at 0.3 s + 100 ms + four 10 ms calls, each followed by a 2 ms gap.
+        seen = replace(observed(1, lane=(5, 400), pick_ms=10.0), first_release_s=0.3,
+                       release_dispatch_ms=[100.0])
+        result = simulate(seen, Policy("p"), random.Random(1))
+        assert result.kpis["lead_time_p50_s"] == pytest.approx(0.3 + 0.1 + 0.04 + 0.008)
+
+    def test_a_freed_slot_is_handed_to_one_waiter_at_a_time(self):
+        # Half the hand-offs take 10 ms, half 190 ms: 100 ms on average between a pick's
+        # end and the next one's start. Packs end during hand-offs; were each of their
+        # completions to hand the same slot to one more waiter, the quickest draw of
+        # several would take it and the picks would follow each other sooner.
+        seen = replace(observed(60, pick_ms=100.0), handoff_ms={"warehouse-service":
+                                                               [10.0, 190.0]})
+        sim = Simulation(seen, Policy("cap1", wip_caps={"warehouse-service": 1}),
+                         random.Random(5), recorded_caps={"warehouse-service": 1})
+        sim.run()
+        picks = sorted(sim.spans["warehouse-service"])
+        gaps = [b[0] - a[1] for a, b in pairwise(picks)]
+        assert sum(gaps) / len(gaps) == pytest.approx(0.1, rel=0.2)
+
+    def test_a_hand_off_is_measured_from_the_slot_the_call_took(self):
+        # Cap 2: two calls end at 1.00 s and 1.02 s; two waiting calls start at 1.03 s and
+        # 1.05 s. Each took the slot freed first: 30 ms each, not 10 ms (after 1.02 s).
+        calls = [(0.0, 0.0, 1.0), (0.0, 0.0, 1.02), (0.0, 1.03, 2.0), (0.0, 1.05, 2.1)]
+        assert _handoffs(calls, 2) == pytest.approx([30.0, 30.0])
+        # A call that was not waiting (ready after the slot freed) measures no hand-off.
+        assert _handoffs([(0.0, 0.0, 1.0), (1.5, 1.6, 2.0)], 1) == []
 
 
 class TestEngineRules:
